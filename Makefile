@@ -1,0 +1,35 @@
+# Two entry points a fresh machine needs: `make quickstart` and `make test`.
+# Each creates the virtual environment and fetches the data it needs on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+FMNIST := /usr/share/datasets/fashion-mnist
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: venv data quickstart test lint bench-quick clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "torch==2.13.0"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+data:
+	@if [ -z "$$SLIMKIT_DATA" ] && [ ! -f $(FMNIST)/train-images-idx3-ubyte.gz ]; then \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; fi
+
+quickstart: venv data
+	$(VENV)/bin/slimkit compress recipes/quickstart.yaml --run-dir runs/quickstart --overwrite
+
+test: venv data
+	$(PY) -m ruff check src tests benchmarks
+	$(PY) -m pytest
+
+bench-quick: venv data
+	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

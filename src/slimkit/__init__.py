@@ -1,0 +1,41 @@
+"""slimkit: compress PyTorch networks and measure honestly what was gained.
+
+The public API is a few verbs, loaded lazily so that ``import slimkit`` is cheap and starts no CUDA.
+Everything not listed here is internal.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> "module:attribute"; each capability adds its verbs here
+_EXPORTS: dict[str, str] = {
+    # core
+    "SlimkitError": "slimkit.core.errors:SlimkitError",
+    "ConfigError": "slimkit.core.errors:ConfigError",
+    "GraphError": "slimkit.core.errors:GraphError",
+    # models
+    "create_model": "slimkit.models:create_model",
+    "list_models": "slimkit.models:list_models",
+    "save_model": "slimkit.models:save_model",
+    "load_model": "slimkit.models:load_model",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    target = _EXPORTS.get(name)
+    if target is None:
+        raise AttributeError(f"module 'slimkit' has no attribute {name!r}")
+    module_name, _, attr = target.partition(":")
+    value = getattr(importlib.import_module(module_name), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

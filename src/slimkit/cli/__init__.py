@@ -1,0 +1,40 @@
+"""The ``slimkit`` command: argv -> configs -> public functions. Thin by design."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from slimkit.cli._registry import add_all_commands
+from slimkit.core.errors import SlimkitError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slimkit", description="Compress PyTorch networks.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_all_commands(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 2 bad input, 1 other failure)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.version:
+        from slimkit import __version__
+
+        print(__version__)
+        return 0
+    if not getattr(args, "run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except SlimkitError as err:
+        print(f"slimkit {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"slimkit {args.command}: interrupted; run again with --resume to continue", file=sys.stderr)
+        return 130

@@ -1,0 +1,112 @@
+"""Keep module attributes (``in_channels``, ``num_features``, ...) true to their tensors' shapes.
+
+Structured pruning slices tensors and loading a pruned checkpoint resizes them; both then call
+:func:`sync_attributes` so the module prints, exports and fine-tunes like a normally built smaller one.
+Users register their own layer types with :data:`attribute_syncers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch import nn
+
+from slimkit.core.errors import CheckpointError
+from slimkit.core.modules import label
+
+Syncer = Callable[[nn.Module], None]
+attribute_syncers: dict[type, Syncer] = {}
+
+
+def register_syncer(*types: type) -> Callable[[Syncer], Syncer]:
+    def add(fn: Syncer) -> Syncer:
+        for t in types:
+            attribute_syncers[t] = fn
+        return fn
+
+    return add
+
+
+@register_syncer(nn.Conv1d, nn.Conv2d, nn.Conv3d)
+def _conv(m: nn.Module) -> None:
+    m.out_channels = m.weight.shape[0]
+    m.in_channels = m.weight.shape[1] * m.groups
+
+
+@register_syncer(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+def _conv_transpose(m: nn.Module) -> None:
+    m.in_channels = m.weight.shape[0]
+    m.out_channels = m.weight.shape[1] * m.groups
+
+
+@register_syncer(nn.Linear)
+def _linear(m: nn.Module) -> None:
+    m.out_features, m.in_features = m.weight.shape
+
+
+@register_syncer(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+def _batchnorm(m: nn.Module) -> None:
+    tensor = m.weight if m.weight is not None else m.running_mean
+    if tensor is not None:
+        m.num_features = tensor.shape[0]
+
+
+@register_syncer(nn.GroupNorm)
+def _groupnorm(m: nn.Module) -> None:
+    if m.weight is not None:
+        m.num_channels = m.weight.shape[0]
+
+
+@register_syncer(nn.LayerNorm)
+def _layernorm(m: nn.Module) -> None:
+    if m.weight is not None:
+        m.normalized_shape = tuple(m.weight.shape)
+
+
+@register_syncer(nn.Embedding)
+def _embedding(m: nn.Module) -> None:
+    m.num_embeddings, m.embedding_dim = m.weight.shape
+
+
+@register_syncer(nn.PReLU)
+def _prelu(m: nn.Module) -> None:
+    m.num_parameters = m.weight.numel()
+
+
+def sync_attributes(module: nn.Module) -> None:
+    """Update the shape attributes of ``module`` from its tensors (no-op for unknown types)."""
+    for cls in type(module).__mro__:
+        fn = attribute_syncers.get(cls)
+        if fn is not None:
+            fn(module)
+            return
+
+
+def resize_to_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Give every parameter/buffer of ``model`` the shape it has in ``state_dict`` (for pruned checkpoints).
+
+    Raises:
+        CheckpointError: naming the tensor when the state dict has keys the model lacks or vice versa.
+    """
+    own = dict(model.state_dict(keep_vars=True))
+    missing = sorted(set(own) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint does not match {type(model).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    for name, saved in state_dict.items():
+        current = own[name]
+        if current is None or tuple(current.shape) == tuple(saved.shape):
+            continue
+        fqn, _, attr = name.rpartition(".")
+        module = model.get_submodule(fqn) if fqn else model
+        new = torch.empty(saved.shape, dtype=current.dtype, device=current.device)
+        if attr in module._parameters:
+            module._parameters[attr] = nn.Parameter(new, requires_grad=current.requires_grad)
+        elif attr in module._buffers:
+            module._buffers[attr] = new
+        else:
+            raise CheckpointError(f"{label(fqn, module)}: cannot resize {attr!r}")
+        sync_attributes(module)

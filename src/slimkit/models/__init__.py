@@ -1,0 +1,6 @@
+"""The model zoo: the architectures the compression literature reports on, sized for 28x28 or 32x32 inputs."""
+
+from slimkit.models._registry import create_model, list_models, model_spec, register_model
+from slimkit.models.checkpoint import load_model, save_model
+
+__all__ = ["create_model", "list_models", "load_model", "model_spec", "register_model", "save_model"]

@@ -1,0 +1,65 @@
+"""The model zoo registry: ``create_model("resnet20", in_channels=1, num_classes=10, width=0.5)``.
+
+A name is either a registered zoo name or ``package.module:factory`` for a user's own model. Every model built
+here remembers how it was built (``model.slimkit_spec``) so checkpoints can rebuild it without pickled code.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from slimkit.core.errors import ConfigError
+from slimkit.core.registry import Registry
+
+ModelFactory = Callable[..., nn.Module]
+MODELS: Registry[ModelFactory] = Registry("model")
+SPEC_ATTR = "slimkit_spec"
+
+
+def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator adding a factory ``f(*, in_channels, num_classes, width, **kw) -> nn.Module`` to the zoo."""
+    return MODELS.register(name)
+
+
+def list_models() -> list[str]:
+    return MODELS.names()
+
+
+def resolve_factory(name: str) -> ModelFactory:
+    if ":" in name:
+        module_name, _, attr = name.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as err:
+            raise ConfigError(f"model {name!r}: cannot import {module_name!r} ({err})") from None
+        factory = getattr(module, attr, None)
+        if not callable(factory):
+            raise ConfigError(f"model {name!r}: {module_name} has no callable {attr!r}")
+        return factory
+    return MODELS.get(name)
+
+
+def create_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a zoo model (or ``package.module:factory``) and record its spec on it.
+
+    Args:
+        name: zoo name (see :func:`list_models`) or ``package.module:factory``.
+        **kwargs: passed to the factory; zoo models take ``in_channels``, ``num_classes``, ``width``.
+    """
+    factory = resolve_factory(name)
+    try:
+        model = factory(**kwargs)
+    except TypeError as err:
+        raise ConfigError(f"model {name!r}: bad arguments {kwargs} ({err})") from None
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model {name!r}: factory returned {type(model).__name__}, not an nn.Module")
+    setattr(model, SPEC_ATTR, {"name": name, "kwargs": dict(kwargs)})
+    return model
+
+
+def model_spec(model: nn.Module) -> dict[str, Any] | None:
+    return getattr(model, SPEC_ATTR, None)

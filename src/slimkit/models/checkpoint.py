@@ -1,0 +1,61 @@
+"""Save and load a (possibly pruned) model without pickled code: its build spec plus its state dict.
+
+Loading rebuilds the model from the spec, resizes tensors to the saved shapes (pruned channels), and loads the
+weights with ``torch.load(weights_only=True)``, which refuses arbitrary objects.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimkit.core.errors import CheckpointError
+from slimkit.core.io import atomic_write
+from slimkit.core.shapes import resize_to_state_dict
+from slimkit.models._registry import create_model, model_spec
+
+FORMAT = "slimkit.model/1"
+
+
+def save_model(model: nn.Module, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``model`` atomically to ``path``. The model must come from :func:`create_model`."""
+    spec = model_spec(model)
+    if spec is None:
+        raise CheckpointError(
+            f"{type(model).__name__} has no build spec: create it with slimkit.models.create_model "
+            "(a zoo name or 'package.module:factory') so it can be rebuilt without pickled code"
+        )
+    payload = {
+        "format": FORMAT,
+        "spec": spec,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metadata": metadata or {},
+    }
+    return atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such model file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
+        raise CheckpointError(f"{path}: not a readable slimkit model file ({type(err).__name__}: {err})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a slimkit model file (expected format {FORMAT})")
+    return payload
+
+
+def load_model(path: str | os.PathLike) -> nn.Module:
+    """Rebuild the model saved by :func:`save_model`, pruned shapes included."""
+    payload = read_checkpoint(path)
+    spec = payload["spec"]
+    model = create_model(spec["name"], **spec["kwargs"])
+    resize_to_state_dict(model, payload["state_dict"])
+    model.load_state_dict(payload["state_dict"])
+    return model

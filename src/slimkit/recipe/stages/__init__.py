@@ -1,0 +1,1 @@
+"""One module per stage type; each registers itself with ``register_stage``."""
