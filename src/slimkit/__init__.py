@@ -22,6 +22,9 @@ _EXPORTS: dict[str, str] = {
     "list_models": "slimkit.models:list_models",
     "save_model": "slimkit.models:save_model",
     "load_model": "slimkit.models:load_model",
+    # lowrank
+    "decompose": "slimkit.lowrank:decompose",
+    "DecomposeConfig": "slimkit.lowrank:DecomposeConfig",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -11,6 +11,8 @@ represent the kernel may leave ALS with some error, so CP is usually followed by
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from tensorly.decomposition import parafac
@@ -86,7 +88,9 @@ class CPMethod:
     def fill(self, module: nn.Module, factors: Factorized) -> torch.Tensor:
         (r,) = factors.ranks
         kernel = module.weight.detach().double().cpu().numpy()
-        cp = parafac(kernel, rank=r, init="svd", n_iter_max=self.n_iter_max, tol=1e-10, random_state=0)
+        with warnings.catch_warnings():  # tensorly warns when a rank exceeds a small unfolding
+            warnings.simplefilter("ignore", UserWarning)
+            cp = parafac(kernel, rank=r, init="svd", n_iter_max=self.n_iter_max, tol=1e-10, random_state=0)
         a, b, k_y, k_x = cp.factors
         a = a * cp.weights[None, :]  # fold the component weights into the output factor
         first, vertical, horizontal, last = factors

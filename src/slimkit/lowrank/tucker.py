@@ -10,6 +10,8 @@ reproduce the kernel exactly. Grouped convs are factored per group with grouped 
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from tensorly.decomposition import partial_tucker
@@ -90,7 +92,9 @@ class TuckerMethod:
         r_in, r_out = factors.ranks
         firsts, cores, lasts, approx = [], [], [], []
         for kernel in _groups(module):  # one Tucker-2 per group (usually a single group)
-            (core, (u_out, u_in)), _ = partial_tucker(kernel, rank=[r_out, r_in], modes=[0, 1], init="svd")
+            with warnings.catch_warnings():  # tensorly warns when a rank exceeds a small unfolding
+                warnings.simplefilter("ignore", UserWarning)
+                (core, (u_out, u_in)), _ = partial_tucker(kernel, rank=[r_out, r_in], modes=[0, 1], init="svd")
             firsts.append(u_in.T[:, :, None, None])  # (R_in, i, 1, 1)
             cores.append(core)  # (R_out, R_in, kh, kw)
             lasts.append(u_out[:, :, None, None])  # (o, R_out, 1, 1)
