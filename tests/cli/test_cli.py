@@ -27,7 +27,7 @@ def test_compress_check_and_run(tmp_path, capsys):
     path = tmp_path / "ok.yaml"
     path.write_text(yaml.safe_dump({
         "name": "cli", "model": {"name": "lenet5"},
-        "data": {"name": "synthetic", "options": {"num_samples": 128, "num_classes": 3, "image_size": 12}},
+        "data": {"name": "synthetic", "options": {"num_samples": 128, "num_classes": 3, "image_size": 28}},
         "report": {"latency": False},
         "stages": [{"type": "train", "epochs": 1, "batch_size": 32, "progress": False}, {"type": "evaluate"}],
     }))

@@ -14,7 +14,7 @@ from slimkit.recipe import load_recipe, parse_recipe, register_stage, run_recipe
 from slimkit.recipe._registry import STAGES, load_stages
 
 SYNTHETIC = {"name": "synthetic", "options": {"num_samples": 256, "in_channels": 1, "num_classes": 4,
-                                               "image_size": 12}}
+                                               "image_size": 28}}
 
 
 def _recipe(stages, **extra):
