@@ -22,6 +22,9 @@ _EXPORTS: dict[str, str] = {
     "list_models": "slimkit.models:list_models",
     "save_model": "slimkit.models:save_model",
     "load_model": "slimkit.models:load_model",
+    # data
+    "load_dataset": "slimkit.data:load_dataset",
+    "list_datasets": "slimkit.data:list_datasets",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -49,6 +49,11 @@ def test_get_batch_equals_stacked_getitem(split):
     assert x.dtype == torch.float32 and x.shape == (5, 3, 8, 6) and y.dtype == torch.int64
     assert torch.equal(x, torch.stack([item[0] for item in items]))
     assert torch.equal(y, torch.stack([item[1] for item in items]))
+    base = dataset.base  # and both equal the definition, computed independently
+    pixels = base.images[dataset.indices[indices]].double() / 255
+    expected = (pixels - base.mean.double().view(1, 3, 1, 1)) / base.std.double().view(1, 3, 1, 1)
+    assert torch.allclose(x.double(), expected, atol=1e-5)
+    assert torch.equal(y, base.labels[dataset.indices[indices]])
 
 
 def test_normalization_uses_train_statistics():
@@ -112,3 +117,28 @@ def test_make_loader_is_exported_lazily():
         from slimkit.data.loader import make_loader
 
         assert slimkit.data.make_loader is make_loader
+
+
+def test_augmented_train_batches_are_shifted_or_flipped_originals():
+    splits = load_dataset("synthetic", num_samples=40, image_size=8, augment="crop_flip", padding=2, normalize=False)
+    plain = load_dataset("synthetic", num_samples=40, image_size=8, normalize=False)
+    indices = torch.arange(len(splits.train))
+    torch.manual_seed(0)
+    x, y = splits.train.get_batch(indices)
+    torch.manual_seed(0)
+    assert torch.equal(splits.train.get_batch(indices)[0], x)  # reproducible under the global seed
+    originals, y_plain = plain.train.get_batch(indices)
+    assert torch.equal(y, y_plain)
+    padded = torch.nn.functional.pad(originals, (2, 2, 2, 2))
+    candidates = torch.stack(
+        [padded[:, :, i : i + 8, j : j + 8] for i in range(5) for j in range(5)]
+    )  # (25, B, 1, 8, 8): every shift
+    candidates = torch.cat([candidates, candidates.flip(-1)])  # and its mirror
+    matches = (candidates == x.unsqueeze(0)).flatten(2).all(2)  # (50, B)
+    assert matches.any(0).all()  # each augmented image is a shift (and maybe a flip) of its original
+    assert not matches[12].all()  # ... and not all are the unshifted, unflipped original
+    for split in (splits.val, splits.test):  # evaluation splits stay untouched
+        idx = torch.arange(len(split))
+        assert torch.equal(split.get_batch(idx)[0], getattr(plain, "val" if split is splits.val else "test").get_batch(idx)[0])
+    with pytest.raises(ConfigError, match="augment"):
+        load_dataset("synthetic", augment="rotate")

@@ -92,7 +92,7 @@ def test_real_fashion_mnist_loads_quickly():
     assert time.perf_counter() - start < 10  # about 0.5 s unloaded; generous for a shared 2-core machine
     assert (len(splits.train), len(splits.val), len(splits.test)) == (54_000, 6_000, 10_000)
     assert splits.train.base.images.shape == (60_000, 1, 28, 28)
-    assert splits.test.images.shape == (10_000, 1, 28, 28)
+    assert splits.test.base.images.shape == (10_000, 1, 28, 28)
     assert torch.equal(splits.test.labels.bincount(), torch.full((10,), 1000))
     x, _ = splits.train.get_batch(torch.arange(10_000))
     assert abs(x.mean().item()) < 0.02 and abs(x.std().item() - 1) < 0.02  # normalized by train statistics

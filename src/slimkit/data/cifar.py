@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from slimkit.core.errors import DataError
+from slimkit.core.errors import ConfigError, DataError
 from slimkit.data._registry import RawData, candidate_dirs, register_dataset
 
 # (module, name) pairs a CIFAR batch may reference: numpy's array/dtype reconstruction (from bytes only), the codec Python uses to
@@ -116,7 +116,7 @@ def cifar10(*, root: str | os.PathLike | None = None) -> RawData:
 def cifar100(*, root: str | os.PathLike | None = None, labels: str = "fine") -> RawData:
     """CIFAR-100: 50,000 + 10,000 colour 32x32 images; ``labels="fine"`` (100 classes) or ``"coarse"`` (20)."""
     if labels not in ("fine", "coarse"):
-        raise DataError(f"cifar100: labels must be 'fine' or 'coarse', got {labels!r}")
+        raise ConfigError(f"cifar100: labels must be 'fine' or 'coarse', got {labels!r}")
     dirs = candidate_dirs(root, ["cifar-100-python", "cifar100", "cifar100/cifar-100-python"])
     for folder in dirs:
         if (folder / "train").is_file() and (folder / "test").is_file():

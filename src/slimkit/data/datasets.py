@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from slimkit.core.errors import ConfigError
 from slimkit.data._registry import DATASETS
+from slimkit.data.augment import AUGMENTS, Augment, augment_batch
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 
@@ -68,18 +69,28 @@ class ImageTensorDataset(Dataset):
         x, y = self.get_batch(torch.tensor([index]))
         return x[0], y[0]
 
-    def get_batch(self, indices: torch.Tensor) -> Batch:
+    def get_batch(self, indices: torch.Tensor, *, augment: str = "none", padding: int = 0) -> Batch:
         """The samples at ``indices`` as ``(x (B, C, H, W) float32 normalized, y (B,) int64)``."""
-        x = self.images[indices].float().mul_(self._scale).add_(self._shift)  # (B, C, H, W)
+        images = self.images[indices]  # (B, C, H, W) uint8
+        if augment != "none":
+            images = augment_batch(images, augment, padding)
+        x = images.float().mul_(self._scale).add_(self._shift)
         return x, self.labels[indices]
 
 
 class DatasetView(Dataset):
-    """The samples of ``base`` at ``indices`` (a split or a subset), batchable like ``base``."""
+    """The samples of ``base`` at ``indices`` (a split or a subset), batchable like ``base``.
 
-    def __init__(self, base: ImageTensorDataset, indices: torch.Tensor) -> None:
+    ``augment`` (training splits only) applies random crops (``padding`` pixels) and/or flips to every batch.
+    """
+
+    def __init__(
+        self, base: ImageTensorDataset, indices: torch.Tensor, *, augment: Augment = "none", padding: int = 0
+    ) -> None:
         self.base = base
         self.indices = indices.long()
+        self.augment = augment
+        self.padding = padding
 
     @property
     def labels(self) -> torch.Tensor:
@@ -93,28 +104,40 @@ class DatasetView(Dataset):
         return self.indices.shape[0]
 
     def __getitem__(self, index: int) -> Batch:
-        return self.base[int(self.indices[index])]
+        x, y = self.get_batch(torch.tensor([index]))
+        return x[0], y[0]
 
     def get_batch(self, indices: torch.Tensor) -> Batch:
-        return self.base.get_batch(self.indices[indices])
+        return self.base.get_batch(self.indices[indices], augment=self.augment, padding=self.padding)
 
 
 @dataclass(frozen=True)
 class DatasetSplits:
     """Train / validation / test datasets plus what a model needs to fit them.
 
-    ``val`` is ``None`` when ``val_fraction`` is 0. Each split has ``get_batch(indices)``, ``__getitem__`` and
+    ``val`` is ``None`` when ``val_fraction`` is 0. Each split is a :class:`DatasetView` of the full training or
+    test set (``.base``, ``.indices``, ``.labels``) with ``get_batch(indices)``, ``__getitem__`` and
     ``__len__``; ``x`` is float32 ``(C, H, W)`` normalized by the training set's per-channel mean and std.
     """
 
     train: DatasetView
     val: DatasetView | None
-    test: ImageTensorDataset | DatasetView
+    test: DatasetView
     in_channels: int
     num_classes: int
     image_size: tuple[int, int]
     name: str
     classes: tuple[str, ...]
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """Per-channel mean (on the [0, 1] pixel scale) subtracted from every split: the training set's."""
+        return self.train.base.mean
+
+    @property
+    def std(self) -> torch.Tensor:
+        """Per-channel std (on the [0, 1] pixel scale) every split is divided by: the training set's."""
+        return self.train.base.std
 
     def example_inputs(self, batch_size: int = 1) -> torch.Tensor:
         """The first ``batch_size`` training images, ``(B, C, H, W)``: example inputs for tracing and profiling."""
@@ -129,6 +152,8 @@ def load_dataset(
     seed: int = 0,
     subset: int | None = None,
     normalize: bool = True,
+    augment: Augment = "none",
+    padding: int | None = None,
     **options,
 ) -> DatasetSplits:
     """Load a dataset, split a validation set off its training set, and normalize it.
@@ -141,6 +166,9 @@ def load_dataset(
         seed: seeds the train/validation split and the subset choice (same seed, same split).
         subset: keep only this many (seeded, random) samples of each split, for quick runs.
         normalize: subtract the training set's per-channel mean and divide by its std (else scale to [0, 1]).
+        augment: training-split augmentation, ``"none"``, ``"flip"``, ``"crop"`` or ``"crop_flip"`` (the CIFAR
+            recipe); validation and test splits are never augmented.
+        padding: crop padding in pixels (default: image height // 8, i.e. 4 on 32x32, 3 on 28x28).
         **options: options of the source, e.g. ``num_samples`` for ``synthetic``.
 
     Returns:
@@ -154,6 +182,10 @@ def load_dataset(
         raise ConfigError(f"val_fraction: must be in [0, 1), got {val_fraction}")
     if subset is not None and (isinstance(subset, bool) or not isinstance(subset, int) or subset < 1):
         raise ConfigError(f"subset: must be a positive number of samples or None, got {subset!r}")
+    if augment not in AUGMENTS:
+        raise ConfigError(f"augment: must be one of {', '.join(AUGMENTS)}, got {augment!r}")
+    if padding is not None and (isinstance(padding, bool) or not isinstance(padding, int) or padding < 0):
+        raise ConfigError(f"padding: must be a non-negative number of pixels, got {padding!r}")
     source = DATASETS.get(name)
     try:
         raw = source(root=root, **options)
@@ -174,17 +206,19 @@ def load_dataset(
     if val_fraction > 0 and len(train_all) > 1:
         n_val = min(max(n_val, 1), len(train_all) - 1)
     train_idx, val_idx = order[n_val:], order[:n_val]
-    test: ImageTensorDataset | DatasetView = test_all
+    test_idx = torch.arange(len(test_all))
     if subset is not None:
         train_idx, val_idx = train_idx[:subset], val_idx[:subset]
         if subset < len(test_all):
-            test = DatasetView(test_all, torch.randperm(len(test_all), generator=generator)[:subset])
+            test_idx = torch.randperm(len(test_all), generator=generator)[:subset]
 
     _, channels, height, width = raw.train_images.shape
     return DatasetSplits(
-        train=DatasetView(train_all, train_idx),
+        train=DatasetView(
+            train_all, train_idx, augment=augment, padding=height // 8 if padding is None else padding
+        ),
         val=DatasetView(train_all, val_idx) if val_fraction > 0 else None,
-        test=test,
+        test=DatasetView(test_all, test_idx),
         in_channels=channels,
         num_classes=len(raw.classes),
         image_size=(height, width),
