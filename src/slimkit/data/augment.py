@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 
 Augment = Literal["none", "flip", "crop", "crop_flip"]
 AUGMENTS: tuple[str, ...] = ("none", "flip", "crop", "crop_flip")
@@ -20,14 +19,16 @@ def random_crop(images: torch.Tensor, padding: int) -> torch.Tensor:
     """Each image of ``(B, C, H, W)`` shifted by a random offset in [-padding, padding] (zeros fill the border)."""
     if padding <= 0:
         return images
-    b, _, h, w = images.shape
-    padded = F.pad(images, (padding, padding, padding, padding))  # (B, C, H + 2p, W + 2p)
+    b, c, h, w = images.shape
+    padded_w = w + 2 * padding
+    padded = images.new_zeros(b, c, h + 2 * padding, padded_w)  # (B, C, H + 2p, W + 2p)
+    padded[:, :, padding : padding + h, padding : padding + w] = images
     top = torch.randint(0, 2 * padding + 1, (b, 1, 1))
     left = torch.randint(0, 2 * padding + 1, (b, 1, 1))
     rows = top + torch.arange(h).view(1, h, 1)  # (B, H, 1)
     cols = left + torch.arange(w).view(1, 1, w)  # (B, 1, W)
-    batch = torch.arange(b).view(b, 1, 1)
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()  # (B, C, H, W)
+    flat = (rows * padded_w + cols).view(b, 1, h * w).expand(b, c, h * w)  # (B, C, H*W) source positions
+    return padded.view(b, c, -1).gather(2, flat).view(b, c, h, w)
 
 
 def random_flip(images: torch.Tensor) -> torch.Tensor:
