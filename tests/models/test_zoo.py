@@ -184,3 +184,43 @@ def test_bad_names_and_arguments_raise_config_error():
     for width in (0, -1.0, "wide"):
         with pytest.raises(ConfigError, match="width"):
             create_model("resnet20", width=width)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "resnet20"])
+def test_a_few_sgd_steps_fit_a_fixed_batch(name):
+    """Init and wiring let gradients flow: the loss on a fixed batch falls within a few steps (small models only;
+    the slow test below trains every model on learnable data)."""
+    torch.manual_seed(0)
+    model = create_model(name, in_channels=1, num_classes=4, width=0.25)
+    x, y = torch.randn(16, 1, 28, 28), torch.arange(16) % 4
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(8):
+        optimizer.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_learns_synthetic_classes(name):
+    from slimkit.data import load_dataset
+
+    torch.manual_seed(0)
+    data = load_dataset("synthetic", num_samples=256, num_test=128, in_channels=3, image_size=32, num_classes=4)
+    model = create_model(name, in_channels=3, num_classes=4, width=0.25, image_size=(32, 32))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    for _epoch in range(4):
+        for batch in torch.randperm(len(data.train)).split(32):
+            x, y = data.train.get_batch(batch)
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    model.eval()
+    x, y = data.test.get_batch(torch.arange(len(data.test)))
+    with torch.no_grad():
+        accuracy = (model(x).argmax(1) == y).float().mean().item()
+    assert accuracy > 0.9
