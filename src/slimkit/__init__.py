@@ -22,6 +22,15 @@ _EXPORTS: dict[str, str] = {
     "list_models": "slimkit.models:list_models",
     "save_model": "slimkit.models:save_model",
     "load_model": "slimkit.models:load_model",
+    # train
+    "fit": "slimkit.train:fit",
+    "evaluate": "slimkit.train:evaluate",
+    "TrainConfig": "slimkit.train:TrainConfig",
+    "TrainResult": "slimkit.train:TrainResult",
+    "Hook": "slimkit.train:Hook",
+    "TrainState": "slimkit.train:TrainState",
+    # distill
+    "soft_target_loss": "slimkit.distill:soft_target_loss",
 }
 
 __all__ = sorted(_EXPORTS)
