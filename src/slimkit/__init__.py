@@ -25,6 +25,15 @@ _EXPORTS: dict[str, str] = {
     # data
     "load_dataset": "slimkit.data:load_dataset",
     "list_datasets": "slimkit.data:list_datasets",
+    # train
+    "fit": "slimkit.train:fit",
+    "evaluate": "slimkit.train:evaluate",
+    "TrainConfig": "slimkit.train:TrainConfig",
+    "TrainResult": "slimkit.train:TrainResult",
+    "Hook": "slimkit.train:Hook",
+    "TrainState": "slimkit.train:TrainState",
+    # distill
+    "soft_target_loss": "slimkit.distill:soft_target_loss",
 }
 
 __all__ = sorted(_EXPORTS)
