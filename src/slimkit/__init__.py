@@ -22,6 +22,12 @@ _EXPORTS: dict[str, str] = {
     "list_models": "slimkit.models:list_models",
     "save_model": "slimkit.models:save_model",
     "load_model": "slimkit.models:load_model",
+    # profile
+    "profile": "slimkit.profile:profile",
+    "measure_latency": "slimkit.profile:measure_latency",
+    "compare_latency": "slimkit.profile:compare_latency",
+    "ProfileReport": "slimkit.profile:ProfileReport",
+    "LatencyReport": "slimkit.profile:LatencyReport",
 }
 
 __all__ = sorted(_EXPORTS)
