@@ -321,6 +321,9 @@ FREE_OPS: frozenset[str] = frozenset(
 )
 
 
+_REDUCTION = getattr(torch.Tag, "reduction", None)  # absent in older torch builds
+
+
 def count_op(func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount | None:
     """Cost of one call of ``func`` (an ``OpOverload``), or ``None`` when no rule covers it (reported as such).
 
@@ -335,7 +338,7 @@ def count_op(func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -
     if name in FREE_OPS or func.is_view:
         return OpCount(0, 0)
     tags = func.tags
-    if torch.Tag.reduction in tags:
+    if _REDUCTION is not None and _REDUCTION in tags:
         source = next((a for a in tree_leaves(args) if isinstance(a, torch.Tensor)), None)
         return OpCount(0, source.numel() if source is not None else 0)
     if torch.Tag.pointwise in tags:
