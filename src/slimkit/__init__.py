@@ -34,6 +34,12 @@ _EXPORTS: dict[str, str] = {
     "TrainState": "slimkit.train:TrainState",
     # distill
     "soft_target_loss": "slimkit.distill:soft_target_loss",
+    # profile
+    "profile": "slimkit.profile:profile",
+    "measure_latency": "slimkit.profile:measure_latency",
+    "compare_latency": "slimkit.profile:compare_latency",
+    "ProfileReport": "slimkit.profile:ProfileReport",
+    "LatencyReport": "slimkit.profile:LatencyReport",
 }
 
 __all__ = sorted(_EXPORTS)
