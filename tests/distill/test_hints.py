@@ -12,6 +12,15 @@ from slimkit.distill.hints import HintHook, hint_loss, make_adapter
 from slimkit.train import TrainConfig, fit
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one torch thread (on a shared CPU, more threads mostly wait for each other)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def net(width: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(
