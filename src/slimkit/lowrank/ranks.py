@@ -1,10 +1,12 @@
 """Choosing ranks: a kept-energy fraction per layer, or one params/MACs budget shared by the whole model.
 
 The budget allocation is greedy on "energy per cost": every layer starts at rank 1 in each mode, and the next
-rank unit bought is always the one whose singular-value energy (its share of that layer's weight energy) per
-extra parameter (or MAC) is highest, until the budget is spent. Singular values fall within a layer, so this
-greedy order is the same as a global threshold on energy/cost, and cheap layers with a flat spectrum get more
-rank than expensive layers whose energy sits in a few directions.
+rank unit bought is always the one that adds the most kept energy (a share of that layer's weight energy) per
+extra parameter (or MAC), until the budget is spent. Cheap layers with a flat spectrum get more rank than
+expensive layers whose energy sits in a few directions. A layer of several modes (Tucker-2) grows along one
+path: each step adds a unit to the mode whose next singular value carries the larger share of its mode's energy,
+so the ranks stay balanced by energy. (Buying modes independently lets the cheap mode run to full rank while
+the expensive one stays at 1 -- a rank-1 output mode destroys a layer however wide its input mode is.)
 """
 
 from __future__ import annotations
@@ -61,14 +63,16 @@ def allocate_ranks(items: Sequence[BudgetItem], budget: int) -> Allocation:
 
     def push(index: int) -> None:
         item, current = items[index], ranks[index]
-        base = item.cost(current)
-        for mode, rank in enumerate(current):
-            if rank >= item.max_ranks[mode] or rank >= len(item.spectra[mode]):
-                continue
-            bigger = current[:mode] + (rank + 1,) + current[mode + 1 :]
-            delta = item.cost(bigger) - base
-            gain = float(item.spectra[mode][rank])
-            heapq.heappush(heap, (-gain / max(delta, 1e-9), index, mode, version[index], delta))
+        open_modes = [
+            m for m, r in enumerate(current) if r < item.max_ranks[m] and r < len(item.spectra[m])
+        ]
+        if not open_modes:
+            return
+        mode = max(open_modes, key=lambda m: (float(item.spectra[m][current[m]]), -current[m]))
+        bigger = current[:mode] + (current[mode] + 1,) + current[mode + 1 :]
+        delta = item.cost(bigger) - item.cost(current)
+        gain = float(item.spectra[mode][current[mode]]) / len(current)
+        heapq.heappush(heap, (-gain / max(delta, 1e-9), index, mode, version[index], delta))
 
     for index in range(len(items)):
         push(index)
