@@ -44,7 +44,7 @@ def main() -> None:
                         help="torch CPU threads (1: on a shared machine more threads wait on each other)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    # an 8k-image training subset keeps 7 trainings to CPU minutes on the shared machine (test split stays 10k)
+    # 8k-image subsets (train and test) keep 7 trainings to CPU minutes on the shared machine
     subset, teacher_epochs, student_epochs = (4000, 4, 2) if args.quick else (8000, 5, 3)
 
     data = load_dataset("fashion_mnist", seed=0, subset=subset)

@@ -128,7 +128,7 @@ def main() -> None:
     if args.quick:
         args.subset, args.vgg_epochs, args.lenet_epochs, args.finetune_epochs, args.repeats = 4000, 2, 3, 1, 20
         args.lenet_subset = 4000
-    else:  # 6k training images keep the VGG part to CPU minutes on a shared 2-core machine; test stays 10k
+    else:  # 6k-image subsets (train and test) keep the VGG part to CPU minutes on a shared 2-core machine
         args.subset, args.vgg_epochs, args.lenet_epochs, args.finetune_epochs, args.repeats = 6000, 3, 5, 1, 30
         args.lenet_subset = None  # LeNet is cheap: all 54k training images
     torch.manual_seed(args.seed)
