@@ -8,6 +8,7 @@ The loader alone is timed too (batching 54,000 in-memory images).
 Usage:
     python benchmarks/train_throughput.py            # 3 x one full epoch each (54,000 images)
     python benchmarks/train_throughput.py --quick    # 3 x 40 steps each
+    python benchmarks/train_throughput.py --threads 1   # one intra-op thread (steadier on a shared CPU)
 
 The last line printed is one JSON object; ``images_per_s`` is the engine's median throughput.
 """
@@ -68,7 +69,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (1 is far steadier on a shared, oversubscribed CPU)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     data = load_dataset("fashion_mnist")
     device = resolve_device(args.device, distributed=False)
