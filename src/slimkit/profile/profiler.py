@@ -110,13 +110,15 @@ def profile(model: nn.Module, example_inputs: Any) -> ProfileReport:
             module.training = flag
 
     params = _unique_tensors(model.parameters())
+    with torch.no_grad():
+        nonzero = sum(int(torch.count_nonzero(p)) for p in params)
     buffers = _unique_tensors(model.buffers())
     param_bytes = sum(p.numel() * p.element_size() for p in params)
     buffer_bytes = sum(b.numel() * b.element_size() for b in buffers)
     layers = _rows(model, trace)
     return ProfileReport(
         params=sum(p.numel() for p in params),
-        nonzero_params=sum(int(torch.count_nonzero(p)) for p in params),
+        nonzero_params=nonzero,
         macs=sum(s.macs for s in trace.modules.values()),
         flops=sum(s.flops for s in trace.modules.values()),
         size_bytes=param_bytes + buffer_bytes,
