@@ -133,7 +133,9 @@ class CountingMode(TorchDispatchMode):
         self.memory = memory
         self.stack = stack
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's signature
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
         kwargs = kwargs or {}
         if func.overloadpacket not in OP_COUNTERS:
             # split composites (linear, matmul, einsum, sdpa, conv2d, ...) into the ops that do the arithmetic
