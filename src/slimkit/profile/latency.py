@@ -147,7 +147,9 @@ def measure_latency(
 
     Runs under ``torch.inference_mode`` in eval mode (the train/eval flags are restored afterwards). When
     ``device`` or ``dtype`` differ from the model's, a copy is timed and the model itself is left alone. On CUDA
-    each pass is synchronized before and after, so the times are of finished work.
+    each pass is synchronized before and after, so the times are of finished work. (A module that builds a cache
+    tensor during its first forward would keep an inference tensor here; run one ordinary forward first if the
+    model is trained afterwards.)
 
     Args:
         model: the model.
