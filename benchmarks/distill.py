@@ -37,8 +37,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="subset and fewer epochs (CPU minutes)")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--alpha", type=float, default=0.7, help="weight of the soft-target loss")
-    parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument("--alpha", type=float, default=0.5, help="weight of the soft-target loss")
+    parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--hint-weight", type=float, default=0.1, help="0 turns the FitNets hint off")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1: on a shared machine more threads wait on each other)")
