@@ -22,6 +22,10 @@ _EXPORTS: dict[str, str] = {
     "list_models": "slimkit.models:list_models",
     "save_model": "slimkit.models:save_model",
     "load_model": "slimkit.models:load_model",
+    # unstructured pruning
+    "prune_weights": "slimkit.prune.unstructured:prune_weights",
+    "make_permanent": "slimkit.prune.unstructured:make_permanent",
+    "sparsity_report": "slimkit.prune.unstructured:sparsity_report",
 }
 
 __all__ = sorted(_EXPORTS)
