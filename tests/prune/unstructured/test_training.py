@@ -180,3 +180,29 @@ def test_lottery_ticket_rewinds_each_round(make_mlp, train) -> None:
             assert torch.equal(start[name][kept], init[name][kept])
     with pytest.raises(ConfigError, match="rewind_step"):
         lottery_ticket(make_mlp(4), train_fn, sparsity=0.5, rewind_step=1000)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_fresh_optimizer_without_hooks_keeps_zeros(convnet: nn.Module, train, name: str) -> None:
+    """A training loop that knows nothing of masks (e.g. another stage's fine-tuning) keeps pruned weights zero."""
+    prune_weights(convnet, sparsity=0.6)
+    train(convnet, [], steps=12, in_shape=(1, 8, 8), make_optimizer=OPTIMIZERS[name])
+    assert torch.count_nonzero(_pruned_entries(convnet)) == 0
+    assert sparsity_report(convnet).sparsity == pytest.approx(0.6, abs=0.005)
+
+
+def test_permanent_model_trains_densely_again(convnet: nn.Module, train) -> None:
+    from slimkit import make_permanent
+
+    prune_weights(convnet, sparsity=0.6)
+    make_permanent(convnet)
+    train(convnet, [], steps=5, in_shape=(1, 8, 8), make_optimizer=OPTIMIZERS["sgd_momentum_wd"])
+    assert sparsity_report(convnet).sparsity < 0.1  # hooks removed with the masks: zeros regrow
+
+
+def test_copies_keep_masking_gradients(convnet: nn.Module, train) -> None:
+    prune_weights(convnet, sparsity=0.6)
+    clone = copy.deepcopy(convnet)  # tensor hooks are not deep-copied; the first forward re-installs them
+    train(clone, [], steps=6, in_shape=(1, 8, 8), make_optimizer=OPTIMIZERS["adam"])
+    assert torch.count_nonzero(_pruned_entries(clone)) == 0
+    assert sparsity_report(clone).sparsity == pytest.approx(0.6, abs=0.005)

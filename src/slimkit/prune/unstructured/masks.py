@@ -2,9 +2,16 @@
 
 A mask is a non-persistent bool buffer ``<param>_mask`` on the module that owns the parameter (``True`` = kept).
 Being non-persistent it never enters ``state_dict``: a pruned model saves, loads and exports like a dense one, with
-zeros where weights were pruned. Being a buffer it follows ``.to(device)`` and ``deepcopy``. Training keeps pruned
-weights at exactly zero through :class:`~slimkit.prune.unstructured.hooks.MaskHook` (or :func:`apply_masks` after
-each optimizer step in a hand-written loop).
+zeros where weights were pruned. Being a buffer it follows ``.to(device)`` and ``deepcopy``.
+
+Two mechanisms keep pruned weights at zero while training:
+
+* a gradient hook on each masked parameter zeroes the pruned entries of its gradient as soon as it is accumulated,
+  so any training loop with a fresh optimizer (SGD with momentum and weight decay, Adam, AdamW) leaves them at
+  exactly zero, even one that knows nothing about masks (e.g. a later ``finetune`` recipe stage);
+* :class:`~slimkit.prune.unstructured.hooks.MaskHook` for the training engine (or :func:`apply_masks` after each
+  optimizer step by hand) also re-zeros the weights and the optimizer's momentum after every step, which is needed
+  when the optimizer carries state from before pruning.
 """
 
 from __future__ import annotations
@@ -87,8 +94,60 @@ def set_mask(module: nn.Module, attr: str, mask: torch.Tensor, *, fqn: str = "")
         raise GraphError(f"{label(fqn, module)}: attribute {name!r} exists already and is not a slimkit mask")
     else:
         module.register_buffer(name, mask, persistent=False)
+    _install_grad_hook(module, attr, param)
     with torch.no_grad():
         param.masked_fill_(mask.logical_not(), 0.0)
+
+
+class _ZeroPrunedGrad:
+    """Gradient hook zeroing pruned entries as soon as the gradient is accumulated.
+
+    A picklable object (not a closure) so ``torch.save(model)`` still works; it reads the mask from the module at
+    call time, so a replaced or removed mask (or a rolled-back transaction) is always honoured.
+    """
+
+    def __init__(self, module: nn.Module, attr: str) -> None:
+        self.module = module
+        self.name = attr + MASK_SUFFIX
+
+    def __call__(self, param: torch.Tensor) -> None:
+        mask = self.module._buffers.get(self.name)
+        if mask is not None and param.grad is not None and mask.shape == param.grad.shape:
+            param.grad.masked_fill_(mask.logical_not(), 0.0)
+
+
+def _grad_hooks(param: torch.Tensor) -> dict:
+    return getattr(param, "_post_accumulate_grad_hooks", None) or {}
+
+
+def _install_grad_hook(module: nn.Module, attr: str, param: torch.Tensor) -> None:
+    if not param.requires_grad:
+        return
+    if not any(isinstance(h, _ZeroPrunedGrad) and h.module is module for h in _grad_hooks(param).values()):
+        param.register_post_accumulate_grad_hook(_ZeroPrunedGrad(module, attr))
+    if _ensure_grad_hooks not in module._forward_pre_hooks.values():
+        module.register_forward_pre_hook(_ensure_grad_hooks)
+
+
+def _ensure_grad_hooks(module: nn.Module, args: tuple) -> None:
+    """Forward pre-hook re-installing gradient hooks on copies (``deepcopy`` does not copy tensor hooks)."""
+    for name, buf in module._buffers.items():
+        if buf is not None and name.endswith(MASK_SUFFIX) and buf.dtype == torch.bool:
+            attr = name[: -len(MASK_SUFFIX)]
+            param = module._parameters.get(attr)
+            if param is not None and param.requires_grad and not any(
+                isinstance(h, _ZeroPrunedGrad) and h.module is module for h in _grad_hooks(param).values()
+            ):
+                param.register_post_accumulate_grad_hook(_ZeroPrunedGrad(module, attr))
+
+
+def _remove_hooks(module: nn.Module, param: torch.Tensor) -> None:
+    hooks = _grad_hooks(param)
+    for key in [k for k, h in hooks.items() if isinstance(h, _ZeroPrunedGrad) and h.module is module]:
+        del hooks[key]
+    if not any(n.endswith(MASK_SUFFIX) for n in module._buffers):
+        for key in [k for k, h in module._forward_pre_hooks.items() if h is _ensure_grad_hooks]:
+            del module._forward_pre_hooks[key]
 
 
 def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -160,9 +219,10 @@ def make_permanent(model: nn.Module) -> int:
     """
     apply_masks(model)
     removed = 0
-    for _name, module, attr, _param, _mask in list(iter_masked(model)):
+    for _name, module, attr, param, _mask in list(iter_masked(model)):
         name = attr + MASK_SUFFIX
         del module._buffers[name]
         module._non_persistent_buffers_set.discard(name)
+        _remove_hooks(module, param)
         removed += 1
     return removed
