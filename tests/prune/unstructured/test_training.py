@@ -206,3 +206,21 @@ def test_copies_keep_masking_gradients(convnet: nn.Module, train) -> None:
     train(clone, [], steps=6, in_shape=(1, 8, 8), make_optimizer=OPTIMIZERS["adam"])
     assert torch.count_nonzero(_pruned_entries(clone)) == 0
     assert sparsity_report(clone).sparsity == pytest.approx(0.6, abs=0.005)
+
+
+def test_hooks_resume_from_their_state(make_mlp, train) -> None:
+    """A restarted run (new model object, masks gone) gets its masks and schedule back from the hook state."""
+    model = make_mlp(5)
+    hook = AGPHook(sparsity=0.7, start_step=0, num_steps=2, frequency=2)
+    train(model, [hook], steps=3)
+    saved = hook.state_dict()
+    masks = {k: v.clone() for k, v in get_masks(model).items()}
+    restarted = make_mlp(5)
+    restarted.load_state_dict(model.state_dict())  # what the engine restores from its checkpoint
+    again = AGPHook(sparsity=0.7, start_step=0, num_steps=2, frequency=2)
+    again.load_state_dict(saved)
+    assert again.history == hook.history
+    from types import SimpleNamespace
+
+    again.after_backward(SimpleNamespace(model=restarted, optimizer=None, step=3))
+    assert all(torch.equal(get_masks(restarted)[k], masks[k]) for k in masks)

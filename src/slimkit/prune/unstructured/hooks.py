@@ -20,8 +20,10 @@ from slimkit.prune.unstructured.magnitude import WeightPruneConfig, apply_prunin
 from slimkit.prune.unstructured.masks import (
     PRUNABLE_TYPES,
     apply_masks,
+    get_masks,
     mask_gradients,
     mask_optimizer_state,
+    set_masks,
 )
 
 try:  # the training engine's base class, when present
@@ -36,17 +38,40 @@ class MaskHook(Hook):
     """Keeps pruned weights at exactly zero: masks gradients before the step, re-zeros weights after it.
 
     It also zeroes momentum and Adam moments at pruned positions, so neither momentum nor weight decay can move a
-    pruned weight away from zero.
+    pruned weight away from zero. Its checkpoint state holds the masks, so a resumed run keeps them.
     """
 
+    def __init__(self) -> None:
+        self._model: nn.Module | None = None
+        self._pending: dict[str, torch.Tensor] | None = None
+
+    def _restore(self, model: nn.Module) -> None:
+        if self._pending is not None:
+            set_masks(model, self._pending)
+            self._pending = None
+
+    def on_train_start(self, state: Any) -> None:
+        self._model = state.model
+
     def after_backward(self, state: Any) -> None:
+        self._restore(state.model)
         mask_gradients(state.model)
 
     def after_step(self, state: Any) -> None:
+        self._restore(state.model)
         apply_masks(state.model)
         optimizer = getattr(state, "optimizer", None)
         if optimizer is not None:
             mask_optimizer_state(state.model, optimizer)
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._model is None:
+            return {}
+        return {"masks": {k: v.detach().cpu().clone() for k, v in get_masks(self._model).items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("masks"):
+            self._pending = dict(state["masks"])
 
 
 def agp_sparsity(step: int, *, initial: float, final: float, start_step: int, num_steps: int, frequency: int) -> float:
@@ -71,7 +96,7 @@ def agp_sparsity(step: int, *, initial: float, final: float, start_step: int, nu
 class AGPHook(MaskHook):
     """Automated gradual pruning: raises sparsity along the cubic AGP schedule while training.
 
-    Pruning events happen when ``steps_done`` equals ``start_step + j * frequency`` for ``j = 0..num_steps``; each
+    Pruning events happen when the optimizer steps done (``state.step``) equal ``start_step + j * frequency`` for ``j = 0..num_steps``; each
     recomputes masks on the current weights at the scheduled sparsity (already pruned weights stay pruned). Between
     events it behaves as :class:`MaskHook`.
 
@@ -98,6 +123,7 @@ class AGPHook(MaskHook):
         filter_fn: FilterFn | None = None,
         types: tuple[type[nn.Module], ...] = PRUNABLE_TYPES,
     ) -> None:
+        super().__init__()
         for name, value in (("sparsity", sparsity), ("initial_sparsity", initial_sparsity)):
             try:
                 check_ratio(name, value)
@@ -114,7 +140,6 @@ class AGPHook(MaskHook):
         self.base = WeightPruneConfig(sparsity=sparsity, scope=scope, criterion=criterion,
                                       per_layer=dict(per_layer or {}), ignore=tuple(ignore))
         self.filter_fn, self.types = filter_fn, types
-        self.steps_done = 0
         self.history: list[tuple[int, float]] = []  # (step, sparsity) of each pruning event
 
     @property
@@ -125,8 +150,7 @@ class AGPHook(MaskHook):
         return agp_sparsity(step, initial=self.initial, final=self.final, start_step=self.start_step,
                             num_steps=self.num_steps, frequency=self.frequency)
 
-    def _maybe_prune(self, model: nn.Module) -> None:
-        t = self.steps_done
+    def _maybe_prune(self, model: nn.Module, t: int) -> None:
         if t < self.start_step or t > self.end_step or (t - self.start_step) % self.frequency:
             return
         target = self.sparsity_at(t)
@@ -139,13 +163,20 @@ class AGPHook(MaskHook):
         self.history.append((t, target))
 
     def on_train_start(self, state: Any) -> None:
-        self.steps_done = int(getattr(state, "step", 0) or 0)
-        self._maybe_prune(state.model)
+        super().on_train_start(state)
+        self._maybe_prune(state.model, int(state.step))
 
     def after_step(self, state: Any) -> None:
-        self.steps_done += 1
-        self._maybe_prune(state.model)  # may add masks; the base call then zeroes weights and optimizer state
-        super().after_step(state)
+        self._restore(state.model)
+        self._maybe_prune(state.model, int(state.step))  # state.step = optimizer steps done, resumes included
+        super().after_step(state)  # zero weights and optimizer state under the (new) masks
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "history": [list(e) for e in self.history]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.history = [(int(t), float(s)) for t, s in state.get("history", [])]
 
 
 class RewindHook(Hook):
@@ -161,17 +192,23 @@ class RewindHook(Hook):
         self.steps_done = 0
         self.snapshot: dict[str, torch.Tensor] | None = None
 
-    def _capture(self, model: nn.Module) -> None:
-        if self.snapshot is None and self.steps_done == self.step:
+    def _capture(self, model: nn.Module, step: int) -> None:
+        self.steps_done = step
+        if self.snapshot is None and step == self.step:
             self.snapshot = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
     def on_train_start(self, state: Any) -> None:
-        self.steps_done = 0
-        self._capture(state.model)
+        self._capture(state.model, int(state.step))
 
     def after_step(self, state: Any) -> None:
-        self.steps_done += 1
-        self._capture(state.model)
+        self._capture(state.model, int(state.step))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"snapshot": self.snapshot, "steps_done": self.steps_done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.snapshot = state.get("snapshot")
+        self.steps_done = int(state.get("steps_done", 0))
 
 
 def agp_plan(total_steps: int, *, start_fraction: float = 0.0, end_fraction: float = 0.75,

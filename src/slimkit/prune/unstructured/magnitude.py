@@ -54,6 +54,10 @@ class Scope(str, Enum):
     GLOBAL = "global"
     LAYER = "layer"
 
+    @classmethod
+    def _missing_(cls, value: object) -> Scope | None:
+        return cls.LAYER if value == "local" else None  # the glossary's word for per-group scope
+
 
 @dataclass(frozen=True)
 class WeightPruneConfig:
@@ -101,7 +105,7 @@ def _scope(value: object) -> Scope:
     try:
         return Scope(value)
     except ValueError:
-        raise ConfigError(f"scope: expected 'global' or 'layer', got {value!r}") from None
+        raise ConfigError(f"scope: expected 'global' or 'layer' (alias 'local'), got {value!r}") from None
 
 
 def lowest_k(scores: torch.Tensor, k: int) -> torch.Tensor:
