@@ -64,6 +64,9 @@ class MaskHook(Hook):
         if optimizer is not None:
             mask_optimizer_state(state.model, optimizer)
 
+    def on_train_end(self, state: Any) -> None:
+        self._restore(state.model)  # a resumed run that had already finished takes no step
+
     def state_dict(self) -> dict[str, Any]:
         if self._model is None:
             return {}
