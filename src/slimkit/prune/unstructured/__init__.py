@@ -24,6 +24,7 @@ from slimkit.prune.unstructured.masks import (
     has_masks,
     make_permanent,
     mask_gradients,
+    masks_from_zeros,
     set_masks,
 )
 from slimkit.prune.unstructured.report import LayerSparsity, SparsityReport, sparsity_report
@@ -47,7 +48,7 @@ __all__ = [
     "PRUNABLE_TYPES", "WEIGHT_SCORES", "AGPHook", "LayerSparsity", "MaskHook", "RewindHook", "RoundResult",
     "ScheduleReport", "Scope", "Spacing", "SparsityReport", "WeightPruneConfig", "agp_plan", "agp_sparsity",
     "apply_masks", "compute_masks", "from_sparse_state_dict", "get_masks", "has_masks", "iterative_prune",
-    "load_sparse_state_dict", "lottery_ticket", "make_permanent", "mask_gradients", "prune_weights",
+    "load_sparse_state_dict", "lottery_ticket", "make_permanent", "mask_gradients", "masks_from_zeros", "prune_weights",
     "register_weight_score", "rewind_weights", "round_sparsities", "set_masks", "sparse_size_bytes",
     "sparsity_report", "to_sparse_state_dict",
 ]

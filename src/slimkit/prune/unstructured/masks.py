@@ -226,3 +226,20 @@ def make_permanent(model: nn.Module) -> int:
         _remove_hooks(module, param)
         removed += 1
     return removed
+
+
+def masks_from_zeros(
+    model: nn.Module,
+    *,
+    filter_fn: FilterFn | None = None,
+    ignore: Iterable[str] = (),
+    types: tuple[type[nn.Module], ...] = PRUNABLE_TYPES,
+) -> int:
+    """Mask the zero entries of the prunable weights (e.g. of a pruned model loaded from a checkpoint, whose masks
+    were not saved) so that further training keeps them at zero; returns how many weights are masked."""
+    masked = 0
+    for fqn, module, weight in prunable_weights(model, filter_fn=filter_fn, ignore=ignore, types=types):
+        mask = weight.detach() != 0
+        set_mask(module, "weight", mask, fqn=fqn)
+        masked += int(mask.numel() - mask.sum())
+    return masked
