@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from slimkit.core.config import parse_config
 from slimkit.core.errors import ConfigError
 from slimkit.core.io import atomic_write, atomic_write_bytes
 from slimkit.prune.unstructured import (
@@ -48,8 +49,8 @@ _DEFAULT_SCOPE = {Method.MAGNITUDE: Scope.LAYER, Method.GLOBAL_MAGNITUDE: Scope.
                   Method.AGP: Scope.GLOBAL, Method.LOTTERY: Scope.LAYER}
 
 
-def _default_finetune() -> TrainConfig:
-    return TrainConfig(epochs=1, lr=0.01)
+#: fine-tuning defaults: shorter and gentler than training from scratch (the ``finetune`` stage's defaults)
+FINETUNE_DEFAULTS: dict[str, Any] = {"epochs": 1, "lr": 0.01}
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class PruneWeightsConfig:
     agp_events: int = 20
     agp_end_fraction: float = 0.75
     rewind_step: int = 0
-    finetune: TrainConfig = field(default_factory=_default_finetune)
+    finetune: dict[str, Any] = field(default_factory=dict)  # TrainConfig options; a TrainConfig after init
     permanent: bool = False
     sparse_export: bool = True
 
@@ -94,10 +95,9 @@ class PruneWeightsConfig:
         object.__setattr__(self, "method", Method(self.method))
         if self.scope is not None:
             object.__setattr__(self, "scope", Scope(self.scope))
-        if isinstance(self.finetune, dict):
-            from slimkit.core.config import parse_config
-
-            object.__setattr__(self, "finetune", parse_config(TrainConfig, self.finetune, where="finetune"))
+        if not isinstance(self.finetune, TrainConfig):  # checked here so unknown keys are named, not ignored
+            options = {**FINETUNE_DEFAULTS, **dict(self.finetune)}
+            object.__setattr__(self, "finetune", parse_config(TrainConfig, options, where="finetune"))
         for name, low in (("rounds", 1), ("agp_events", 1), ("rewind_step", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or value < low:
