@@ -50,3 +50,21 @@ def test_prune_weights_command_rejects_bad_sparsity(model_file: Path, tmp_path: 
     assert main(["prune-weights", str(model_file), "--sparsity", "1.5", "--out", str(out)]) == 2
     assert "sparsity" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_prune_weights_command_with_agp_finetuning(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    torch.manual_seed(0)
+    dense = save_model(create_model("lenet300", in_channels=1, num_classes=10), tmp_path / "dense.pt")
+    out = tmp_path / "pruned.pt"
+    code = main(["prune-weights", str(dense), "--sparsity", "0.8", "--method", "agp", "--data", "synthetic",
+                 "--subset", "200", "--epochs", "1", "--out", str(out)])
+    assert code == 0
+    pruned = load_model(out)
+    assert sparsity_report(pruned).sparsity == pytest.approx(0.8, abs=1e-4)
+    assert "test accuracy: dense" in capsys.readouterr().out
+
+
+def test_prune_weights_command_needs_data_to_finetune(model_file: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    assert main(["prune-weights", str(model_file), "--epochs", "2", "--out", str(tmp_path / "o.pt")]) == 2
+    assert "--data" in capsys.readouterr().err

@@ -224,3 +224,10 @@ def test_hooks_resume_from_their_state(make_mlp, train) -> None:
 
     again.after_backward(SimpleNamespace(model=restarted, optimizer=None, step=3))
     assert all(torch.equal(get_masks(restarted)[k], masks[k]) for k in masks)
+
+
+def test_agp_reaches_final_sparsity_when_training_ends_early(mlp: nn.Module, train) -> None:
+    hook = AGPHook(sparsity=0.75, start_step=0, num_steps=10, frequency=5)  # plan: 50 steps
+    train(mlp, [hook], steps=12)
+    assert hook.history[-1] == (12, 0.75)
+    assert sparsity_report(mlp).sparsity == pytest.approx(0.75, abs=1e-3)

@@ -101,7 +101,8 @@ class AGPHook(MaskHook):
 
     Pruning events happen when the optimizer steps done (``state.step``) equal ``start_step + j * frequency`` for ``j = 0..num_steps``; each
     recomputes masks on the current weights at the scheduled sparsity (already pruned weights stay pruned). Between
-    events it behaves as :class:`MaskHook`.
+    events it behaves as :class:`MaskHook`. If training ends before the last event, the end of training prunes
+    to the final sparsity, so the target is always met.
 
     Args:
         sparsity: final sparsity ``s_f``.
@@ -156,14 +157,16 @@ class AGPHook(MaskHook):
     def _maybe_prune(self, model: nn.Module, t: int) -> None:
         if t < self.start_step or t > self.end_step or (t - self.start_step) % self.frequency:
             return
-        target = self.sparsity_at(t)
+        self._prune_to(model, self.sparsity_at(t))
+        self.history.append((t, self.sparsity_at(t)))
+
+    def _prune_to(self, model: nn.Module, target: float) -> None:
         scale = target / self.final if self.final else 0.0
         config = WeightPruneConfig(
             sparsity=target, scope=self.base.scope, criterion=self.base.criterion,
             per_layer={k: v * scale for k, v in self.base.per_layer.items()}, ignore=self.base.ignore,
         )
         apply_pruning(model, config, filter_fn=self.filter_fn, types=self.types)
-        self.history.append((t, target))
 
     def on_train_start(self, state: Any) -> None:
         super().on_train_start(state)
@@ -173,6 +176,12 @@ class AGPHook(MaskHook):
         self._restore(state.model)
         self._maybe_prune(state.model, int(state.step))  # state.step = optimizer steps done, resumes included
         super().after_step(state)  # zero weights and optimizer state under the (new) masks
+
+    def on_train_end(self, state: Any) -> None:
+        super().on_train_end(state)
+        if not self.history or self.history[-1][1] < self.final:  # training ended before the last event
+            self._prune_to(state.model, self.final)
+            self.history.append((int(state.step), self.final))
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "history": [list(e) for e in self.history]}
