@@ -199,6 +199,8 @@ def prune_weights_stage(ctx: StageContext, config: PruneWeightsConfig) -> dict[s
         metrics["sparse_size_bytes"] = sparse_size_bytes(sparse)
         metrics["dense_size_bytes"] = sum(t.numel() * t.element_size() for t in model.state_dict().values())
         metrics["sparse_file"] = str(path.relative_to(ctx.run_dir)) if path.is_relative_to(ctx.run_dir) else str(path)
+        # the stored size is that of the sparse file (the mask buffers are training machinery, never saved)
+        metrics["summary"] = {"size_bytes": path.stat().st_size}
     atomic_write_bytes(ctx.stage_dir / "sparsity.txt", (report.table() + "\n").encode())
     if config.permanent:
         make_permanent(model)
