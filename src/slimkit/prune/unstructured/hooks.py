@@ -25,13 +25,7 @@ from slimkit.prune.unstructured.masks import (
     mask_optimizer_state,
     set_masks,
 )
-
-try:  # the training engine's base class, when present
-    from slimkit.train import Hook
-except ImportError:  # pragma: no cover - only before slimkit.train exists
-
-    class Hook:  # type: ignore[no-redef]
-        """Stand-in with the training engine's hook interface."""
+from slimkit.train import Hook
 
 
 class MaskHook(Hook):
