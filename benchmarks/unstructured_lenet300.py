@@ -20,10 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import torch  # noqa: E402
-from slimkit.data import load_dataset  # noqa: E402
-from slimkit.train import TrainConfig, evaluate, fit  # noqa: E402
 
-from slimkit.models import create_model  # noqa: E402
+from slimkit.data import load_dataset  # noqa: E402
+from slimkit.models import create_model, load_model, save_model  # noqa: E402
 from slimkit.prune.unstructured import (  # noqa: E402
     AGPHook,
     agp_plan,
@@ -33,6 +32,7 @@ from slimkit.prune.unstructured import (  # noqa: E402
     sparsity_report,
     to_sparse_state_dict,
 )
+from slimkit.train import TrainConfig, evaluate, fit  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sparsity", type=float, default=0.92, help="target sparsity (Han et al. reach 92%%)")
     parser.add_argument("--dense-epochs", type=int, default=None)
     parser.add_argument("--prune-epochs", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate (cosine decay)")
+    parser.add_argument("--end-fraction", type=float, default=0.6,
+                        help="AGP: share of the fine-tuning steps over which the sparsity rises")
+    parser.add_argument("--dense-cache", default=None,
+                        help="load the dense model from this file if it exists, else train and save it there")
+    parser.add_argument("--no-control", action="store_true", help="skip the dense fine-tuning control run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 is fastest on a shared 2-core machine: more threads oversubscribe)")
@@ -56,30 +62,39 @@ def main(argv: list[str] | None = None) -> dict:
     quiet = {"progress": False, "seed": args.seed, "device": "cpu"}
 
     started = time.perf_counter()
-    fit(model, data.train, TrainConfig(epochs=dense_epochs, lr=0.05, weight_decay=1e-4, **quiet), val_data=data.val)
+    if args.dense_cache and Path(args.dense_cache).is_file():
+        model = load_model(args.dense_cache)
+        print(f"dense model loaded from {args.dense_cache}", flush=True)
+    else:
+        fit(model, data.train, TrainConfig(epochs=dense_epochs, lr=0.05, weight_decay=1e-4, **quiet),
+            val_data=data.val)
+        if args.dense_cache:
+            save_model(model, args.dense_cache)
     dense_seconds = time.perf_counter() - started
     acc_dense = evaluate(model, data.test)["accuracy"]
     print(f"dense: {dense_epochs} epochs in {dense_seconds:.0f}s, test accuracy {100 * acc_dense:.2f}%", flush=True)
     dense_state = copy.deepcopy(model.state_dict())
 
-    finetune = TrainConfig(epochs=prune_epochs, lr=0.01, weight_decay=1e-4, **quiet)
-    control = create_model("lenet300", in_channels=1, num_classes=10)
-    control.load_state_dict(dense_state)
-    fit(control, data.train, finetune, val_data=data.val)
-    acc_dense_finetuned = evaluate(control, data.test)["accuracy"]
-    print(f"control: dense + {prune_epochs} epochs, test accuracy {100 * acc_dense_finetuned:.2f}%", flush=True)
+    finetune = TrainConfig(epochs=prune_epochs, lr=args.lr, weight_decay=1e-4, **quiet)
+    acc_dense_finetuned: float | None = None
+    if not args.no_control:
+        control = create_model("lenet300", in_channels=1, num_classes=10)
+        control.load_state_dict(dense_state)
+        fit(control, data.train, finetune, val_data=data.val)
+        acc_dense_finetuned = evaluate(control, data.test)["accuracy"]
+        print(f"control: dense + {prune_epochs} epochs, test accuracy {100 * acc_dense_finetuned:.2f}%", flush=True)
 
     started = time.perf_counter()
     if args.method == "agp":
         steps = prune_epochs * -(-len(data.train) // finetune.batch_size)
-        start, events, frequency = agp_plan(steps, end_fraction=0.6, events=30)
+        start, events, frequency = agp_plan(steps, end_fraction=args.end_fraction, events=30)
         hook = AGPHook(sparsity=args.sparsity, start_step=start, num_steps=events, frequency=frequency,
                        scope="global")
         fit(model, data.train, finetune, val_data=data.val, hooks=[hook])
         schedule = f"AGP, global, {events + 1} events every {frequency} steps over {prune_epochs} epochs"
     else:
         rounds = 4
-        per_round = TrainConfig(epochs=max(1, prune_epochs // rounds), lr=0.01, weight_decay=1e-4, **quiet)
+        per_round = TrainConfig(epochs=max(1, prune_epochs // rounds), lr=args.lr, weight_decay=1e-4, **quiet)
         iterative_prune(model, lambda m, h: fit(m, data.train, per_round, val_data=data.val, hooks=h),
                         sparsity=args.sparsity, rounds=rounds, scope="global")
         schedule = f"iterative, global, {rounds} rounds x {per_round.epochs} epochs"
@@ -100,7 +115,7 @@ def main(argv: list[str] | None = None) -> dict:
          sparse_size_bytes(sparse)),
     ]
     print(f"\n{'model':<30} {'training':<12} {'test acc':>9} {'nonzero params':>15} {'stored bytes':>13}")
-    for name, training, acc, nonzero, size in rows:
+    for name, training, acc, nonzero, size in [r for r in rows if r[2] is not None]:
         print(f"{name:<30} {training:<12} {100 * acc:>8.2f}% {nonzero:>15,} {size:>13,}")
     drop = 100 * (acc_dense - acc_pruned)
     print(f"\nsparsity {report.sparsity:.2%} of weights ({report.compression:.1f}x fewer nonzero weights, "
@@ -110,10 +125,12 @@ def main(argv: list[str] | None = None) -> dict:
         "sparsity": round(report.sparsity, 4),
         "acc_dense": round(acc_dense, 4),
         "acc_pruned": round(acc_pruned, 4),
-        "acc_dense_finetuned": round(acc_dense_finetuned, 4),
+        "acc_dense_finetuned": None if acc_dense_finetuned is None else round(acc_dense_finetuned, 4),
         "weight_compression": round(report.compression, 2),
         "param_compression": round(report.params / report.nonzero_params, 2),
         "method": args.method,
+        "lr": args.lr,
+        "prune_epochs": prune_epochs,
         "quick": args.quick,
         "bar_met": bool(report.sparsity >= 0.9 and drop <= 0.3),
     }
