@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="AGP: share of the fine-tuning steps over which the sparsity rises")
     parser.add_argument("--dense-cache", default=None,
                         help="load the dense model from this file if it exists, else train and save it there")
+    parser.add_argument("--distill-alpha", type=float, default=0.0,
+                        help="weight of soft targets from the dense model while fine-tuning (0 = plain labels)")
     parser.add_argument("--no-control", action="store_true", help="skip the dense fine-tuning control run")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1,
@@ -75,12 +77,14 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"dense: {dense_epochs} epochs in {dense_seconds:.0f}s, test accuracy {100 * acc_dense:.2f}%", flush=True)
     dense_state = copy.deepcopy(model.state_dict())
 
-    finetune = TrainConfig(epochs=prune_epochs, lr=args.lr, weight_decay=1e-4, **quiet)
+    finetune = TrainConfig(epochs=prune_epochs, lr=args.lr, weight_decay=1e-4, distill_alpha=args.distill_alpha,
+                           **quiet)
+    teacher = copy.deepcopy(model).eval() if args.distill_alpha > 0 else None
     acc_dense_finetuned: float | None = None
     if not args.no_control:
         control = create_model("lenet300", in_channels=1, num_classes=10)
         control.load_state_dict(dense_state)
-        fit(control, data.train, finetune, val_data=data.val)
+        fit(control, data.train, finetune, val_data=data.val, teacher=teacher)
         acc_dense_finetuned = evaluate(control, data.test)["accuracy"]
         print(f"control: dense + {prune_epochs} epochs, test accuracy {100 * acc_dense_finetuned:.2f}%", flush=True)
 
@@ -90,12 +94,14 @@ def main(argv: list[str] | None = None) -> dict:
         start, events, frequency = agp_plan(steps, end_fraction=args.end_fraction, events=30)
         hook = AGPHook(sparsity=args.sparsity, start_step=start, num_steps=events, frequency=frequency,
                        scope="global")
-        fit(model, data.train, finetune, val_data=data.val, hooks=[hook])
+        fit(model, data.train, finetune, val_data=data.val, hooks=[hook], teacher=teacher)
         schedule = f"AGP, global, {events + 1} events every {frequency} steps over {prune_epochs} epochs"
     else:
         rounds = 4
-        per_round = TrainConfig(epochs=max(1, prune_epochs // rounds), lr=args.lr, weight_decay=1e-4, **quiet)
-        iterative_prune(model, lambda m, h: fit(m, data.train, per_round, val_data=data.val, hooks=h),
+        per_round = TrainConfig(epochs=max(1, prune_epochs // rounds), lr=args.lr, weight_decay=1e-4,
+                                distill_alpha=args.distill_alpha, **quiet)
+        iterative_prune(model, lambda m, h: fit(m, data.train, per_round, val_data=data.val, hooks=h,
+                                                teacher=teacher),
                         sparsity=args.sparsity, rounds=rounds, scope="global")
         schedule = f"iterative, global, {rounds} rounds x {per_round.epochs} epochs"
     prune_seconds = time.perf_counter() - started
@@ -131,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         "method": args.method,
         "lr": args.lr,
         "prune_epochs": prune_epochs,
+        "distill_alpha": args.distill_alpha,
         "quick": args.quick,
         "bar_met": bool(report.sparsity >= 0.9 and drop <= 0.3),
     }
