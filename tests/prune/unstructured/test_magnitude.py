@@ -6,6 +6,8 @@ import copy
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from slimkit import ConfigError, prune_weights
@@ -140,3 +142,28 @@ def test_failed_call_leaves_model_untouched(convnet: nn.Module) -> None:
         assert torch.equal(v, before[k]), k
     assert get_masks(convnet) == {}
     assert convnet.fc2.weight_mask == "not a slimkit mask"
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.integers(0, 5), min_size=1, max_size=40), fraction=st.floats(0.0, 1.0))
+def test_lowest_k_is_exact_and_ordered(values: list[int], fraction: float) -> None:
+    scores = torch.tensor(values, dtype=torch.float32)  # small integers: many ties
+    k = round(fraction * len(values))
+    pruned = lowest_k(scores, k)
+    assert int(pruned.sum()) == k
+    if 0 < k < len(values):
+        assert scores[pruned].max() <= scores[~pruned].min()
+
+
+@settings(max_examples=25, deadline=None)
+@given(sparsity=st.floats(0.0, 0.99), scope=st.sampled_from(["global", "layer"]), seed=st.integers(0, 1000))
+def test_pruning_hits_the_requested_count(sparsity: float, scope: str, seed: int) -> None:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(7, 9), nn.ReLU(), nn.Conv1d(9, 5, 1))
+    report = prune_weights(model, sparsity=sparsity, scope=scope)
+    if scope == "global":
+        assert report.numel - report.nonzero == round(sparsity * report.numel)
+    else:
+        assert [layer.numel - layer.nonzero for layer in report.layers] == [
+            round(sparsity * layer.numel) for layer in report.layers
+        ]
