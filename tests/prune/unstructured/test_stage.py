@@ -26,13 +26,13 @@ def _recipe(stage: dict, *more: dict) -> dict:
     [
         ("magnitude", {}),
         ("global_magnitude", {}),
-        ("agp", {"agp_events": 2, "agp_end_fraction": 0.5}),
+        ("agp", {"agp_events": 2, "agp_end_fraction": 0.5, "finetune": {**FINETUNE, "distill_alpha": 0.5}}),
         ("iterative", {"rounds": 2}),
         ("lottery", {"rounds": 2, "rewind_step": 1}),
     ],
 )
 def test_stage_methods(tmp_path, method: str, extra: dict) -> None:
-    stage = {"type": "prune_weights", "method": method, "sparsity": 0.8, "finetune": FINETUNE, **extra}
+    stage = {"type": "prune_weights", "method": method, "sparsity": 0.8, "finetune": FINETUNE, **extra}  # extra wins
     result = run_recipe(parse_recipe(_recipe(stage)), tmp_path / "run", echo=lambda *_: None)
     metrics = result.stages[0]["metrics"]
     assert metrics["sparsity"] == pytest.approx(0.8, abs=1e-3)

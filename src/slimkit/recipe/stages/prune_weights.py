@@ -71,7 +71,7 @@ class PruneWeightsConfig:
             at the final sparsity).
         rewind_step: lottery ticket: optimizer step of the first training that survivors are reset to (0 = init).
         finetune: training options (see ``train``) for each fine-tuning (per round); ``epochs: 0`` skips it
-            for the one-shot methods.
+            for the one-shot methods; with ``distill_alpha > 0`` the teacher is the model before compression.
         permanent: remove the masks at the end (zeros stay; a later training may then regrow them).
         sparse_export: write ``weights.sparse.pt`` (CSR indices + values) in the stage folder.
     """
@@ -142,12 +142,14 @@ def prune_weights_stage(ctx: StageContext, config: PruneWeightsConfig) -> dict[s
     scope = config.scope or _DEFAULT_SCOPE[config.method]
     options = {"scope": scope.value, "per_layer": dict(config.per_layer), "ignore": tuple(config.ignore)}
     acc_dense = ctx.evaluate(split="test")["accuracy"]
+    teacher = ctx.freeze_reference() if config.finetune.distill_alpha > 0 else None  # the model before compression
     runs = 0
 
     def train(m: nn.Module, hooks: Sequence[Any]) -> None:
         nonlocal runs
         runs += 1
-        ctx.fit(config.finetune, model=m, hooks=list(hooks), checkpoint_dir=ctx.stage_dir / f"train-{runs}")
+        ctx.fit(config.finetune, model=m, hooks=list(hooks), teacher=teacher,
+                checkpoint_dir=ctx.stage_dir / f"train-{runs}")
 
     def test_accuracy(m: nn.Module) -> float:
         return ctx.evaluate(m, split="test")["accuracy"]
