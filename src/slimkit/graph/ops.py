@@ -1,0 +1,582 @@
+"""How each traced op moves, couples or consumes channel ids (the rules of the dependency graph).
+
+A handler receives the tracer, the op's canonical name, the function, its arguments and its result, and sets the
+fields of the result. Ops with no handler here are *not understood*: every channel reaching them is blocked with a
+reason naming the op, so the engine never guesses. Users extend the table with :func:`register_op`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from slimkit.graph.fields import Fields, MacsTerm, merge_into, shift_fields
+
+if TYPE_CHECKING:
+    from slimkit.graph.tracer import Tracer
+
+OpHandler = Callable[["Tracer", str, Callable, tuple, dict, Any], None]
+OP_HANDLERS: dict[str, OpHandler] = {}
+
+
+def register_op(*names: str) -> Callable[[OpHandler], OpHandler]:
+    """Register ``handler(tracer, name, func, args, kwargs, out)`` for ops with these canonical names."""
+
+    def add(fn: OpHandler) -> OpHandler:
+        for n in names:
+            OP_HANDLERS[n] = fn
+        return fn
+
+    return add
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    leaves, _ = torch.utils._pytree.tree_flatten(obj)
+    return [t for t in leaves if isinstance(t, torch.Tensor)]
+
+
+def _arg(args: tuple, kwargs: dict, i: int, name: str, default: Any = None) -> Any:
+    if len(args) > i:
+        return args[i]
+    return kwargs.get(name, default)
+
+
+def _dims(value: Any, ndim: int) -> list[int] | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        value = [value]
+    return sorted({int(v) % max(ndim, 1) for v in value})
+
+
+def couple(tr: Tracer, a: torch.Tensor | None, b: torch.Tensor | None, why: str) -> None:
+    """Unify two fields; a field meeting an unlabelled (fixed) dim is blocked."""
+    if a is None and b is None:
+        return
+    if a is None or b is None:
+        tr.rec.block(a if a is not None else b, why)
+        return
+    tr.rec.unify(a, b, why)
+
+
+def broadcast_fields(tr: Tracer, operands: Sequence[tuple[Fields, Sequence[int]]], shape: Sequence[int], why: str) -> Fields:
+    """Couple the fields of broadcast operands dim by dim and return the result's fields."""
+    n = len(shape)
+    out: Fields = {}
+    aligned = [(shift_fields(f, len(s), n), (1,) * (n - len(s)) + tuple(s)) for f, s in operands]
+    for d in range(n):
+        labelled = [f[d] for f, s in aligned if d in f]
+        if not labelled:
+            continue
+        fixed = any(d not in f and s[d] == shape[d] and shape[d] > 1 for f, s in aligned)
+        spread = [f[d] for f, s in aligned if d in f and s[d] != shape[d]]
+        if fixed or spread:
+            for ids in labelled:
+                tr.rec.block(ids, f"{why}: dim {d} meets a fixed or broadcast operand")
+            continue
+        base = labelled[0]
+        for other in labelled[1:]:
+            tr.rec.unify(base, other)
+            base = torch.where(base >= 0, base, other)
+        out[d] = base
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- elementwise
+
+ELEMENTWISE = (
+    "add sub rsub mul div true_divide floor_divide truediv relu relu6 gelu silu sigmoid tanh hardswish hardsigmoid "
+    "hardtanh leaky_relu elu selu celu mish softplus softsign logsigmoid glu_ dropout dropout1d dropout2d dropout3d "
+    "alpha_dropout feature_alpha_dropout neg abs exp log log1p sqrt rsqrt square pow clamp clip clamp_min clamp_max "
+    "maximum minimum where masked_fill erf sin cos sign reciprocal threshold tanhshrink hardshrink softshrink "
+    "silu_ mul_ add_ nan_to_num addcmul addcdiv lerp fmod remainder ge gt le lt eq ne logical_not bitwise_not"
+).split()
+
+
+@register_op(*ELEMENTWISE)
+def elementwise(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    if not isinstance(out, torch.Tensor):
+        return unknown(tr, name, func, args, kwargs, out)
+    operands = [(tr.fields(t), tuple(t.shape)) for t in _tensors((args, kwargs))]
+    fields = broadcast_fields(tr, operands, tuple(out.shape), name)
+    tr.set(out, fields)
+    if name in ("relu", "relu6", "hardtanh"):
+        for d, ids in fields.items():
+            other = tuple(e for e in range(out.ndim) if e != d)
+            tr.rec.activity.append((ids, (out == 0).float().mean(other) if other else (out == 0).float()))
+
+
+IDENTITY = (
+    "to type type_as float half double bfloat16 contiguous clone detach cpu cuda requires_grad_ detach_ "
+    "zeros_like ones_like empty_like full_like rand_like randn_like data identity align_as"
+).split()
+
+
+@register_op(*IDENTITY)
+def identity(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    src = _tensors(args[:1])
+    if isinstance(out, torch.Tensor) and src and tuple(src[0].shape) == tuple(out.shape):
+        tr.set(out, dict(tr.fields(src[0])))
+    else:
+        unknown(tr, name, func, args, kwargs, out)
+
+
+# ---------------------------------------------------------------------------------------------- shape ops
+
+SHAPE_OPS = (
+    "view reshape flatten unflatten permute transpose t T mT swapaxes swapdims movedim moveaxis squeeze unsqueeze "
+    "expand expand_as view_as reshape_as repeat __getitem__ narrow select flip fliplr flipud repeat_interleave "
+    "tile broadcast_to"
+).split()
+
+
+def _adaptive_dim(name: str, args: tuple, kwargs: dict, ndim: int) -> int | None:
+    """The output dim a view/reshape leaves free to shrink (the ``-1`` in its shape), if any."""
+    if name in ("view", "reshape"):
+        shape = args[1:]
+        if len(shape) == 1 and isinstance(shape[0], (list, tuple, torch.Size)):
+            shape = tuple(shape[0])
+        shape = tuple(kwargs.get("shape", shape))
+        for i, s in enumerate(shape):
+            if isinstance(s, int) and s == -1:
+                return i
+    if name == "unflatten":
+        dim, sizes = _arg(args, kwargs, 1, "dim"), _arg(args, kwargs, 2, "sizes")
+        for j, s in enumerate(sizes or ()):
+            if s == -1:
+                return int(dim) % ndim + j
+    return None
+
+
+def _collapse(tr: Tracer, labels: torch.Tensor, adaptive: int | None) -> tuple[int, torch.Tensor] | None:
+    """Reduce a full-shape label tensor to one channel dim; a channel dim split in several is coupled first.
+
+    When a view splits a channel dim into several dims (heads x head_dim, groups x channels), removing a channel
+    must keep the split rectangular, so ids are unified along every split dim except the adaptive one (the ``-1``,
+    or else the innermost): whole columns of the free dim are removed together.
+    """
+    if labels.numel() == 0:
+        return None
+    varies = [e for e in range(labels.ndim) if labels.shape[e] > 1 and bool((labels != labels.narrow(e, 0, 1)).any())]
+    if not varies:
+        tr.rec.block(labels.reshape(-1)[:1], "a single channel reshaped")
+        return None
+    index = tuple(slice(None) if e in varies else 0 for e in range(labels.ndim))
+    grid = labels[index]
+    if len(varies) == 1:
+        return varies[0], grid
+    free = adaptive if adaptive in varies else varies[-1]
+    rows = grid.movedim(varies.index(free), -1).reshape(-1, labels.shape[free])
+    tr.rec.unify(rows, rows[:1].expand_as(rows), "channel dim split unevenly")
+    return free, rows.max(dim=0).values
+
+
+@register_op(*SHAPE_OPS)
+def shape_op(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Move ids exactly as the op moves elements, by running the same op on a tensor of ids."""
+    x = args[0]
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    results: list[Fields] = [{} for _ in outs]
+    for d, ids in tr.fields(x).items():
+        view = [1] * x.ndim
+        view[d] = -1
+        full = ids.view(view).expand(tuple(x.shape)).contiguous()
+        moved = func(full, *args[1:], **kwargs)
+        moved = list(moved) if isinstance(moved, (tuple, list)) else [moved]
+        kept = []
+        for k, labels in enumerate(moved):
+            if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64:
+                continue
+            got = _collapse(tr, labels, _adaptive_dim(name, args, kwargs, labels.ndim))
+            if got is not None:
+                merge_into(results[k], got[0], got[1], tr.rec, same_tensor=True)
+                kept.append(got[1])
+        live = ids[ids >= 0]
+        if not kept or not bool(torch.isin(live, torch.cat(kept)).all()):
+            tr.rec.block(ids, f"{name} keeps only part of a channel dim")
+    for o, f in zip(outs, results):
+        if isinstance(o, torch.Tensor):
+            tr.set(o, f)
+
+
+@register_op("cat", "concat", "concatenate")
+def cat(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    tensors = list(_arg(args, kwargs, 0, "tensors"))
+    tensors = [t for t in tensors if t.numel() or t.ndim == out.ndim]
+    dim = int(_arg(args, kwargs, 1, "dim", 0)) % out.ndim
+    fields = [tr.fields(t) for t in tensors]
+    result: Fields = {}
+    for d in range(out.ndim):
+        if d == dim:
+            parts = [f.get(d, torch.full((t.shape[d],), -1, dtype=torch.long)) for f, t in zip(fields, tensors)]
+            joined = torch.cat(parts)
+            if bool((joined >= 0).any()):
+                result[d] = joined
+            continue
+        sub = broadcast_fields(tr, [({0: f[d]} if d in f else {}, (t.shape[d],)) for f, t in zip(fields, tensors)],
+                               (out.shape[d],), name)
+        if 0 in sub:
+            result[d] = sub[0]
+    tr.set(out, result)
+
+
+@register_op("stack")
+def stack(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    tensors = list(_arg(args, kwargs, 0, "tensors"))
+    dim = int(_arg(args, kwargs, 1, "dim", 0)) % out.ndim
+    merged = broadcast_fields(tr, [(tr.fields(t), tuple(t.shape)) for t in tensors], tuple(tensors[0].shape), name)
+    tr.set(out, {(d if d < dim else d + 1): ids for d, ids in merged.items()})
+
+
+@register_op("chunk", "split", "tensor_split", "unbind", "split_with_sizes")
+def split(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Equal parts of a channel dim lose the same offsets (so ``chunk`` still splits right); sized splits block."""
+    x = args[0]
+    if name == "unbind":
+        dim = int(_arg(args, kwargs, 1, "dim", 0)) % x.ndim
+    else:
+        dim = int(_arg(args, kwargs, 2, "dim", 0)) % x.ndim
+    fx = tr.fields(x)
+    outs = list(out)
+    lens = [o.shape[dim] if name != "unbind" else 1 for o in outs]
+    rows = None
+    if dim in fx:
+        equal = name in ("chunk", "split", "tensor_split") and len(set(lens)) == 1 and isinstance(args[1], int)
+        if equal and name != "unbind":
+            rows = fx[dim].view(len(outs), lens[0])
+            tr.rec.unify(rows, rows[:1].expand_as(rows), f"{name} into equal parts")
+        else:
+            tr.rec.block(fx[dim], f"{name} of a channel dim into fixed sizes")
+    for k, o in enumerate(outs):
+        f: Fields = {}
+        for d, ids in fx.items():
+            if d == dim:
+                if rows is not None:
+                    f[d] = rows[k]
+                continue
+            f[d if (name != "unbind" or d < dim) else d - 1] = ids
+        tr.set(o, f)
+
+
+# ---------------------------------------------------------------------------------------------- reductions
+
+REDUCTIONS = (
+    "sum mean amax amin max min std var norm logsumexp prod nansum nanmean median var_mean std_mean "
+    "count_nonzero all any argmax argmin"
+).split()
+
+
+@register_op(*REDUCTIONS)
+def reduction(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Channels reduced over are consumed without weights: removable, but not exactly (``inexact``)."""
+    x = args[0]
+    outs = [o for o in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(o, torch.Tensor)]
+    if name in ("max", "min") and len(args) > 1 and isinstance(args[1], torch.Tensor):
+        return elementwise(tr, name, func, args, kwargs, out)
+    dim_arg = _arg(args, kwargs, 1, "dim")
+    if name == "norm":
+        dim_arg = _arg(args, kwargs, 2, "dim")
+    dims = _dims(dim_arg, x.ndim)
+    if dims is None:
+        dims = list(range(x.ndim))
+    keep = bool(_arg(args, kwargs, 3 if name == "norm" else 2, "keepdim", False)) if outs and outs[0].ndim == x.ndim else False
+    f: Fields = {}
+    for d, ids in tr.fields(x).items():
+        if d in dims:
+            if name in ("argmax", "argmin", "median", "max", "min", "all", "any"):
+                tr.rec.block(ids, f"{name} over a channel dim")
+            else:
+                tr.rec.mark_inexact(ids)
+            continue
+        f[d if keep else d - sum(r < d for r in dims)] = ids
+    for o in outs:
+        tr.set(o, dict(f))
+
+
+@register_op("softmax", "log_softmax", "cumsum", "cumprod", "logcumsumexp", "sort", "argsort", "topk", "roll")
+def along_dim(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Ops whose result along ``dim`` depends on every position: a channel dim there is blocked."""
+    x = args[0]
+    dim_arg = _arg(args, kwargs, 2 if name in ("roll", "topk") else 1, "dims" if name == "roll" else "dim")
+    dims = _dims(dim_arg, x.ndim) if dim_arg is not None else list(range(x.ndim))
+    if name == "roll" and dims is None:
+        dims = list(range(x.ndim))
+    f: Fields = {}
+    for d, ids in tr.fields(x).items():
+        if d in dims or name == "topk":
+            tr.rec.block(ids, f"{name} along a channel dim")
+        else:
+            f[d] = ids
+    for o in out if isinstance(out, (tuple, list)) else [out]:
+        if isinstance(o, torch.Tensor) and o.ndim == x.ndim:
+            tr.set(o, dict(f))
+
+
+SPATIAL = (
+    "max_pool1d max_pool2d max_pool3d avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d "
+    "adaptive_avg_pool3d adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d lp_pool1d lp_pool2d interpolate "
+    "upsample upsample_nearest upsample_bilinear max_pool1d_with_indices max_pool2d_with_indices pad"
+).split()
+
+
+@register_op(*SPATIAL)
+def spatial(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Pooling, resizing and padding act on dims 2+: batch and channel fields pass, fields on spatial dims block."""
+    x = args[0]
+    touched = set(range(2, x.ndim))
+    if name == "pad":
+        pad = _arg(args, kwargs, 1, "pad")
+        touched = set(range(x.ndim - len(pad) // 2, x.ndim))
+    f: Fields = {}
+    for d, ids in tr.fields(x).items():
+        if d in touched:
+            tr.rec.block(ids, f"{name} over a channel dim")
+        else:
+            f[d] = ids
+    for o in out if isinstance(out, (tuple, list)) else [out]:
+        if isinstance(o, torch.Tensor) and o.ndim == x.ndim:
+            tr.set(o, dict(f))
+
+
+# ---------------------------------------------------------------------------------------------- weighted layers
+
+
+def _bias(tr: Tracer, bias: Any, ids: torch.Tensor | None, why: str) -> None:
+    if isinstance(bias, torch.Tensor) and bias.numel() > 1:
+        couple(tr, ids, tr.param_fields(bias, {0: "out"}).get(0), why)
+
+
+def _pass_batch(tr: Tracer, fx: Fields, result: Fields, name: str, channel_dims: set[int]) -> None:
+    for d, ids in fx.items():
+        if d == 0:
+            result[0] = ids
+        elif d not in channel_dims:
+            tr.rec.block(ids, f"{name} over a channel dim")
+
+
+@register_op("conv1d", "conv2d", "conv3d")
+def conv(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Group-aware convolution: depthwise-like convs couple input channel c with its outputs (whole groups go);
+    other grouped convs lose the same in-group offsets in every group, so ``groups`` is kept."""
+    x, w = args[0], args[1]
+    bias = _arg(args, kwargs, 2, "bias")
+    groups = int(_arg(args, kwargs, 6, "groups", 1))
+    fx, fw = tr.fields(x), tr.param_fields(w, {0: "out", 1: "in"})
+    for kd in range(2, w.ndim):
+        if kd in fw:
+            tr.rec.block(fw[kd], "kernel dims are not channels")
+    out_ids, in_ids, w_in = fw.get(0), fx.get(1), fw.get(1)
+    n_out, per_group = w.shape[0], w.shape[1]
+    why = f"{name} input channels"
+    if groups == 1:
+        couple(tr, in_ids, w_in, why)
+    elif per_group == 1:
+        mult = n_out // groups
+        if out_ids is None or in_ids is None:
+            couple(tr, in_ids, out_ids, why)
+        else:
+            tr.rec.unify(out_ids.view(groups, mult), in_ids.view(groups, 1), why)
+    else:
+        if in_ids is None:
+            if w_in is not None:
+                tr.rec.block(w_in, why)
+        else:
+            couple(tr, in_ids.view(groups, per_group), None if w_in is None else w_in.view(1, per_group), why)
+        if out_ids is not None:
+            rows = out_ids.view(groups, n_out // groups)
+            tr.rec.unify(rows, rows[:1].expand_as(rows), "grouped conv output offsets")
+    _bias(tr, bias, out_ids, f"{name} bias")
+    result: Fields = {1: out_ids} if out_ids is not None else {}
+    _pass_batch(tr, fx, result, name, {1})
+    tr.set(out, result)
+    tr.rec.macs.append(MacsTerm(int(w.numel() * out[0, 0].numel() * out.shape[0]),
+                                [i for i in (out_ids, w_in) if i is not None]))
+
+
+@register_op("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+def conv_transpose(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    x, w = args[0], args[1]
+    bias = _arg(args, kwargs, 2, "bias")
+    groups = int(_arg(args, kwargs, 6, "groups", 1))
+    fx, fw = tr.fields(x), tr.param_fields(w, {0: "in", 1: "out"})
+    for kd in range(2, w.ndim):
+        if kd in fw:
+            tr.rec.block(fw[kd], "kernel dims are not channels")
+    if groups != 1:
+        tr.rec.block_fields(fw, f"grouped {name} is not supported")
+        tr.rec.block_fields(fx, f"grouped {name} is not supported")
+        tr.set(out, {})
+        return
+    couple(tr, fx.get(1), fw.get(0), f"{name} input channels")
+    out_ids = fw.get(1)
+    _bias(tr, bias, out_ids, f"{name} bias")
+    result: Fields = {1: out_ids} if out_ids is not None else {}
+    _pass_batch(tr, fx, result, name, {1})
+    tr.set(out, result)
+    tr.rec.macs.append(MacsTerm(int(w.numel() * x[0, 0].numel() * x.shape[0]),
+                                [i for i in (out_ids, fw.get(0)) if i is not None]))
+
+
+@register_op("linear")
+def linear(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    x, w = args[0], args[1]
+    bias = _arg(args, kwargs, 2, "bias")
+    fx, fw = tr.fields(x), tr.param_fields(w, {0: "out", 1: "in"})
+    last = x.ndim - 1
+    couple(tr, fx.get(last), fw.get(1), "linear input features")
+    _bias(tr, bias, fw.get(0), "linear bias")
+    result = {d: ids for d, ids in fx.items() if d != last}
+    if 0 in fw:
+        result[out.ndim - 1] = fw[0]
+    tr.set(out, result)
+    tr.rec.macs.append(MacsTerm(int(w.numel() * (out.numel() // max(out.shape[-1], 1))),
+                                [i for i in (fw.get(0), fw.get(1)) if i is not None]))
+
+
+def _norm_params(tr: Tracer, ids: torch.Tensor | None, tensors: Sequence[Any], why: str) -> None:
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.numel() > 1:
+            couple(tr, ids, tr.param_fields(t, {0: "norm"}).get(0), why)
+
+
+@register_op("batch_norm", "instance_norm")
+def batch_norm(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    x = args[0]
+    fx = tr.fields(x)
+    keys = ("running_mean", "running_var", "weight", "bias")
+    _norm_params(tr, fx.get(1), [_arg(args, kwargs, i + 1, k) for i, k in enumerate(keys)], f"{name} channels")
+    tr.set(out, dict(fx))
+
+
+@register_op("layer_norm", "rms_norm")
+def layer_norm(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Channels in the normalized dims share statistics: their params couple, and removal is inexact."""
+    x = args[0]
+    shape = _arg(args, kwargs, 1, "normalized_shape")
+    k = len(shape) if isinstance(shape, (list, tuple, torch.Size)) else 1
+    fx = tr.fields(x)
+    params = [_arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias") if name == "layer_norm" else None]
+    for t in params:
+        if isinstance(t, torch.Tensor):
+            fp = tr.param_fields(t, {j: "norm" for j in range(t.ndim)})
+            for j in range(t.ndim):
+                if t.shape[j] > 1:
+                    couple(tr, fx.get(x.ndim - k + j), fp.get(j), f"{name} normalized dims")
+    for d in range(x.ndim - k, x.ndim):
+        if d in fx:
+            tr.rec.mark_inexact(fx[d])
+    tr.set(out, dict(fx))
+
+
+@register_op("group_norm")
+def group_norm(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Whole GroupNorm groups are removed (the other groups' statistics are untouched, so removal is exact)."""
+    x = args[0]
+    groups = int(_arg(args, kwargs, 1, "num_groups"))
+    fx = tr.fields(x)
+    ids = fx.get(1)
+    if ids is not None:
+        rows = ids.view(groups, -1)
+        tr.rec.unify(rows, rows[:, :1].expand_as(rows), "group_norm groups")
+    _norm_params(tr, ids, [_arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")], "group_norm channels")
+    for d, i in fx.items():
+        if d >= 2:
+            tr.rec.mark_inexact(i)
+    tr.set(out, dict(fx))
+
+
+@register_op("prelu")
+def prelu(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    x, w = args[0], args[1]
+    fx = tr.fields(x)
+    if w.numel() > 1:
+        couple(tr, fx.get(1), tr.param_fields(w, {0: "aux"}).get(0), "prelu channels")
+    tr.set(out, dict(fx))
+
+
+@register_op("embedding")
+def embedding(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    w = args[1]
+    fw = tr.param_fields(w, {0: "aux", 1: "out"})
+    if 0 in fw:
+        tr.rec.block(fw[0], "embedding rows are vocabulary entries")
+    result = {d: ids for d, ids in tr.fields(args[0]).items()}
+    if 1 in fw:
+        result[out.ndim - 1] = fw[1]
+    tr.set(out, result)
+
+
+# ---------------------------------------------------------------------------------------------- products
+
+
+def _matmul_fields(tr: Tracer, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, name: str) -> None:
+    fa, fb = tr.fields(a), tr.fields(b)
+    ka, kb = fa.get(a.ndim - 1), fb.get(b.ndim - 2)
+    couple(tr, ka, kb, f"{name} contraction")
+    for ids in (ka, kb):
+        if ids is not None:
+            tr.rec.contracted.append(ids[ids >= 0])
+    batch = broadcast_fields(
+        tr,
+        [({d: i for d, i in fa.items() if d < a.ndim - 2}, tuple(a.shape[:-2])),
+         ({d: i for d, i in fb.items() if d < b.ndim - 2}, tuple(b.shape[:-2]))],
+        tuple(out.shape[:-2]), name,
+    )
+    if a.ndim - 2 in fa:
+        batch[out.ndim - 2] = fa[a.ndim - 2]
+    if b.ndim - 1 in fb:
+        batch[out.ndim - 1] = fb[b.ndim - 1]
+    tr.set(out, batch)
+    tr.rec.macs.append(MacsTerm(int(a.shape[-1] * out.numel()), [i for i in (ka, kb) if i is not None]
+                                + [i for i in batch.values()]))
+
+
+@register_op("matmul", "bmm", "mm")
+def matmul(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    a, b = args[0], args[1]
+    if a.ndim < 2 or b.ndim < 2:
+        return unknown(tr, name, func, args, kwargs, out)
+    _matmul_fields(tr, a, b, out, name)
+
+
+@register_op("rmatmul")
+def rmatmul(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    return matmul(tr, "matmul", func, (args[1], args[0]), kwargs, out)
+
+
+@register_op("scaled_dot_product_attention")
+def sdpa(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """q.k contracts the per-head dims (coupled; inexact without an explicit ``scale``, which depends on them)."""
+    q, k, v = args[0], args[1], args[2]
+    fq, fk, fv = tr.fields(q), tr.fields(k), tr.fields(v)
+    n = q.ndim
+    qk = fq.get(n - 1), fk.get(n - 1)
+    couple(tr, qk[0], qk[1], "attention q.k dims")
+    for ids in qk:
+        if ids is not None:
+            tr.rec.contracted.append(ids[ids >= 0])
+            if _arg(args, kwargs, 6, "scale") is None:
+                tr.rec.mark_inexact(ids)
+    couple(tr, fk.get(n - 2), fv.get(n - 2), "attention key/value tokens")
+    mask = _arg(args, kwargs, 3, "attn_mask")
+    if isinstance(mask, torch.Tensor):
+        tr.rec.block_fields(tr.fields(mask), "attention mask")
+    strip = [({d: i for d, i in f.items() if d < n - 2}, tuple(t.shape[:-2])) for f, t in ((fq, q), (fk, k), (fv, v))]
+    result = broadcast_fields(tr, strip, tuple(out.shape[:-2]), name)
+    if n - 2 in fq:
+        result[n - 2] = fq[n - 2]
+    if n - 1 in fv:
+        result[n - 1] = fv[n - 1]
+    tr.set(out, result)
+    tokens = q.shape[-2] * k.shape[-2] * math.prod(q.shape[:-2])
+    tr.rec.macs.append(MacsTerm(int(tokens * (q.shape[-1] + v.shape[-1])), [i for i in qk if i is not None]))
+
+
+def unknown(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """An op the engine does not understand: block every channel that reaches it."""
+    for t in _tensors((args, kwargs)):
+        tr.rec.block_fields(tr.fields(t), f"op {name!r} is not understood")
+    tr.unknown_ops.add(f"{tr.rec.where}: {name}")
