@@ -151,7 +151,7 @@ def _adaptive_dim(name: str, args: tuple, kwargs: dict, ndim: int) -> int | None
     return None
 
 
-def _collapse(tr: Tracer, labels: torch.Tensor, adaptive: int | None) -> tuple[int, torch.Tensor] | None:
+def _collapse(tr: Tracer, labels: torch.Tensor, adaptive: int | None) -> tuple[int, torch.Tensor, torch.Tensor] | None:
     """Reduce a full-shape label tensor to one channel dim; a channel dim split in several is coupled first.
 
     When a view splits a channel dim into several dims (heads x head_dim, groups x channels), removing a channel
@@ -167,11 +167,11 @@ def _collapse(tr: Tracer, labels: torch.Tensor, adaptive: int | None) -> tuple[i
     index = tuple(slice(None) if e in varies else 0 for e in range(labels.ndim))
     grid = labels[index]
     if len(varies) == 1:
-        return varies[0], grid
+        return varies[0], grid, grid
     free = adaptive if adaptive in varies else varies[-1]
     rows = grid.movedim(varies.index(free), -1).reshape(-1, labels.shape[free])
     tr.rec.unify(rows, rows[:1].expand_as(rows), "channel dim split unevenly")
-    return free, rows.max(dim=0).values
+    return free, rows.max(dim=0).values, grid
 
 
 @register_op(*SHAPE_OPS)
@@ -190,10 +190,16 @@ def shape_op(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, o
         for k, labels in enumerate(moved):
             if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64:
                 continue
-            got = _collapse(tr, labels, _adaptive_dim(name, args, kwargs, labels.ndim))
+            adaptive = _adaptive_dim(name, args, kwargs, labels.ndim)
+            got = _collapse(tr, labels, adaptive)
+            if got is not None and name in ("view", "reshape", "unflatten") and got[0] != adaptive:
+                size = int(labels.shape[got[0]])
+                if size not in tr.read_sizes and int(x.shape[d]) not in tr.read_sizes:
+                    tr.rec.block(ids, f"{name} with a literal channel count {size} (write -1 or read it from .shape)")
+                    got = None
             if got is not None:
                 merge_into(results[k], got[0], got[1], tr.rec, same_tensor=True)
-                kept.append(got[1])
+                kept.append(got[2].reshape(-1))
         live = ids[ids >= 0]
         if not kept or not bool(torch.isin(live, torch.cat(kept)).all()):
             tr.rec.block(ids, f"{name} keeps only part of a channel dim")

@@ -97,6 +97,7 @@ class Tracer:
         self.leaf_depth = 0
         self.stack: list[str] = []
         self.unknown_ops: set[str] = set()
+        self.read_sizes: set[int] = set()
         for fqn, module in model.named_modules(remove_duplicate=False):
             for table, is_param in ((module._parameters, True), (module._buffers, False)):
                 for attr, t in table.items():
@@ -127,6 +128,10 @@ class Tracer:
                     fields[d] = self.rec.fresh(n)
                     self.rec.occur(k, d, fields[d], roles.get(d, "aux"))
             self._fields[id(t)] = fields
+        elif "in" in roles.values():  # a tied tensor also consumed here: zeroing it as a consumer is what's safe
+            for occ in self.rec.occurrences:
+                if occ.tensor == k and roles.get(occ.dim) == "in":
+                    occ.role = "in"
         return self._fields[id(t)]
 
     def fields(self, t: torch.Tensor) -> Fields:
@@ -145,6 +150,9 @@ class Tracer:
     # -- recording ---------------------------------------------------------------------------------
     def record(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
         name = canonical(func)
+        if name in ("size", "shape") and args and isinstance(args[0], torch.Tensor):
+            for d in self._fields.get(id(args[0]), {}):  # the code reads a channel count from the tensor
+                self.read_sizes.add(int(args[0].shape[d]))
         if name in _IGNORED:
             return
         outs = _tensors(out)
