@@ -83,21 +83,22 @@ class MixerBlock(nn.Module):
         return x + self.channel_mlp(self.norm2(x))
 
 
-@register_arch("mlp_mixer")
-def mlp_mixer() -> tuple[nn.Module, tuple]:
+class Mixer(nn.Module):
     """Token mixing (Linear over the token dim after a transpose) and channel mixing."""
 
-    class Mixer(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stem = nn.Conv2d(3, 12, 2, 2)
-            self.blocks = nn.Sequential(MixerBlock(16, 12), MixerBlock(16, 12))
-            self.head = nn.Linear(12, 5)
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 12, 2, 2)
+        self.blocks = nn.Sequential(MixerBlock(16, 12), MixerBlock(16, 12))
+        self.head = nn.Linear(12, 5)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = self.stem(x).flatten(2).transpose(1, 2)  # (B, 16 tokens, 12)
-            return self.head(self.blocks(x).mean(1))
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x).flatten(2).transpose(1, 2)  # (B, 16 tokens, 12)
+        return self.head(self.blocks(x).mean(1))
 
+
+@register_arch("mlp_mixer")
+def mlp_mixer() -> tuple[nn.Module, tuple]:
     return Mixer(), (torch.randn(2, 3, 8, 8),)
 
 
@@ -149,21 +150,22 @@ def mha_encoder() -> tuple[nn.Module, tuple]:
     return MHAEncoder(), (torch.randint(0, 20, (2, 6)),)
 
 
-@register_arch("torch_transformer_layer")
-def torch_transformer_layer() -> tuple[nn.Module, tuple]:
+class TorchEncoder(nn.Module):
     """``nn.TransformerEncoderLayer`` as shipped by PyTorch."""
 
-    class Net(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.proj = nn.Linear(6, 16)
-            self.layer = nn.TransformerEncoderLayer(16, 2, 24, dropout=0.0, batch_first=True)
-            self.head = nn.Linear(16, 3)
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(6, 16)
+        self.layer = nn.TransformerEncoderLayer(16, 2, 24, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(16, 3)
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.head(self.layer(self.proj(x))[:, -1])
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.layer(self.proj(x))[:, -1])
 
-    return Net(), (torch.randn(2, 5, 6),)
+
+@register_arch("torch_transformer_layer")
+def torch_transformer_layer() -> tuple[nn.Module, tuple]:
+    return TorchEncoder(), (torch.randn(2, 5, 6),)
 
 
 class SDPABlock(nn.Module):

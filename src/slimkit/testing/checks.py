@@ -120,4 +120,4 @@ def check_finetune(model: nn.Module, inputs: tuple, *, steps: int = 3, lr: float
     model.eval()
     assert torch.isfinite(loss), "loss is not finite"
     assert any(not torch.equal(a, p.detach()) for a, p in zip(before, params)), "no parameter changed"
-    return float(loss)
+    return float(loss.detach())
