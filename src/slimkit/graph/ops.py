@@ -536,8 +536,8 @@ def _matmul_fields(tr: Tracer, a: torch.Tensor, b: torch.Tensor, out: torch.Tens
     if b.ndim - 1 in fb:
         batch[out.ndim - 1] = fb[b.ndim - 1]
     tr.set(out, batch)
-    tr.rec.macs.append(MacsTerm(int(a.shape[-1] * out.numel()), [i for i in (ka, kb) if i is not None]
-                                + [i for i in batch.values()]))
+    contraction = [ka if ka is not None else kb] if (ka is not None or kb is not None) else []
+    tr.rec.macs.append(MacsTerm(int(a.shape[-1] * out.numel()), contraction + list(batch.values())))
 
 
 @register_op("matmul", "bmm", "mm")
@@ -578,7 +578,8 @@ def sdpa(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: 
         result[n - 1] = fv[n - 1]
     tr.set(out, result)
     tokens = q.shape[-2] * k.shape[-2] * math.prod(q.shape[:-2])
-    tr.rec.macs.append(MacsTerm(int(tokens * (q.shape[-1] + v.shape[-1])), [i for i in qk if i is not None]))
+    tr.rec.macs.append(MacsTerm(int(tokens * q.shape[-1]), [i for i in qk if i is not None][:1]))
+    tr.rec.macs.append(MacsTerm(int(tokens * v.shape[-1]), [fv[n - 1]] if n - 1 in fv else []))
 
 
 def unknown(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
