@@ -44,11 +44,21 @@ def zero_channel_effect(graph: ChannelGraph, removed: torch.Tensor) -> None:
 
 
 def check_prune_equivalence(model: nn.Module, inputs: tuple, *, fraction: float = 0.4, seed: int = 0,
-                            atol: float = 1e-5) -> int:
+                            atol: float = 1e-5, dtype: torch.dtype | None = torch.float64) -> int:
     """Zero the effect of random channels of every exact group, prune exactly those, compare outputs.
 
+    The comparison runs in ``dtype`` (float64 by default, so that the summation order of a narrower conv cannot
+    masquerade as a pruning error; ``None`` keeps the model's dtype); the model is converted back afterwards.
     Returns the number of channels removed (the model is left pruned).
     """
+    if dtype is not None:
+        original = next(iter(model.parameters())).dtype
+        model.to(dtype)
+        cast = tuple(t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() else t for t in inputs)
+        try:
+            return check_prune_equivalence(model, cast, fraction=fraction, seed=seed, atol=atol, dtype=None)
+        finally:
+            model.to(original)
     from slimkit.prune.config import PruneConfig
     from slimkit.prune.structured import make_plan
 
