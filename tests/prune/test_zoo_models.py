@@ -36,7 +36,10 @@ def test_zoo_ratio_zero_and_equivalence(name):
     assert check_prune_equivalence(model, x, fraction=0.3) > 0
 
 
-@pytest.mark.parametrize("name", MODELS)
+HEAVY = {"resnet50", "vgg16_bn", "densenet40"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in HEAVY else n for n in MODELS])
 def test_zoo_pruned_model_saves_loads_and_finetunes(name, tmp_path):
     model, x = zoo_model(name)
     report = slimkit.prune_channels(model, x, macs_reduction=2.0, round_to=4)

@@ -106,7 +106,7 @@ def elementwise(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict
     if name in ("relu", "relu6", "hardtanh"):
         for d, ids in fields.items():
             other = tuple(e for e in range(out.ndim) if e != d)
-            tr.rec.activity.append((ids, (out == 0).float().mean(other) if other else (out == 0).float()))
+            tr.rec.activity.append((ids, ((out == 0).float().mean(other) if other else (out == 0).float()).cpu()))
 
 
 IDENTITY = (
