@@ -19,6 +19,7 @@ from scipy.sparse.csgraph import connected_components
 from torch import nn
 
 from slimkit.graph.fields import MacsTerm, Occurrence
+from slimkit.graph.ops import _tensors
 from slimkit.graph.tracer import Tracer
 
 
@@ -63,6 +64,7 @@ class ChannelGraph:
         self.activity = rec.activity
         self.unknown_ops = sorted(tracer.unknown_ops)
         self.shapes = [tuple(t.shape) for t in self.tensors]
+        self.output_shapes: list[tuple[int, ...]] = []
         n = rec.next_id
         if rec.edges:
             a = torch.cat([e[0] for e in rec.edges]).numpy()
@@ -154,39 +156,51 @@ class ChannelGraph:
         return Group(name, channels, occs, width, not bool(self.inexact[channels].any()), reason, modules)
 
     # -- costs -------------------------------------------------------------------------------------
-    def kept_fraction(self, ids_list: list[torch.Tensor], removed: torch.Tensor) -> list[float]:
-        if not ids_list:
-            return []
-        lens = [len(i) for i in ids_list]
-        keep = (~removed[self.comp[torch.cat(ids_list)]]).float()
-        return [float(x.mean()) if x.numel() else 1.0 for x in torch.split(keep, lens)]
-
-    def macs(self, removed: torch.Tensor | None = None) -> int:
-        """MACs of conv/linear/matmul/attention ops on the example input, after removing ``removed`` channels."""
-        total = 0.0
-        for term in self.macs_terms:
-            f = 1.0
-            if removed is not None:
-                for x in self.kept_fraction(term.ids, removed):
-                    f *= x
-            total += term.macs * f
-        return int(round(total))
-
-    def params(self, removed: torch.Tensor | None = None) -> int:
-        """Parameters (shared ones counted once) after removing ``removed`` channels."""
+    def _cost_index(self) -> None:
+        """Flatten the cost model once: every (term, id list) pair becomes a segment of one long index."""
+        comps, seg, seg_term, seg_len, weights = [], [], [], [], []
+        terms: list[tuple[float, list[torch.Tensor]]] = [(float(t.macs), t.ids) for t in self.macs_terms]
         per_dim: dict[int, dict[int, torch.Tensor]] = {}
         for o in self.occurrences:
             per_dim.setdefault(o.tensor, {})[o.dim] = o.ids
-        total = 0
+        n_macs = len(terms)
         for k, t in enumerate(self.tensors):
-            if not any(p for *_, p in self.locations[k]):
-                continue
-            n = float(t.numel())
-            if removed is not None and k in per_dim:
-                for ids in per_dim[k].values():
-                    n *= float((~removed[self.comp[ids]]).float().mean())
-            total += int(round(n))
-        return total
+            if any(p for *_, p in self.locations[k]):
+                terms.append((float(t.numel()), list(per_dim.get(k, {}).values())))
+        for i, (w, ids_list) in enumerate(terms):
+            weights.append(w)
+            for ids in ids_list:
+                comps.append(self.comp[ids])
+                seg.append(torch.full((len(ids),), len(seg_len), dtype=torch.long))
+                seg_term.append(i)
+                seg_len.append(len(ids))
+        self._cost = (
+            torch.cat(comps) if comps else torch.zeros(0, dtype=torch.long),
+            torch.cat(seg) if seg else torch.zeros(0, dtype=torch.long),
+            torch.tensor(seg_term, dtype=torch.long),
+            torch.tensor(seg_len, dtype=torch.float64),
+            torch.tensor(weights, dtype=torch.float64),
+            n_macs,
+        )
+
+    def _costs(self, removed: torch.Tensor | None) -> tuple[float, float]:
+        if not hasattr(self, "_cost"):
+            self._cost_index()
+        comps, seg, seg_term, seg_len, weights, n_macs = self._cost
+        factor = torch.ones(len(weights), dtype=torch.float64)
+        if removed is not None and len(seg_len):
+            kept = torch.zeros(len(seg_len), dtype=torch.float64).index_add_(0, seg, (~removed[comps]).double())
+            factor.scatter_reduce_(0, seg_term, kept / seg_len.clamp_min(1), reduce="prod")
+        total = weights * factor
+        return float(total[:n_macs].sum()), float(total[n_macs:].sum())
+
+    def macs(self, removed: torch.Tensor | None = None) -> int:
+        """MACs of conv/linear/matmul/attention ops on the example input, after removing ``removed`` channels."""
+        return int(round(self._costs(removed)[0]))
+
+    def params(self, removed: torch.Tensor | None = None) -> int:
+        """Parameters (shared ones counted once) after removing ``removed`` channels."""
+        return int(round(self._costs(removed)[1]))
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -197,8 +211,10 @@ class ChannelGraph:
         }
 
 
-def build_graph(model: nn.Module, example_inputs: Any) -> ChannelGraph:
+def build_graph(model: nn.Module, example_inputs: Any, *, record_activity: bool = False) -> ChannelGraph:
     """Trace ``model`` on ``example_inputs`` and resolve its channels and groups.
+
+    ``record_activity`` also keeps the per-channel fraction of zeros after each ReLU (used by ``apoz``).
 
     Raises:
         GraphError: naming the module where the forward pass failed.
@@ -207,6 +223,9 @@ def build_graph(model: nn.Module, example_inputs: Any) -> ChannelGraph:
 
     t0 = time.perf_counter()
     tracer = Tracer(model)
+    tracer.record_activity = record_activity
     with torch.no_grad():
-        tracer.run(example_inputs)
-    return ChannelGraph(model, tracer, time.perf_counter() - t0)
+        out = tracer.run(example_inputs)
+    graph = ChannelGraph(model, tracer, time.perf_counter() - t0)
+    graph.output_shapes = [tuple(t.shape) for t in _tensors(out)]
+    return graph

@@ -103,7 +103,7 @@ def elementwise(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict
     operands = [(tr.fields(t), tuple(t.shape)) for t in _tensors((args, kwargs))]
     fields = broadcast_fields(tr, operands, tuple(out.shape), name)
     tr.set(out, fields)
-    if name in ("relu", "relu6", "hardtanh"):
+    if tr.record_activity and name in ("relu", "relu6", "hardtanh"):
         for d, ids in fields.items():
             other = tuple(e for e in range(out.ndim) if e != d)
             tr.rec.activity.append((ids, ((out == 0).float().mean(other) if other else (out == 0).float()).cpu()))

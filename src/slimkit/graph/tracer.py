@@ -98,6 +98,7 @@ class Tracer:
         self.stack: list[str] = []
         self.unknown_ops: set[str] = set()
         self.read_sizes: set[int] = set()
+        self.record_activity = False  # per-channel zero fractions after ReLUs (for APoZ)
         for fqn, module in model.named_modules(remove_duplicate=False):
             for table, is_param in ((module._parameters, True), (module._buffers, False)):
                 for attr, t in table.items():

@@ -92,8 +92,7 @@ def apply_removal(graph: ChannelGraph, removed: torch.Tensor, example_inputs: An
     plan = keep_indices(graph, removed)
     if not plan:
         return plan
-    with torch.no_grad():
-        before = _shapes(_forward(model, inputs))
+    before = graph.output_shapes or _shapes(_forward(model, inputs))
     replaced: dict[int, torch.Tensor] = {}
     with transaction(model):
         touched: dict[int, tuple[str, nn.Module]] = {}

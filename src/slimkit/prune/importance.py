@@ -55,8 +55,9 @@ def _per_slice(graph: ChannelGraph, values: Callable[[torch.Tensor, int], torch.
         is_param = any(p for *_, p in graph.locations[o.tensor])
         if params_only and not is_param:
             continue
-        t = graph.tensors[o.tensor].detach()
-        v = values(t, o.dim)
+        t = graph.tensors[o.tensor]
+        with torch.no_grad():
+            v = values(t, o.dim)
         if v is None:
             continue
         v = v.double().reshape(-1)
@@ -81,16 +82,29 @@ def _reduce_except(t: torch.Tensor, dim: int, fn: Callable[[torch.Tensor, tuple[
     return fn(t.float(), other) if other else fn(t.float().unsqueeze(1), (1,))
 
 
+def _cached(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """Per-slice sums of ``fn(tensor)``, computing ``fn`` once per tensor even when several dims are sliced."""
+    cache: dict[int, torch.Tensor] = {}
+
+    def values(t: torch.Tensor, d: int) -> torch.Tensor:
+        if id(t) not in cache:
+            cache[id(t)] = fn(t.float())
+        return _reduce_except(cache[id(t)], d, lambda x, o: x.sum(o))
+
+    return values
+
+
 @register_importance("l1")
 def l1(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     """Sum of absolute weights of every slice the channel removes (Li et al., 2017)."""
-    return _per_slice(graph, lambda t, d: _reduce_except(t, d, lambda x, o: x.abs().sum(o)), ctx)
+    return _per_slice(graph, _cached(torch.abs), ctx)
 
 
 @register_importance("l2")
 def l2(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     """Euclidean norm of every slice the channel removes."""
-    return _per_slice(graph, lambda t, d: _reduce_except(t, d, lambda x, o: x.pow(2).sum(o).sqrt()), ctx)
+    values = _cached(torch.square)
+    return _per_slice(graph, lambda t, d: values(t, d).sqrt(), ctx)
 
 
 @register_importance("fpgm")
