@@ -83,13 +83,19 @@ def _reduce_except(t: torch.Tensor, dim: int, fn: Callable[[torch.Tensor, tuple[
 
 
 def _cached(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor, int], torch.Tensor]:
-    """Per-slice sums of ``fn(tensor)``, computing ``fn`` once per tensor even when several dims are sliced."""
+    """Per-slice sums of ``fn(tensor)``; ``fn`` runs once per tensor and the dims no channel slices (kernel
+    dims) are summed away first, so each further per-dim sum is over a small matrix."""
     cache: dict[int, torch.Tensor] = {}
 
     def values(t: torch.Tensor, d: int) -> torch.Tensor:
         if id(t) not in cache:
-            cache[id(t)] = fn(t.float())
-        return _reduce_except(cache[id(t)], d, lambda x, o: x.sum(o))
+            v = fn(t.float())
+            spatial = tuple(range(2, v.ndim)) if v.ndim > 2 else ()
+            cache[id(t)] = v.sum(spatial, keepdim=True) if spatial else v
+        base = cache[id(t)]
+        if d >= 2 and t.ndim > 2:
+            return _reduce_except(fn(t.float()), d, lambda x, o: x.sum(o))
+        return _reduce_except(base, d, lambda x, o: x.sum(o))
 
     return values
 

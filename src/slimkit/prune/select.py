@@ -102,7 +102,7 @@ def select_for_budget(graph: ChannelGraph, scores: torch.Tensor, groups: list[_E
     best = select_channels(graph, scores, groups, config, hi)
     if cost(best) > target:
         return best  # the budget cannot be met within the per-group limits: prune as far as allowed
-    for _ in range(22):
+    for _ in range(16):
         mid = (lo + hi) / 2
         removed = select_channels(graph, scores, groups, config, mid)
         if cost(removed) <= target:
