@@ -220,3 +220,22 @@ def test_layer_functions():
     assert bn.num_features == 5 and bn.running_var.shape == (5,)
     with pytest.raises(GraphError, match="out of range"):
         prune_out_channels(nn.Linear(3, 2), [4])
+
+
+def test_target_latency_prunes_until_measured_latency_is_met():
+    from slimkit.profile import measure_latency
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(64, 8, 1)).eval()
+    x = torch.randn(1, 3, 32, 32)
+    dense_ms = measure_latency(model, x, warmup=3, repeats=15).median_ms
+    saved = state(model)
+    plan = slimkit.plan_pruning(model, x, target_latency_ms=dense_ms * 0.6, latency_batch_size=2)
+    assert same_state(model, saved)  # every candidate was timed and rolled back
+    trail = plan.report.latency_trail
+    assert len(trail) >= 2 and trail[0][0] == 0.0
+    report = plan.apply()
+    assert report.macs_reduction > 1.2
+    met = [ms for ratio, ms in trail if ms <= dense_ms * 0.6]
+    assert met, trail

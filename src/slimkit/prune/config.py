@@ -42,6 +42,10 @@ class PruneConfig:
         target_macs: prune (global ranking) until the MACs of the example input are at most this.
         macs_reduction: prune until MACs fall by this factor (2.0 = half the MACs).
         target_params: prune until the parameter count is at most this.
+        target_latency_ms: prune (global ranking) until the median latency measured on ``latency_device`` at
+            ``latency_batch_size`` is at most this (each candidate is applied, timed and rolled back).
+        latency_device: where ``target_latency_ms`` is measured ("cpu", "cuda", ...).
+        latency_batch_size: batch size for ``target_latency_ms``.
         round_to: keep channel counts at multiples of this (8 for tensor cores / SIMD widths).
         min_channels: never keep fewer channels than this in a group.
         max_group_ratio: never remove more than this fraction of one group (global/budget modes).
@@ -62,6 +66,9 @@ class PruneConfig:
     target_macs: float | None = None
     macs_reduction: float | None = None
     target_params: float | None = None
+    target_latency_ms: float | None = None
+    latency_device: str = "cpu"
+    latency_batch_size: int = 1
     round_to: int | None = None
     min_channels: int = 1
     max_group_ratio: float = 0.9
@@ -84,10 +91,12 @@ class PruneConfig:
             raise ValueError(f"min_channels must be >= 1, got {self.min_channels}")
         if self.macs_reduction is not None and self.macs_reduction < 1.0:
             raise ValueError(f"macs_reduction must be >= 1 (a factor), got {self.macs_reduction}")
-        for name in ("target_macs", "target_params"):
+        if self.latency_batch_size < 1:
+            raise ValueError(f"latency_batch_size must be >= 1, got {self.latency_batch_size}")
+        for name in ("target_macs", "target_params", "target_latency_ms"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
-        budgets = [self.target_macs, self.macs_reduction, self.target_params]
+        budgets = [self.target_macs, self.macs_reduction, self.target_params, self.target_latency_ms]
         if sum(b is not None for b in budgets) > 1:
-            raise ValueError("give at most one of target_macs, macs_reduction, target_params")
+            raise ValueError("give at most one of target_macs, macs_reduction, target_params, target_latency_ms")

@@ -56,6 +56,7 @@ class PruneReport:
     analysis_s: float
     apply_s: float = 0.0
     applied: bool = False
+    latency_trail: list[tuple[float, float]] = field(default_factory=list)  # (ratio, measured ms) for target_latency_ms
 
     @property
     def macs_reduction(self) -> float:
@@ -166,11 +167,18 @@ def plan_pruning(model: nn.Module, example_inputs: Any, config: PruneConfig | di
                             importance_data, loss_fn)
     scores = channel_scores(graph, config.importance, ctx) if graph.num_channels else torch.zeros(0)
     groups, excluded = eligible_groups(graph, scores, config)
-    if config.target_macs is not None or config.macs_reduction is not None or config.target_params is not None:
+    trail: list[tuple[float, float]] = []
+    if config.target_latency_ms is not None:
+        from slimkit.prune.latency import select_for_latency
+
+        removed, trail = select_for_latency(graph, scores, groups, config, _as_tuple(example_inputs))
+    elif config.target_macs is not None or config.macs_reduction is not None or config.target_params is not None:
         removed = select_for_budget(graph, scores, groups, config)
     else:
         removed = select_channels(graph, scores, groups, config, config.ratio)
-    return make_plan(graph, removed, example_inputs, config, [(g.name, why) for g, why in excluded])
+    plan = make_plan(graph, removed, example_inputs, config, [(g.name, why) for g, why in excluded])
+    plan.report.latency_trail = trail
+    return plan
 
 
 def prune_channels(model: nn.Module, example_inputs: Any, config: PruneConfig | dict | None = None, *,
