@@ -239,3 +239,14 @@ def test_target_latency_prunes_until_measured_latency_is_met():
     assert report.macs_reduction > 1.2
     met = [ms for ratio, ms in trail if ms <= dense_ms * 0.6]
     assert met, trail
+
+
+def test_plan_indices_name_the_removed_filters():
+    model = nn.Sequential(nn.Conv2d(3, 6, 1), nn.ReLU(), nn.Conv2d(6, 2, 1))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.tensor([5.0, 1.0, 6.0, 2.0, 4.0, 3.0]).view(6, 1, 1, 1).expand(6, 3, 1, 1))
+        model[2].weight.fill_(1.0)
+    plan = slimkit.plan_pruning(model, torch.randn(1, 3, 2, 2), ratio=0.5, scope="local")
+    assert plan.indices("0").tolist() == [1, 3, 5]
+    with pytest.raises(ConfigError, match="no prunable group"):
+        plan.indices("nope")

@@ -82,20 +82,28 @@ def _reduce_except(t: torch.Tensor, dim: int, fn: Callable[[torch.Tensor, tuple[
     return fn(t.float(), other) if other else fn(t.float().unsqueeze(1), (1,))
 
 
-def _cached(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor, int], torch.Tensor]:
-    """Per-slice sums of ``fn(tensor)``; ``fn`` runs once per tensor and the dims no channel slices (kernel
-    dims) are summed away first, so each further per-dim sum is over a small matrix."""
+def _norms(order: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """Per-slice L1/L2 norms. For weights, ``|W|`` (or ``W**2``) is reduced once to an (out, in) matrix whose
+    row and column sums come from two matrix-vector products: one pass over each tensor however it is sliced."""
     cache: dict[int, torch.Tensor] = {}
 
+    def finish(v: torch.Tensor) -> torch.Tensor:
+        return v if order == 1 else v.sqrt()
+
     def values(t: torch.Tensor, d: int) -> torch.Tensor:
+        x = t if t.is_floating_point() else t.float()
+        if x.ndim == 1:
+            return x.abs()
+        if x.ndim > 2 and d >= 2:
+            other = tuple(e for e in range(x.ndim) if e != d)
+            return finish((x.abs() if order == 1 else x.square()).sum(other))
         if id(t) not in cache:
-            v = fn(t.float())
-            spatial = tuple(range(2, v.ndim)) if v.ndim > 2 else ()
-            cache[id(t)] = v.sum(spatial, keepdim=True) if spatial else v
-        base = cache[id(t)]
-        if d >= 2 and t.ndim > 2:
-            return _reduce_except(fn(t.float()), d, lambda x, o: x.sum(o))
-        return _reduce_except(base, d, lambda x, o: x.sum(o))
+            a = (x.abs() if order == 1 else x.square()).reshape(x.shape[0], x.shape[1], -1)
+            cache[id(t)] = a.sum(-1) if a.shape[-1] > 1 else a.squeeze(-1)
+        m = cache[id(t)]
+        if d == 0:
+            return finish(m @ torch.ones(m.shape[1], dtype=m.dtype, device=m.device))
+        return finish(torch.ones(m.shape[0], dtype=m.dtype, device=m.device) @ m)
 
     return values
 
@@ -103,14 +111,13 @@ def _cached(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tenso
 @register_importance("l1")
 def l1(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     """Sum of absolute weights of every slice the channel removes (Li et al., 2017)."""
-    return _per_slice(graph, _cached(torch.abs), ctx)
+    return _per_slice(graph, _norms(1), ctx)
 
 
 @register_importance("l2")
 def l2(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     """Euclidean norm of every slice the channel removes."""
-    values = _cached(torch.square)
-    return _per_slice(graph, lambda t, d: values(t, d).sqrt(), ctx)
+    return _per_slice(graph, _norms(2), ctx)
 
 
 @register_importance("fpgm")

@@ -101,11 +101,14 @@ class PrunePlan:
         return self.report.table(limit)
 
     def indices(self, group: int | str) -> torch.Tensor:
-        """Positions (in the producing tensor's dim) this plan removes from ``group`` (index or name)."""
-        g = self.graph.groups[group] if isinstance(group, int) else next(x for x in self.graph.groups if x.name == group)
-        occ = self.graph.occurrences[[i for i in g.occurrences if self.graph.occurrences[i].role == "out"][0]
-                                     if any(self.graph.occurrences[i].role == "out" for i in g.occurrences) else g.occurrences[0]]
-        return self.removed[self.graph.comp[occ.ids]].nonzero().squeeze(1)
+        """Positions this plan removes from ``group`` (index or name), along its producing tensor's dim."""
+        groups = self.graph.groups
+        g = groups[group] if isinstance(group, int) else next((x for x in groups if x.name == group), None)
+        if g is None:
+            raise ConfigError(f"no prunable group named {group!r}; groups: {', '.join(x.name for x in groups)}")
+        occs = [self.graph.occurrences[i] for i in g.occurrences]
+        primary = next((o for o in occs if o.role == "out"), occs[0])
+        return self.removed[self.graph.comp[primary.ids]].nonzero().squeeze(1)
 
     def apply(self, *, optimizer: torch.optim.Optimizer | None = None) -> PruneReport:
         """Slice the model in place (all or nothing) and return the report with ``applied=True``."""
