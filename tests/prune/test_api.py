@@ -250,3 +250,15 @@ def test_plan_indices_name_the_removed_filters():
     assert plan.indices("0").tolist() == [1, 3, 5]
     with pytest.raises(ConfigError, match="no prunable group"):
         plan.indices("nope")
+
+
+def test_latency_aware_ranking_uses_measured_per_layer_costs():
+    from slimkit.prune.latency import latency_per_channel
+
+    model, x = build_arch("resnet")
+    plan = slimkit.plan_pruning(model, x, macs_reduction=1.5, latency_aware=True)
+    assert plan.report.macs_reduction >= 1.5
+    cost = latency_per_channel(plan.graph, x, plan.config)
+    assert bool((cost[plan.graph.candidate] > 0).all())
+    plan.apply()
+    assert model(x[0]).shape == (2, 5)

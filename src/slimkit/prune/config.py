@@ -45,7 +45,9 @@ class PruneConfig:
         target_latency_ms: prune (global ranking) until the median latency measured on ``latency_device`` at
             ``latency_batch_size`` is at most this (each candidate is applied, timed and rolled back).
         latency_device: where ``target_latency_ms`` is measured ("cpu", "cuda", ...).
-        latency_batch_size: batch size for ``target_latency_ms``.
+        latency_batch_size: batch size for ``target_latency_ms`` and ``latency_aware``.
+        latency_aware: rank globally by importance per millisecond saved, from per-layer latency measured on
+            ``latency_device`` (hardware-aware: under a MACs budget, the cut lands where it buys most time).
         round_to: keep channel counts at multiples of this (8 for tensor cores / SIMD widths).
         min_channels: never keep fewer channels than this in a group.
         max_group_ratio: never remove more than this fraction of one group (global/budget modes).
@@ -69,6 +71,7 @@ class PruneConfig:
     target_latency_ms: float | None = None
     latency_device: str = "cpu"
     latency_batch_size: int = 1
+    latency_aware: bool = False
     round_to: int | None = None
     min_channels: int = 1
     max_group_ratio: float = 0.9

@@ -171,14 +171,19 @@ def plan_pruning(model: nn.Module, example_inputs: Any, config: PruneConfig | di
     scores = channel_scores(graph, config.importance, ctx) if graph.num_channels else torch.zeros(0)
     groups, excluded = eligible_groups(graph, scores, config)
     trail: list[tuple[float, float]] = []
+    cost = None
+    if config.latency_aware and config.scope == "global":
+        from slimkit.prune.latency import latency_per_channel
+
+        cost = latency_per_channel(graph, _as_tuple(example_inputs), config)
     if config.target_latency_ms is not None:
         from slimkit.prune.latency import select_for_latency
 
-        removed, trail = select_for_latency(graph, scores, groups, config, _as_tuple(example_inputs))
+        removed, trail = select_for_latency(graph, scores, groups, config, _as_tuple(example_inputs), cost=cost)
     elif config.target_macs is not None or config.macs_reduction is not None or config.target_params is not None:
-        removed = select_for_budget(graph, scores, groups, config)
+        removed = select_for_budget(graph, scores, groups, config, cost)
     else:
-        removed = select_channels(graph, scores, groups, config, config.ratio)
+        removed = select_channels(graph, scores, groups, config, config.ratio, cost)
     plan = make_plan(graph, removed, example_inputs, config, [(g.name, why) for g, why in excluded])
     plan.report.latency_trail = trail
     return plan
