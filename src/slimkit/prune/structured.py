@@ -110,6 +110,18 @@ class PrunePlan:
         primary = next((o for o in occs if o.role == "out"), occs[0])
         return self.removed[self.graph.comp[primary.ids]].nonzero().squeeze(1)
 
+    def group_costs(self) -> list[dict[str, Any]]:
+        """Per group: channels before/after, and the model's MACs/params if only this group were pruned."""
+        base_macs, base_params = self.report.macs_before, self.report.params_before
+        rows = []
+        for g, rep in zip(self.graph.groups, self.report.groups):
+            alone = torch.zeros_like(self.removed)
+            alone[g.channels] = self.removed[g.channels]
+            rows.append({"group": g.name, "channels_before": rep.channels_before, "channels_after": rep.channels_after,
+                         "macs_before": base_macs, "macs_after": self.graph.macs(alone),
+                         "params_before": base_params, "params_after": self.graph.params(alone)})
+        return rows
+
     def apply(self, *, optimizer: torch.optim.Optimizer | None = None) -> PruneReport:
         """Slice the model in place (all or nothing) and return the report with ``applied=True``."""
         t0 = time.perf_counter()
