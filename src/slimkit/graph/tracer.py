@@ -103,6 +103,7 @@ class Tracer:
         self.stack: list[str] = []
         self.unknown_ops: set[str] = set()
         self.read_sizes: set[int] = set()
+        self.assumptions: set[str] = set()  # rules the graph relies on that a verification forward should check
         self.module_ids: list[int] = []
         self.module_ms: dict[int, float] = {}  # compute time of each module's own ops during the trace
         self.record_activity = False  # per-channel zero fractions after ReLUs (for APoZ)
@@ -175,6 +176,8 @@ class Tracer:
         if not outs:
             return
         handler = OP_HANDLERS.get(name, unknown)
+        if getattr(handler, "__module__", "") != "slimkit.graph.ops":
+            self.assumptions.add(f"{self.rec.where}: op {name!r} handled by {handler.__module__}")
         try:
             handler(self, name, func, args, kwargs, out)
         except (RuntimeError, TypeError, ValueError, IndexError) as err:
@@ -196,6 +199,8 @@ class Tracer:
             if self.leaf_depth:
                 self.leaf_depth -= 1
             if handler is not None and not self.leaf_depth and not self.busy:
+                if getattr(handler, "__module__", "") not in ("slimkit.graph.tracer", "slimkit.graph.leaves"):
+                    self.assumptions.add(f"{label(fqn, module)}: handled by {handler.__module__}")
                 self.busy = True
                 self.rec.where = label(fqn, module)
                 try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Literal
 
 from slimkit.core.config import check_ratio
 
@@ -53,6 +54,8 @@ class PruneConfig:
         max_group_ratio: never remove more than this fraction of one group (global/budget modes).
         allow_inexact: also prune channels whose removal is not function-preserving even at zero effect
             (dims normalized by LayerNorm, reduced over, or scaled by attention's default scale).
+        verify: run the pruned model once and check its output shapes: ``auto`` (when the graph relied on an
+            assumption: a view size read from ``.shape``, a user-registered handler), ``always`` or ``never``.
         strict: raise GraphError when any channel is blocked for a reason other than being a model output.
         seed: for ``random`` importance and tie-breaking.
     """
@@ -77,6 +80,7 @@ class PruneConfig:
     max_group_ratio: float = 0.9
     allow_inexact: bool = True
     strict: bool = False
+    verify: Literal["auto", "always", "never"] = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -110,7 +110,7 @@ def select_for_budget(graph: ChannelGraph, scores: torch.Tensor, groups: list[_E
     best = select_channels(graph, scores, groups, config, hi, weights)
     if cost(best) > target:
         return best  # the budget cannot be met within the per-group limits: prune as far as allowed
-    for _ in range(16):
+    for _ in range(13):
         mid = (lo + hi) / 2
         removed = select_channels(graph, scores, groups, config, mid, weights)
         if cost(removed) <= target:

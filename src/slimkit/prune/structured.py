@@ -125,7 +125,7 @@ class PrunePlan:
     def apply(self, *, optimizer: torch.optim.Optimizer | None = None) -> PruneReport:
         """Slice the model in place (all or nothing) and return the report with ``applied=True``."""
         t0 = time.perf_counter()
-        apply_removal(self.graph, self.removed, self.example_inputs, optimizer)
+        apply_removal(self.graph, self.removed, self.example_inputs, optimizer, verify=self.config.verify)
         self.report.apply_s = time.perf_counter() - t0
         self.report.applied = True
         return self.report
