@@ -34,6 +34,15 @@ def register_op(*names: str) -> Callable[[OpHandler], OpHandler]:
 
 
 def _tensors(obj: Any) -> list[torch.Tensor]:
+    """Every tensor inside nested tuples/lists/dicts (and other pytrees), in order."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (tuple, list)) and type(obj) in (tuple, list):
+        return [t for item in obj for t in _tensors(item)]
+    if type(obj) is dict:
+        return [t for item in obj.values() for t in _tensors(item)]
+    if obj is None or isinstance(obj, (int, float, bool, str)):
+        return []
     leaves, _ = torch.utils._pytree.tree_flatten(obj)
     return [t for t in leaves if isinstance(t, torch.Tensor)]
 
