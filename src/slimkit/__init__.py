@@ -22,6 +22,12 @@ _EXPORTS: dict[str, str] = {
     "list_models": "slimkit.models:list_models",
     "save_model": "slimkit.models:save_model",
     "load_model": "slimkit.models:load_model",
+    # structured pruning
+    "prune_channels": "slimkit.prune.structured:prune_channels",
+    "plan_pruning": "slimkit.prune.structured:plan_pruning",
+    "PruneConfig": "slimkit.prune.config:PruneConfig",
+    "PruneReport": "slimkit.prune.structured:PruneReport",
+    "register_importance": "slimkit.prune.importance:register_importance",
     # data
     "load_dataset": "slimkit.data:load_dataset",
     "list_datasets": "slimkit.data:list_datasets",
