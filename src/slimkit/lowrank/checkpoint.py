@@ -13,11 +13,8 @@ from typing import Any
 
 from torch import nn
 
-from slimkit.core.errors import CheckpointError, SlimkitError
-from slimkit.core.shapes import resize_to_state_dict
-from slimkit.lowrank.api import PLAN_ATTR, apply_plan
-from slimkit.models import create_model, save_model
-from slimkit.models.checkpoint import read_checkpoint
+from slimkit.lowrank.api import PLAN_ATTR
+from slimkit.models import load_model, save_model
 
 PLAN_KEY = "lowrank_plan"
 
@@ -30,15 +27,6 @@ def save_decomposed(model: nn.Module, path: str | os.PathLike, *, metadata: dict
 
 
 def load_decomposed(path: str | os.PathLike) -> nn.Module:
-    """Load a model saved by :func:`save_decomposed` (or a plain :func:`save_model` file)."""
-    payload = read_checkpoint(path)
-    spec = payload["spec"]
-    model = create_model(spec["name"], **spec["kwargs"])
-    plan = (payload.get("metadata") or {}).get(PLAN_KEY) or {}
-    try:
-        apply_plan(model, plan)
-        resize_to_state_dict(model, payload["state_dict"])
-        model.load_state_dict(payload["state_dict"])
-    except (SlimkitError, RuntimeError) as err:
-        raise CheckpointError(f"{path}: does not match its model spec and factor plan: {err}") from None
-    return model
+    """Load a model saved by :func:`save_decomposed`; the same as :func:`slimkit.models.load_model`, which
+    re-applies the factor plan recorded in the file."""
+    return load_model(path)

@@ -51,11 +51,34 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return payload
 
 
+# metadata key -> "module:function(model, value)" re-creating structure that a transform changed (e.g. layers
+# factored by slimkit.decompose) on the freshly built model, before the weights are loaded. Only slimkit's own
+# functions are named here, so a file cannot make the loader import anything else.
+STRUCTURE_RESTORERS: dict[str, str] = {
+    "lowrank_plan": "slimkit.lowrank.api:apply_plan",
+}
+
+
+def _restore_structure(model: nn.Module, metadata: dict[str, Any]) -> None:
+    import importlib
+
+    for key, target in STRUCTURE_RESTORERS.items():
+        if metadata.get(key):
+            module_name, _, attr = target.partition(":")
+            getattr(importlib.import_module(module_name), attr)(model, metadata[key])
+
+
 def load_model(path: str | os.PathLike) -> nn.Module:
-    """Rebuild the model saved by :func:`save_model`, pruned shapes included."""
+    """Rebuild the model saved by :func:`save_model`: pruned shapes and decomposed layers included."""
+    from slimkit.core.errors import SlimkitError
+
     payload = read_checkpoint(path)
     spec = payload["spec"]
     model = create_model(spec["name"], **spec["kwargs"])
-    resize_to_state_dict(model, payload["state_dict"])
-    model.load_state_dict(payload["state_dict"])
+    try:
+        _restore_structure(model, payload.get("metadata") or {})
+        resize_to_state_dict(model, payload["state_dict"])
+        model.load_state_dict(payload["state_dict"])
+    except (SlimkitError, RuntimeError) as err:
+        raise CheckpointError(f"{path}: does not match its model spec: {err}") from None
     return model
