@@ -22,6 +22,17 @@ _EXPORTS: dict[str, str] = {
     "list_models": "slimkit.models:list_models",
     "save_model": "slimkit.models:save_model",
     "load_model": "slimkit.models:load_model",
+    # quant
+    "quantize": "slimkit.quant:quantize",
+    "QuantConfig": "slimkit.quant:QuantConfig",
+    "Int8Config": "slimkit.quant:Int8Config",
+    "BinaryConfig": "slimkit.quant:BinaryConfig",
+    "TernaryConfig": "slimkit.quant:TernaryConfig",
+    "MixedPrecisionConfig": "slimkit.quant:MixedPrecisionConfig",
+    "PerTensor": "slimkit.quant:PerTensor",
+    "PerChannel": "slimkit.quant:PerChannel",
+    "export_onnx_int8": "slimkit.quant:export_onnx_int8",
+    "IntegerModel": "slimkit.quant:IntegerModel",
 }
 
 __all__ = sorted(_EXPORTS)
