@@ -45,3 +45,8 @@ def images() -> torch.Tensor:
 @pytest.fixture
 def batches(images: torch.Tensor) -> list[torch.Tensor]:
     return [images[:16], images[16:]]
+
+
+@pytest.fixture
+def cnn_factory():
+    return make_cnn
