@@ -51,3 +51,30 @@ def test_export_needs_calibration(cnn: nn.Module, images: torch.Tensor, tmp_path
     assert not (tmp_path / "x.onnx").exists()
     with pytest.raises(DataError, match="no such ONNX file"):
         IntegerModel(tmp_path / "missing.onnx")
+
+
+class _Block(nn.Module):
+    def __init__(self, channels: int, groups: int = 1) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False, groups=groups)
+        self.b1 = nn.BatchNorm2d(channels)
+        self.c2 = nn.Conv2d(channels, channels, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.b2(self.c2(torch.relu(self.b1(self.c1(x))))) + x)
+
+
+def test_residual_and_depthwise_blocks_fuse_fully(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    # default BatchNorms fold to identical zero biases, which the exporter de-duplicates: still fused
+    model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), _Block(16), _Block(16, groups=16),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10)).eval()
+    x = torch.randn(16, 1, 16, 16)
+    ref = model(x).detach()
+    quantize(model, Int8Config(), calibration_data=[x])
+    int8 = IntegerModel(export_onnx_int8(model, (x[:1],), tmp_path / "r.onnx", calibration_data=[x]))
+    ops = int8.kernel_ops()
+    assert ops.get("QLinearConv", 0) == 5 and ops.get("QLinearAdd", 0) == 2 and "Conv" not in ops
+    out = int8(x)
+    assert float((out - ref).pow(2).sum() / ref.pow(2).sum()) < 5e-3

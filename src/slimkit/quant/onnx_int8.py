@@ -85,7 +85,30 @@ def export_onnx_float(model: nn.Module, example_inputs: tuple[torch.Tensor, ...]
                 dynamic_shapes=({0: "batch"},), verbose=False,
             )
             program.save(buffer)  # type: ignore[union-attr]
-    return atomic_write_bytes(path, buffer.getvalue())
+    model_proto = _inline_constant_identities(onnx.load_from_string(buffer.getvalue()))
+    return atomic_write_bytes(path, model_proto.SerializeToString())
+
+
+def _inline_constant_identities(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace ``Identity(initializer)`` nodes by a copy of the initializer.
+
+    The TorchScript exporter de-duplicates equal tensors (e.g. two all-zero biases after BatchNorm folding) into
+    one initializer plus Identity nodes; a conv whose bias comes from a node is not fused into ``QLinearConv``.
+    """
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    keep = []
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in initializers:
+            copy_ = onnx.TensorProto()
+            copy_.CopyFrom(initializers[node.input[0]])
+            copy_.name = node.output[0]
+            graph.initializer.append(copy_)
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+    return model
 
 
 def _session(path: str | Path, threads: int | None = None, optimized_path: str | None = None) -> Any:
