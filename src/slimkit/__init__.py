@@ -33,6 +33,24 @@ _EXPORTS: dict[str, str] = {
     "PerChannel": "slimkit.quant:PerChannel",
     "export_onnx_int8": "slimkit.quant:export_onnx_int8",
     "IntegerModel": "slimkit.quant:IntegerModel",
+    # data
+    "load_dataset": "slimkit.data:load_dataset",
+    "list_datasets": "slimkit.data:list_datasets",
+    # train
+    "fit": "slimkit.train:fit",
+    "evaluate": "slimkit.train:evaluate",
+    "TrainConfig": "slimkit.train:TrainConfig",
+    "TrainResult": "slimkit.train:TrainResult",
+    "Hook": "slimkit.train:Hook",
+    "TrainState": "slimkit.train:TrainState",
+    # distill
+    "soft_target_loss": "slimkit.distill:soft_target_loss",
+    # profile
+    "profile": "slimkit.profile:profile",
+    "measure_latency": "slimkit.profile:measure_latency",
+    "compare_latency": "slimkit.profile:compare_latency",
+    "ProfileReport": "slimkit.profile:ProfileReport",
+    "LatencyReport": "slimkit.profile:LatencyReport",
 }
 
 __all__ = sorted(_EXPORTS)
