@@ -34,7 +34,8 @@ from slimkit.quant import BinaryConfig, TernaryConfig, quantize  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few CPU minutes")
-    parser.add_argument("--model", default="vgg_small", help="zoo CNN")
+    parser.add_argument("--model", default="vgg11_bn", help="zoo CNN")
+    parser.add_argument("--width", type=float, default=0.5, help="zoo width multiplier")
     parser.add_argument("--epochs", type=int, default=None, help="fp32 epochs (and again for each low-bit model)")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -45,7 +46,7 @@ def main() -> None:
     test = data.test
     if args.quick:
         test = torch.utils.data.Subset(data.test, range(min(2000, len(data.test))))
-    model = create_model(args.model, in_channels=data.in_channels, num_classes=data.num_classes)
+    model = create_model(args.model, in_channels=data.in_channels, num_classes=data.num_classes, width=args.width)
     t0 = time.perf_counter()
     fit(model, data.train, TrainConfig(epochs=epochs, lr=0.05, batch_size=128, seed=0))
     rows = [("fp32", evaluate(model, test)["accuracy"], 1.0, time.perf_counter() - t0, "-")]

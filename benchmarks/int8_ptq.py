@@ -59,7 +59,8 @@ def time_alternately(fns: dict[str, Callable[[], object]], *, rounds: int, inner
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few CPU minutes")
-    parser.add_argument("--model", default="vgg_small", help="zoo CNN")
+    parser.add_argument("--model", default="vgg11_bn", help="zoo CNN")
+    parser.add_argument("--width", type=float, default=1.0, help="zoo width multiplier")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1, help="threads for every latency path")
     parser.add_argument("--calibration-batches", type=int, default=8)
@@ -72,9 +73,9 @@ def main() -> None:
     test = data.test
     if args.quick:
         test = torch.utils.data.Subset(data.test, range(min(2000, len(data.test))))
-    model = create_model(args.model, in_channels=data.in_channels, num_classes=data.num_classes)
+    model = create_model(args.model, in_channels=data.in_channels, num_classes=data.num_classes, width=args.width)
     t0 = time.perf_counter()
-    fit(model, data.train, TrainConfig(epochs=epochs, lr=0.05, batch_size=128, seed=0))
+    fit(model, data.train, TrainConfig(epochs=epochs, lr=0.05, batch_size=128, seed=0, device="cpu"))
     train_s = time.perf_counter() - t0
     model.eval()
     acc_fp32 = evaluate(model, test)["accuracy"]
