@@ -25,10 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from slimkit.data import load_dataset  # noqa: E402
-from slimkit.train import TrainConfig, evaluate, fit  # noqa: E402
-
 from slimkit.models import create_model  # noqa: E402
 from slimkit.quant import BinaryConfig, TernaryConfig, quantize  # noqa: E402
+from slimkit.train import TrainConfig, evaluate, fit  # noqa: E402
 
 
 def main() -> None:

@@ -28,8 +28,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from slimkit.data import load_dataset, make_loader  # noqa: E402
-from slimkit.train import TrainConfig, evaluate, fit  # noqa: E402
-
 from slimkit.models import create_model  # noqa: E402
 from slimkit.quant import (  # noqa: E402
     Int8Config,
@@ -39,6 +37,7 @@ from slimkit.quant import (  # noqa: E402
     fold_batchnorm,
     quantize,
 )
+from slimkit.train import TrainConfig, evaluate, fit  # noqa: E402
 
 
 def time_alternately(fns: dict[str, Callable[[], object]], *, rounds: int, inner: int) -> dict[str, float]:
