@@ -94,3 +94,21 @@ def test_clip_latent_weights() -> None:
         model[1].weight.mul_(10)
     clip_latent_weights(model)
     assert model[1].weight.abs().max() <= 1.0
+
+
+def test_binaryconnect_trains_with_the_engine_and_clip_hook() -> None:
+    from slimkit.quant.hooks import ClipLatentWeights
+    from slimkit.train import TrainConfig, fit
+
+    torch.manual_seed(0)
+    x = torch.randn(64, 8)
+    y = (x[:, 0] > 0).long()
+    model = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, 2))
+    with torch.no_grad():
+        model[2].weight.mul_(20)  # latent weights far outside [-1, 1]
+    quantize(model, BinaryConfig(method="binaryconnect"))
+    data = torch.utils.data.TensorDataset(x, y)
+    fit(model, data, TrainConfig(epochs=2, batch_size=16, lr=0.05, progress=False, device="cpu"),
+        hooks=[ClipLatentWeights()])
+    assert model[2].weight.abs().max() <= 1.0
+    assert set(model[2].quantized_weight().unique().tolist()) <= {-1.0, 1.0}

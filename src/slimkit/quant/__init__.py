@@ -26,8 +26,16 @@ from slimkit.quant.observers import OBSERVERS, ObserverKind, make_observer
 from slimkit.quant.onnx_int8 import IntegerModel, export_onnx_float, export_onnx_int8
 from slimkit.quant.report import LayerQuant, QuantReport
 
+
+def __getattr__(name: str):  # the training hook imports slimkit.train: load it only when asked for
+    if name == "ClipLatentWeights":
+        from slimkit.quant.hooks import ClipLatentWeights
+
+        return ClipLatentWeights
+    raise AttributeError(f"module 'slimkit.quant' has no attribute {name!r}")
+
 __all__ = [
-    "OBSERVERS", "BinaryConfig", "BinaryMethod", "BinaryWeight", "FakeQuantize", "Int8Config", "IntegerModel",
+    "OBSERVERS", "BinaryConfig", "ClipLatentWeights", "BinaryMethod", "BinaryWeight", "FakeQuantize", "Int8Config", "IntegerModel",
     "LayerQuant", "MixedPrecisionConfig", "ObserverKind", "PerChannel", "PerTensor", "QuantConfig", "QuantMode",
     "QuantReport", "SignActivation", "TTQWeight", "TernaryConfig", "TernaryMethod", "TernaryWeight",
     "allocate_bits", "clip_latent_weights", "export_onnx_float", "export_onnx_int8", "fold_batchnorm",
