@@ -5,8 +5,8 @@ and last layers excepted) binarized/ternarized in the forward pass, and are trai
 engine. Size ratios count 1 bit (BWN) / 2 bits (TWN) per quantized weight plus per-filter scales, and 32 bits
 for every other parameter (first/last layers, biases, BatchNorm).
 
-    python benchmarks/binary_ternary.py            # full data, 4 + 4 epochs
-    python benchmarks/binary_ternary.py --quick    # 12k training images, 2 + 2 epochs, 2k test images
+    python benchmarks/binary_ternary.py            # vgg11_bn width 0.5, full data, 4 epochs per model
+    python benchmarks/binary_ternary.py --quick    # width 0.25, 6k training images, 1 epoch per model, 2k test
 
 Last line: JSON with acc_fp32, acc_bwn, acc_twn, size_ratio_bwn, size_ratio_twn (and more).
 """
@@ -34,20 +34,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few CPU minutes")
     parser.add_argument("--model", default="vgg11_bn", help="zoo CNN")
-    parser.add_argument("--width", type=float, default=0.5, help="zoo width multiplier")
+    parser.add_argument("--width", type=float, default=None, help="zoo width multiplier (0.25 quick, 0.5 full)")
     parser.add_argument("--epochs", type=int, default=None, help="fp32 epochs (and again for each low-bit model)")
     args = parser.parse_args()
     torch.manual_seed(0)
 
-    subset = 12_000 if args.quick else None
-    epochs = args.epochs or (2 if args.quick else 4)
+    subset = 6_000 if args.quick else None
+    epochs = args.epochs or (1 if args.quick else 4)
+    width = args.width or (0.25 if args.quick else 0.5)
     data = load_dataset("fashion_mnist", subset=subset, seed=0)
     test = data.test
     if args.quick:
         test = torch.utils.data.Subset(data.test, range(min(2000, len(data.test))))
-    model = create_model(args.model, in_channels=data.in_channels, num_classes=data.num_classes, width=args.width)
+    model = create_model(args.model, in_channels=data.in_channels, num_classes=data.num_classes, width=width)
     t0 = time.perf_counter()
-    fit(model, data.train, TrainConfig(epochs=epochs, lr=0.05, batch_size=128, seed=0))
+    fit(model, data.train, TrainConfig(epochs=epochs, lr=0.02, warmup_epochs=0.2, batch_size=128, seed=0,
+                                       device="cpu", progress=False))
     rows = [("fp32", evaluate(model, test)["accuracy"], 1.0, time.perf_counter() - t0, "-")]
 
     for name, config in (("bwn", BinaryConfig(method="bwn")), ("twn", TernaryConfig(method="twn"))):
@@ -56,14 +58,14 @@ def main() -> None:
         t0 = time.perf_counter()
         # low-bit training prefers Adam with a small step: sign/threshold flips are coarse
         fit(low, data.train, TrainConfig(epochs=epochs, optimizer="adam", lr=1e-3, batch_size=128, seed=0,
-                                         weight_decay=0.0))
+                                         weight_decay=0.0, device="cpu", progress=False))
         acc = evaluate(low, test)["accuracy"]
         rows.append((name, acc, report.size_ratio, time.perf_counter() - t0,
                      f"{len(report.layers)} layers low-bit, {len(report.skipped)} kept fp32"))
         if name == "bwn":
             print(report.table())
 
-    print(f"\n{args.model} on Fashion-MNIST ({len(test)} test images), {epochs} epochs each")
+    print(f"\n{args.model} (width {width}) on Fashion-MNIST ({len(test)} test images), {epochs} epochs each")
     print(f"{'weights':<8}{'accuracy':>10}{'size ratio':>12}{'train s':>9}  layers")
     for name, acc, ratio, seconds, note in rows:
         print(f"{name:<8}{100 * acc:>9.2f}%{ratio:>11.2f}x{seconds:>9.0f}  {note}")
@@ -74,6 +76,7 @@ def main() -> None:
         "size_ratio_bwn": round(rows[1][2], 2),
         "size_ratio_twn": round(rows[2][2], 2),
         "model": args.model,
+        "width": width,
         "epochs": epochs,
         "quick": args.quick,
     }
