@@ -28,10 +28,17 @@ def test_bwn_alpha_is_mean_abs_per_filter() -> None:
 
 
 def test_xnor_binarizes_inputs() -> None:
-    x = torch.randn(2, 3, 4, 4)
+    x = torch.relu(torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(0)))  # post-ReLU: all >= 0
     out = SignActivation()(x)
-    beta = x.abs().mean(dim=(1, 2, 3)).reshape(2, 1, 1, 1)
-    torch.testing.assert_close(out.abs(), beta.expand_as(out))
+    m = x.mean(dim=(1, 2, 3), keepdim=True)
+    beta = (x - m).abs().mean(dim=(1, 2, 3), keepdim=True)
+    for i in range(2):  # two values per sample, m - beta below the mean and m + beta above it
+        assert len(out[i].unique()) == 2
+    torch.testing.assert_close(out, m + beta * torch.where(x >= m, 1.0, -1.0))
+    x = torch.randn(2, 3, 4, 4)
+    centred = x - x.mean(dim=(1, 2, 3), keepdim=True)
+    torch.testing.assert_close(SignActivation()(centred).abs(),
+                               centred.abs().mean(dim=(1, 2, 3), keepdim=True).expand_as(x))
 
 
 def test_twn_threshold_and_scale() -> None:

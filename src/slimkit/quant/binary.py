@@ -5,7 +5,8 @@ ternary image, and gradients reach the latent weight through a straight-through 
 
 - BinaryConnect (Courbariaux et al. 2015): ``sign(W)``, gradient passed where ``|W| <= 1`` (hard-tanh clip).
 - BWN (Rastegari et al. 2016): ``alpha * sign(W)`` with ``alpha = mean |W|`` per output filter.
-- XNOR: BWN weights and :class:`SignActivation` inputs ``beta * sign(x)`` with ``beta = mean |x|`` per sample.
+- XNOR: BWN weights and :class:`SignActivation` inputs ``m + beta * sign(x - m)`` (``m`` the sample mean,
+  ``beta = mean |x - m|``; ``beta * sign(x)`` for zero-centred inputs).
 - TWN (Li et al. 2016): ``alpha * sign(W) * [|W| > delta]``, ``delta = 0.7 * mean |W|`` and ``alpha`` the mean
   of the kept ``|W|``, per filter.
 - TTQ (Zhu et al. 2017): ``+Wp`` above ``t * max|W|``, ``-Wn`` below its negative, learned ``Wp, Wn`` per layer.
@@ -55,11 +56,21 @@ class BinaryWeight(nn.Module):
 
 
 class SignActivation(nn.Module):
-    """XNOR input binarization: ``beta * sign(x)``, ``beta = mean |x|`` per sample; hard-tanh STE."""
+    """XNOR input binarization: ``m + beta * sign(x - m)`` per sample, hard-tanh STE.
+
+    ``m`` is the sample's mean and ``beta = mean |x - m|``. For zero-centred inputs (XNOR-Net's BN -> binarize
+    -> conv order) ``m ~ 0`` and this is XNOR-Net's ``beta * sign(x)``; after a ReLU, where every input is >= 0
+    and ``sign(x)`` would be constant, the offset keeps one bit of information per value. The conv of the offset
+    is a per-sample constant, so the product is still an XNOR-popcount plus a bias.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        beta = x.detach().abs().reshape(x.shape[0], -1).mean(dim=1).reshape((-1,) + (1,) * (x.dim() - 1))
-        return _ste(x, _sign(x), (x.abs() <= 1).to(x.dtype)) * beta
+        flat = x.detach().reshape(x.shape[0], -1)
+        shape = (-1,) + (1,) * (x.dim() - 1)
+        m = flat.mean(dim=1).reshape(shape)
+        beta = (flat - flat.mean(dim=1, keepdim=True)).abs().mean(dim=1).reshape(shape)
+        centred = x - m
+        return m + _ste(centred, _sign(centred), (centred.abs() <= 1).to(x.dtype)) * beta
 
 
 class TernaryWeight(nn.Module):
