@@ -47,7 +47,7 @@ def float_copy(model: nn.Module) -> tuple[nn.Module, dict[str, tuple[float, floa
         ``(model, input_ranges, quantized, float_layers)``: calibrated input ranges of quantized layers
         (fqn -> (lo, hi)), the fqns of quantized layers and of conv/linear layers left in float.
     """
-    model = copy.deepcopy(model).eval()
+    model = copy.deepcopy(model).cpu().eval()
     ranges: dict[str, tuple[float, float]] = {}
     quantized: set[str] = set()
     floats: set[str] = set()
@@ -202,7 +202,7 @@ def export_onnx_int8(
     inputs = calibration_inputs(calibration_data, calibration_batches, device)
     if not inputs:
         raise DataError("export_onnx_int8: calibration_data gave no batches; int8 activations need ranges")
-    float_model, torch_ranges, quantized, float_layers = float_copy(model.cpu())
+    float_model, torch_ranges, quantized, float_layers = float_copy(model)  # the user's model stays put
     example = tuple(t.to(device) for t in example_inputs)
     with tempfile.TemporaryDirectory(prefix="slimkit-int8-") as tmp:
         fp32_path = export_onnx_float(float_model, example, Path(tmp) / "fp32.onnx")
