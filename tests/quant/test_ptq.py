@@ -116,7 +116,7 @@ def test_qat_training_lowers_loss(cnn: nn.Module, images: torch.Tensor, batches:
     optimizer = torch.optim.Adam(cnn.parameters(), lr=1e-2)
     cnn.train()
     losses = []
-    for _ in range(15):
+    for _ in range(6):
         optimizer.zero_grad()
         loss = nn.functional.cross_entropy(cnn(images), targets)
         loss.backward()
