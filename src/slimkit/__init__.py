@@ -33,6 +33,12 @@ _EXPORTS: dict[str, str] = {
     "PerChannel": "slimkit.quant:PerChannel",
     "export_onnx_int8": "slimkit.quant:export_onnx_int8",
     "IntegerModel": "slimkit.quant:IntegerModel",
+    # structured pruning
+    "prune_channels": "slimkit.prune.structured:prune_channels",
+    "plan_pruning": "slimkit.prune.structured:plan_pruning",
+    "PruneConfig": "slimkit.prune.config:PruneConfig",
+    "PruneReport": "slimkit.prune.structured:PruneReport",
+    "register_importance": "slimkit.prune.importance:register_importance",
     # data
     "load_dataset": "slimkit.data:load_dataset",
     "list_datasets": "slimkit.data:list_datasets",
@@ -51,6 +57,10 @@ _EXPORTS: dict[str, str] = {
     "compare_latency": "slimkit.profile:compare_latency",
     "ProfileReport": "slimkit.profile:ProfileReport",
     "LatencyReport": "slimkit.profile:LatencyReport",
+    # unstructured pruning
+    "prune_weights": "slimkit.prune.unstructured:prune_weights",
+    "make_permanent": "slimkit.prune.unstructured:make_permanent",
+    "sparsity_report": "slimkit.prune.unstructured:sparsity_report",
 }
 
 __all__ = sorted(_EXPORTS)
