@@ -25,6 +25,17 @@ _EXPORTS: dict[str, str] = {
     # lowrank
     "decompose": "slimkit.lowrank:decompose",
     "DecomposeConfig": "slimkit.lowrank:DecomposeConfig",
+    # quant
+    "quantize": "slimkit.quant:quantize",
+    "QuantConfig": "slimkit.quant:QuantConfig",
+    "Int8Config": "slimkit.quant:Int8Config",
+    "BinaryConfig": "slimkit.quant:BinaryConfig",
+    "TernaryConfig": "slimkit.quant:TernaryConfig",
+    "MixedPrecisionConfig": "slimkit.quant:MixedPrecisionConfig",
+    "PerTensor": "slimkit.quant:PerTensor",
+    "PerChannel": "slimkit.quant:PerChannel",
+    "export_onnx_int8": "slimkit.quant:export_onnx_int8",
+    "IntegerModel": "slimkit.quant:IntegerModel",
     # structured pruning
     "prune_channels": "slimkit.prune.structured:prune_channels",
     "plan_pruning": "slimkit.prune.structured:plan_pruning",

@@ -1,0 +1,68 @@
+"""``slimkit quantize MODEL.pt --onnx OUT.onnx``: post-training quantization of a saved model.
+
+Calibrates on a few training batches, prints the per-layer report and the accuracy of the float model, the
+simulated quantized model and (for ``--onnx``) the ONNX Runtime integer model itself. Binary, ternary and QAT
+need training: use a recipe (``quantize`` stage then ``finetune``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("quantize", help="post-training quantization of a saved model (int8 ONNX export)")
+    p.add_argument("model_file", help="a model saved by slimkit (train / save_model)")
+    p.add_argument("--data", default="fashion_mnist", help="dataset for calibration and accuracy")
+    p.add_argument("--subset", type=int, default=None, help="use only N samples per split (quick runs)")
+    p.add_argument("--weight-bits", type=int, default=8)
+    p.add_argument("--activation-bits", type=int, default=8, help="0 for weight-only quantization")
+    p.add_argument("--granularity", choices=["per_channel", "per_tensor"], default="per_channel")
+    p.add_argument("--observer", choices=["minmax", "moving_average", "percentile", "mse"], default="minmax")
+    p.add_argument("--mixed-budget", type=float, default=None, metavar="RATIO",
+                   help="choose per-layer widths (2/4/8 bits) for weights of RATIO x the fp32 bytes")
+    p.add_argument("--keep-first-last", action="store_true", help="leave the first and last layers in float")
+    p.add_argument("--calibration-batches", type=int, default=8)
+    p.add_argument("--onnx", default=None, metavar="OUT.onnx", help="write the int8 QDQ ONNX model here")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from slimkit.core.config import parse_config
+    from slimkit.data import load_dataset, make_loader
+    from slimkit.models import load_model
+    from slimkit.quant import IntegerModel, MixedPrecisionConfig, QuantConfig, export_onnx_int8, quantize
+    from slimkit.train import evaluate
+
+    config = parse_config(QuantConfig, {
+        "weight_bits": args.weight_bits,
+        "activation_bits": args.activation_bits or None,
+        "granularity": args.granularity,
+        "observer": args.observer,
+        "keep_first_last": args.keep_first_last,
+        "calibration_batches": args.calibration_batches,
+    }, where="quantize")
+    data = load_dataset(args.data, subset=args.subset)
+    model = load_model(args.model_file).eval()
+    batches = []
+    for i, batch in enumerate(make_loader(data.train, batch_size=128, shuffle=True, seed=0)):
+        if i >= args.calibration_batches:
+            break
+        batches.append(batch)
+    acc_fp32 = evaluate(model, data.test)["accuracy"]
+    if args.mixed_budget is not None:
+        quant_config = parse_config(MixedPrecisionConfig, {"budget_ratio": args.mixed_budget, "quant": config},
+                                    where="quantize")
+    else:
+        quant_config = config
+    report = quantize(model, quant_config, calibration_data=batches)
+    print(report.table())
+    acc_sim = evaluate(model, data.test)["accuracy"]
+    print(f"accuracy fp32 {100 * acc_fp32:.2f}%  quantized (simulated) {100 * acc_sim:.2f}%")
+    if args.onnx:
+        x, _ = data.train[0]
+        path = export_onnx_int8(model, (x.unsqueeze(0),), args.onnx, calibration_data=batches,
+                                observer=args.observer)
+        acc_int8 = IntegerModel(path).evaluate(make_loader(data.test, batch_size=256, shuffle=False))["accuracy"]
+        print(f"accuracy int8 ONNX Runtime {100 * acc_int8:.2f}%  saved {path}")
+    return 0

@@ -1,0 +1,286 @@
+"""Real integer execution: export to an int8 QDQ ONNX model and run it with ONNX Runtime's int8 CPU kernels.
+
+Path: unwrap slimkit's quantized layers (weights baked to their quantized values), fold BatchNorm, export fp32
+ONNX, measure every activation tensor's range on the calibration batches with slimkit's own observers (input
+ranges that the torch model already calibrated or learned, e.g. with LSQ, are carried over as they are), and let
+``onnxruntime.quantization.quantize_static`` write QuantizeLinear/DequantizeLinear pairs from exactly those ranges
+(passed as its calibration cache, so ORT's calibrators never run). ORT's graph optimizer then fuses
+``DQ -> Conv -> Q`` into ``QLinearConv`` and ``DQ -> MatMul/Gemm -> Q`` into ``QLinearMatMul``/``QGemm``, which
+run on u8s8 (VNNI where present) kernels. ``quantize_static`` is used for the graph rewrite because it already
+knows which operators ORT can fuse (Relu absorbed into the conv's output range, int32 biases, per-channel weight
+scales); re-implementing that rewrite would add risk and no speed.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import copy
+import io
+import logging
+import tempfile
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from slimkit.core.errors import DataError, GraphError
+from slimkit.core.io import atomic_write_bytes
+from slimkit.quant.api import calibration_inputs
+from slimkit.quant.fake_quant import FakeQuantize
+from slimkit.quant.fold import fold_batchnorm
+from slimkit.quant.modules import is_quant_layer, quantizable_types, to_float_layer
+from slimkit.quant.observers import ObserverKind, make_observer
+
+INPUT_NAME, OUTPUT_NAME = "input", "output"
+
+
+def float_copy(model: nn.Module) -> tuple[nn.Module, dict[str, tuple[float, float]], set[str], set[str]]:
+    """A float copy of ``model`` with quantized weights baked in.
+
+    Returns:
+        ``(model, input_ranges, quantized, float_layers)``: calibrated input ranges of quantized layers
+        (fqn -> (lo, hi)), the fqns of quantized layers and of conv/linear layers left in float.
+    """
+    model = copy.deepcopy(model).cpu().eval()
+    ranges: dict[str, tuple[float, float]] = {}
+    quantized: set[str] = set()
+    floats: set[str] = set()
+    for fqn, module in list(model.named_modules()):
+        if is_quant_layer(module):
+            iq = getattr(module, "input_quant", None)
+            if isinstance(iq, FakeQuantize) and iq.enabled:
+                scale, zero_point = iq.qparams()
+                s, z = float(scale), int(zero_point)
+                ranges[fqn] = ((iq.qmin - z) * s, (iq.qmax - z) * s)
+            parent, _, child = fqn.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, to_float_layer(module))
+            quantized.add(fqn)
+        elif isinstance(module, quantizable_types()):
+            floats.add(fqn)
+    fold_batchnorm(model)
+    return model, ranges, quantized, floats
+
+
+def export_onnx_float(model: nn.Module, example_inputs: tuple[torch.Tensor, ...], path: str | Path) -> Path:
+    """Export ``model`` (fp32, batch dimension dynamic) to ONNX, atomically."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:  # the TorchScript exporter is ~40x faster to run for these small CNNs
+            torch.onnx.export(
+                model, tuple(example_inputs), buffer, dynamo=False, input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                opset_version=17,
+            )
+        except Exception:
+            buffer = io.BytesIO()
+            program = torch.onnx.export(
+                model, tuple(example_inputs), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: "batch"},), verbose=False,
+            )
+            program.save(buffer)  # type: ignore[union-attr]
+    model_proto = _inline_constant_identities(onnx.load_from_string(buffer.getvalue()))
+    return atomic_write_bytes(path, model_proto.SerializeToString())
+
+
+def _inline_constant_identities(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace ``Identity(initializer)`` nodes by a copy of the initializer.
+
+    The TorchScript exporter de-duplicates equal tensors (e.g. two all-zero biases after BatchNorm folding) into
+    one initializer plus Identity nodes; a conv whose bias comes from a node is not fused into ``QLinearConv``.
+    """
+    graph = model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    keep = []
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in initializers:
+            copy_ = onnx.TensorProto()
+            copy_.CopyFrom(initializers[node.input[0]])
+            copy_.name = node.output[0]
+            graph.initializer.append(copy_)
+        else:
+            keep.append(node)
+    del graph.node[:]
+    graph.node.extend(keep)
+    return model
+
+
+def _session(path: str | Path, threads: int | None = None, optimized_path: str | None = None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: the "optimized model is hardware specific" notice is expected
+    if threads:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if optimized_path:
+        options.optimized_model_filepath = optimized_path
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _observe_ranges(
+    path: Path, inputs: list[torch.Tensor], observer: ObserverKind | str, percentile: float
+) -> dict[str, tuple[float, float]]:
+    """Range of every float tensor of the ONNX graph over ``inputs``, per slimkit's observer."""
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
+    graph = model.graph
+    floats = {vi.name for vi in list(graph.value_info) + list(graph.input) + list(graph.output)
+              if vi.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    initializers = {init.name for init in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    wanted = [vi for vi in graph.value_info if vi.name in floats and vi.name not in outputs]
+    graph.output.extend(wanted)
+    names = [INPUT_NAME] + [o.name for o in graph.output]
+    with tempfile.TemporaryDirectory(prefix="slimkit-calib-") as tmp:
+        augmented = Path(tmp) / "augmented.onnx"
+        onnx.save(model, str(augmented))
+        session = _session(augmented)
+        out_names = [o.name for o in session.get_outputs()]
+        observers = {n: make_observer(observer, bits=8, symmetric=False, axis=None, percentile=percentile)
+                     for n in names if n in floats and n not in initializers}
+        for x in inputs:
+            feed = x.detach().cpu().numpy().astype(np.float32)
+            results = dict(zip(out_names, session.run(out_names, {INPUT_NAME: feed})))
+            results[INPUT_NAME] = feed
+            for name, obs in observers.items():
+                if name in results:
+                    obs.update(torch.from_numpy(np.asarray(results[name])))
+    ranges = {}
+    for name, obs in observers.items():
+        if obs.lo is None:
+            continue
+        lo, hi = obs.range()
+        ranges[name] = (float(lo), float(hi))
+    return ranges
+
+
+def _weight_consumers(path: Path) -> dict[str, onnx.NodeProto]:
+    """Initializer name -> the Conv/Gemm/MatMul node that uses it as its weight."""
+    graph = onnx.load(str(path)).graph
+    found = {}
+    for node in graph.node:
+        if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1:
+            found[node.input[1]] = node
+    return found
+
+
+def export_onnx_int8(
+    model: nn.Module,
+    example_inputs: tuple[torch.Tensor, ...],
+    path: str | Path,
+    *,
+    calibration_data: Iterable[Any],
+    observer: ObserverKind | str = ObserverKind.MINMAX,
+    percentile: float = 99.99,
+    per_channel: bool = True,
+    calibration_batches: int = 8,
+) -> Path:
+    """Write an int8 QDQ ONNX model of ``model`` to ``path`` (atomically) and return the path.
+
+    Args:
+        model: a float model, or one quantized with :func:`slimkit.quantize` (its quantized layers become int8;
+            layers it kept in float stay float; its calibrated input ranges are reused).
+        example_inputs: a batch for tracing (the batch dimension is exported as dynamic).
+        calibration_data: batches (tensors or ``(x, y)``) for the activation ranges of the exported graph.
+        observer: slimkit observer used on every activation tensor.
+        per_channel: per-output-channel weight scales.
+
+    Raises:
+        DataError: no calibration batches. GraphError: export or quantization failed (message says where).
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.calibrate import TensorsData, save_tensors_data
+
+    device = torch.device("cpu")
+    inputs = calibration_inputs(calibration_data, calibration_batches, device)
+    if not inputs:
+        raise DataError("export_onnx_int8: calibration_data gave no batches; int8 activations need ranges")
+    float_model, torch_ranges, quantized, float_layers = float_copy(model)  # the user's model stays put
+    example = tuple(t.to(device) for t in example_inputs)
+    with tempfile.TemporaryDirectory(prefix="slimkit-int8-") as tmp:
+        fp32_path = export_onnx_float(float_model, example, Path(tmp) / "fp32.onnx")
+        ranges = _observe_ranges(fp32_path, inputs, observer, percentile)
+        consumers = _weight_consumers(fp32_path)
+        for fqn, rng in torch_ranges.items():  # ranges slimkit calibrated/learned on the torch model win
+            node = consumers.get(f"{fqn}.weight")
+            if node is not None and node.input[0] in ranges:
+                ranges[node.input[0]] = rng
+        exclude = []
+        if quantized:  # mirror the torch model: float layers stay float
+            exclude = [consumers[f"{f}.weight"].name for f in float_layers if f"{f}.weight" in consumers]
+        data = {k: (np.array(lo, dtype=np.float32), np.array(hi, dtype=np.float32)) for k, (lo, hi) in ranges.items()}
+        cache = Path(tmp) / "ranges.json"
+        save_tensors_data(TensorsData(CalibrationMethod.MinMax, data), cache)
+        out = Path(tmp) / "int8.onnx"
+        root_logger = logging.getLogger()
+        level = root_logger.level
+        root_logger.setLevel(logging.ERROR)  # quantize_static logs a pre-processing hint on the root logger
+        try:
+            quantize_static(
+                str(fp32_path), str(out), calibration_data_reader=None, calibration_cache_path=str(cache),
+                quant_format=QuantFormat.QDQ, per_channel=per_channel, activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=exclude,
+                extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+            )
+        except Exception as err:  # ORT raises plain exceptions; name the stage for the user
+            raise GraphError(f"export_onnx_int8: onnxruntime quantize_static failed: {err}") from err
+        finally:
+            root_logger.setLevel(level)
+        return atomic_write_bytes(path, out.read_bytes())
+
+
+class IntegerModel:
+    """Runs an (int8) ONNX model with ONNX Runtime on the CPU; call it like the torch model.
+
+    Args:
+        path: the ``.onnx`` file (from :func:`export_onnx_int8` or :func:`export_onnx_float`).
+        threads: intra-op threads (``None``: ORT's default).
+
+    Example:
+        >>> int8 = IntegerModel(export_onnx_int8(model, (x,), "m.int8.onnx", calibration_data=batches))
+        >>> logits = int8(x)
+    """
+
+    def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(f"{self.path}: no such ONNX file")
+        self.threads = threads
+        self.session = _session(self.path, threads)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def predict(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Outputs for a batch ``x`` (float32, same layout as the torch model's input)."""
+        feed = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+        (out,) = self.session.run(None, {self.input_name: feed.astype(np.float32, copy=False)})[:1]
+        return torch.from_numpy(out)
+
+    __call__ = predict
+
+    def evaluate(self, data: Iterable[Any]) -> dict[str, float]:
+        """Top-1 accuracy over ``(x, y)`` batches: the integer model's own accuracy."""
+        correct = total = 0
+        for x, y in data:
+            pred = self.predict(x).argmax(dim=1)
+            correct += int((pred == y.cpu()).sum())
+            total += int(y.numel())
+        if total == 0:
+            raise DataError("IntegerModel.evaluate: data gave no samples")
+        return {"accuracy": correct / total, "samples": float(total)}
+
+    def kernel_ops(self) -> dict[str, int]:
+        """Operator counts of the graph ORT actually runs after its fusions (``QLinearConv`` etc. when int8)."""
+        with tempfile.TemporaryDirectory(prefix="slimkit-ort-") as tmp:
+            optimized = str(Path(tmp) / "optimized.onnx")
+            with contextlib.suppress(Exception):
+                _session(self.path, self.threads, optimized)
+            if not Path(optimized).is_file():
+                return {}
+            return dict(collections.Counter(n.op_type for n in onnx.load(optimized).graph.node))
