@@ -22,9 +22,34 @@ _EXPORTS: dict[str, str] = {
     "list_models": "slimkit.models:list_models",
     "save_model": "slimkit.models:save_model",
     "load_model": "slimkit.models:load_model",
+    # structured pruning
+    "prune_channels": "slimkit.prune.structured:prune_channels",
+    "plan_pruning": "slimkit.prune.structured:plan_pruning",
+    "PruneConfig": "slimkit.prune.config:PruneConfig",
+    "PruneReport": "slimkit.prune.structured:PruneReport",
+    "register_importance": "slimkit.prune.importance:register_importance",
     # data
     "load_dataset": "slimkit.data:load_dataset",
     "list_datasets": "slimkit.data:list_datasets",
+    # train
+    "fit": "slimkit.train:fit",
+    "evaluate": "slimkit.train:evaluate",
+    "TrainConfig": "slimkit.train:TrainConfig",
+    "TrainResult": "slimkit.train:TrainResult",
+    "Hook": "slimkit.train:Hook",
+    "TrainState": "slimkit.train:TrainState",
+    # distill
+    "soft_target_loss": "slimkit.distill:soft_target_loss",
+    # profile
+    "profile": "slimkit.profile:profile",
+    "measure_latency": "slimkit.profile:measure_latency",
+    "compare_latency": "slimkit.profile:compare_latency",
+    "ProfileReport": "slimkit.profile:ProfileReport",
+    "LatencyReport": "slimkit.profile:LatencyReport",
+    # unstructured pruning
+    "prune_weights": "slimkit.prune.unstructured:prune_weights",
+    "make_permanent": "slimkit.prune.unstructured:make_permanent",
+    "sparsity_report": "slimkit.prune.unstructured:sparsity_report",
 }
 
 __all__ = sorted(_EXPORTS)
