@@ -7,6 +7,8 @@ Network Pruning", Liu et al. 2019).
 
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
 from slimkit.core.errors import ConfigError
@@ -33,14 +35,22 @@ def make_divisible(value: float, divisor: int = 8) -> int:
 
 
 def init_weights(model: nn.Module) -> nn.Module:
-    """Kaiming-normal convolutions and linears (He et al. 2015), BatchNorm as the identity, zero biases."""
+    """Kaiming-normal convolutions and hidden linears (He et al. 2015), BatchNorm as the identity, zero biases.
+
+    The classifier (the last ``Linear``) keeps PyTorch's smaller default, U(+-1/sqrt(fan_in)) as in torchvision's
+    ResNet: with a Kaiming classifier, BN-free nets like LeNet-5 diverge at learning rate 0.1 on Fashion-MNIST.
+    """
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
             if module.bias is not None:
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Linear):
-            nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
+            if module is linears[-1]:
+                nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5))  # PyTorch's Linear default
+            else:
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", nonlinearity="relu")
             nn.init.zeros_(module.bias)
         elif isinstance(module, (nn.BatchNorm2d, nn.BatchNorm1d)):
             nn.init.ones_(module.weight)

@@ -91,13 +91,6 @@ class MobileNetV2(nn.Module):
         return self.classifier(x)  # (B, classes)
 
 
-def _init(model: MobileNetV2) -> MobileNetV2:
-    init_weights(model)
-    fc = model.classifier[1]
-    nn.init.normal_(fc.weight, 0, 0.01)  # the paper's classifier init; Kaiming elsewhere
-    return model
-
-
 @register_model("mobilenetv2")
 def mobilenetv2(
     *,
@@ -109,7 +102,7 @@ def mobilenetv2(
 ) -> MobileNetV2:
     """MobileNetV2, CIFAR style (stride-1 stem and second stage). ``image_size`` is unused."""
     width = check_width(width)
-    return _init(MobileNetV2(CIFAR_CONFIG, in_channels, num_classes, width, stem_stride=1, dropout=dropout))
+    return init_weights(MobileNetV2(CIFAR_CONFIG, in_channels, num_classes, width, stem_stride=1, dropout=dropout))
 
 
 @register_model("mobilenetv2_imagenet")
@@ -123,4 +116,4 @@ def mobilenetv2_imagenet(
 ) -> MobileNetV2:
     """MobileNetV2, ImageNet style (3,504,872 params with 3 channels and 1000 classes). ``image_size`` is unused."""
     width = check_width(width)
-    return _init(MobileNetV2(IMAGENET_CONFIG, in_channels, num_classes, width, stem_stride=2, dropout=dropout))
+    return init_weights(MobileNetV2(IMAGENET_CONFIG, in_channels, num_classes, width, stem_stride=2, dropout=dropout))
