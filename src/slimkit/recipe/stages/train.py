@@ -43,6 +43,7 @@ class FinetuneConfig(TrainConfig):
 
 @register_stage("finetune", FinetuneConfig)
 def finetune_stage(ctx: StageContext, config: FinetuneConfig) -> dict[str, Any]:
+    """Recover accuracy after compression; distills from the reference model when ``distill_alpha > 0``."""
     teacher = ctx.freeze_reference() if config.distill_alpha > 0 else None
     return _train(ctx, config, teacher=teacher)
 
@@ -54,5 +55,6 @@ class EvaluateConfig:
 
 @register_stage("evaluate", EvaluateConfig)
 def evaluate_stage(ctx: StageContext, config: EvaluateConfig) -> dict[str, Any]:
+    """Accuracy and loss of the current model on the test (or validation) split."""
     metrics = ctx.evaluate(split=config.split)
     return {"accuracy": metrics["accuracy"], "loss": metrics["loss"], "split": config.split}
