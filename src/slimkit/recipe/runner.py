@@ -1,0 +1,177 @@
+"""Run a recipe's stages in order inside a run folder, resumable after an interruption.
+
+Run folder layout::
+
+    RUN_DIR/
+      recipe.yaml          the recipe as resolved (defaults filled in)
+      manifest.json        stage status, metrics, snapshot checksums (rewritten atomically after each stage)
+      initial.pt           the model before any stage          (snapshots: see recipe/snapshot.py)
+      reference.pt         the model before the first compressing stage (teacher, "before" column)
+      NN-STAGE/            one folder per stage: model.pt, metrics.json, plots, training checkpoints
+      summary.json, summary.txt   the before/after comparison
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+
+from slimkit.core.errors import ConfigError
+from slimkit.core.io import atomic_write_bytes, atomic_write_json
+from slimkit.recipe._registry import load_stages
+from slimkit.recipe.build import build_data, build_model, example_inputs_for, resolve_device
+from slimkit.recipe.context import StageContext
+from slimkit.recipe.schema import Recipe
+from slimkit.recipe.snapshot import load_snapshot, save_snapshot
+from slimkit.recipe.summary import summarize
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    stages: list[dict[str, Any]]
+    summary: dict[str, Any]
+    table: str
+    model: torch.nn.Module
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _stage_dir(run_dir: Path, index: int, name: str) -> Path:
+    return run_dir / f"{index:02d}-{name}"
+
+
+def _prepare_run_dir(recipe: Recipe, run_dir: Path, *, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+    """Return the manifest to resume from (or None for a fresh run), refusing to clobber a run silently."""
+    manifest_path = run_dir / "manifest.json"
+    if resume:
+        if not manifest_path.is_file():
+            raise ConfigError(f"{run_dir}: nothing to resume (no manifest.json); run without --resume")
+        import json
+
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("fingerprint") != recipe.fingerprint():
+            raise ConfigError(
+                f"{run_dir}: the recipe changed since this run started; resume with the same recipe "
+                "or start a new run with --overwrite"
+            )
+        return manifest
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"{run_dir}: run folder is not empty; use --resume to continue it or --overwrite")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return None
+
+
+def run_recipe(
+    recipe: Recipe,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    echo: Any = print,
+) -> RunResult:
+    """Run every stage of ``recipe`` in ``run_dir`` and print the before/after summary.
+
+    Args:
+        recipe: a validated recipe (see :func:`slimkit.recipe.load_recipe`).
+        run_dir: the run folder; created if absent.
+        resume: continue an interrupted run from its last finished stage (and mid-stage training checkpoint).
+        overwrite: wipe a non-empty run folder instead of refusing.
+        echo: where progress lines go (``print`` by default).
+    """
+    run_dir = Path(run_dir)
+    registry = load_stages()
+    manifest = _prepare_run_dir(recipe, run_dir, resume=resume, overwrite=overwrite)
+    _seed_everything(recipe.seed)
+    data = build_data(recipe.data, seed=recipe.seed)  # fails on missing files before any stage runs
+    device = resolve_device(recipe.device)
+
+    if manifest is None:
+        model = build_model(recipe.model, data)
+        manifest = {
+            "recipe": recipe.name,
+            "fingerprint": recipe.fingerprint(),
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "status": "running",
+            "initial": {"file": "initial.pt", "sha256": save_snapshot(model, run_dir / "initial.pt")},
+            "reference": None,
+            "stages": [{"name": s.name, "type": s.type, "status": "pending"} for s in recipe.stages],
+        }
+        atomic_write_bytes(run_dir / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False).encode())
+        atomic_write_json(run_dir / "manifest.json", manifest)
+        reference = None
+    else:
+        done = [s for s in manifest["stages"] if s["status"] == "done"]
+        source = done[-1] if done else manifest["initial"]
+        model = load_snapshot(run_dir / source["file"], source["sha256"])
+        ref = manifest.get("reference")
+        reference = load_snapshot(run_dir / ref["file"], ref["sha256"]) if ref else None
+        echo(f"resuming {run_dir}: {len(done)}/{len(recipe.stages)} stages already done")
+
+    ctx = StageContext(
+        model=model.to(device),
+        data=data,
+        example_inputs=example_inputs_for(data),
+        run_dir=run_dir,
+        stage_dir=run_dir,
+        device=device,
+        reference=reference,
+        seed=recipe.seed,
+    )
+    ctx.history = [s.get("metrics", {}) for s in manifest["stages"] if s["status"] == "done"]
+
+    for index, spec in enumerate(recipe.stages):
+        entry = manifest["stages"][index]
+        if entry["status"] == "done":
+            continue
+        stage_type = registry.get(spec.type)
+        ctx.stage_dir = _stage_dir(run_dir, index, spec.name)
+        ctx.stage_dir.mkdir(parents=True, exist_ok=True)
+        if stage_type.compresses and manifest["reference"] is None:
+            reference = ctx.freeze_reference()
+            manifest["reference"] = {"file": "reference.pt", "sha256": save_snapshot(reference, run_dir / "reference.pt")}
+        echo(f"[{index + 1}/{len(recipe.stages)}] {spec.name} ({spec.type})")
+        _seed_everything(recipe.seed + index)
+        start = time.perf_counter()
+        metrics = stage_type.run(ctx, spec.config) or {}
+        seconds = time.perf_counter() - start
+        ctx.model = ctx.model.to(device)
+        snapshot = f"{ctx.stage_dir.name}/model.pt"
+        entry.update(
+            status="done",
+            file=snapshot,
+            sha256=save_snapshot(ctx.model, run_dir / snapshot),
+            metrics=metrics,
+            seconds=round(seconds, 2),
+        )
+        atomic_write_json(ctx.stage_dir / "metrics.json", metrics)
+        atomic_write_json(run_dir / "manifest.json", manifest)
+        ctx.history.append(metrics)
+        shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        echo("    " + ", ".join(f"{k}={v:.4g}" for k, v in list(shown.items())[:8]) + f"  ({seconds:.1f}s)")
+
+    before = ctx.reference
+    if before is None:
+        before = load_snapshot(run_dir / manifest["initial"]["file"], manifest["initial"]["sha256"])
+    summary, table = summarize(before.to(device), ctx, recipe.report, manifest["stages"])
+    manifest["status"] = "done"
+    atomic_write_json(run_dir / "manifest.json", manifest)
+    atomic_write_json(run_dir / "summary.json", summary)
+    atomic_write_bytes(run_dir / "summary.txt", (table + "\n").encode())
+    echo(table)
+    return RunResult(run_dir, manifest["stages"], summary, table, ctx.model)
