@@ -120,7 +120,7 @@ def save_compressed(
         "metadata": dict(metadata or {}),
         "tensors": records,
     }
-    size = write_file(path, header, b"".join(chunks))
+    size = write_file(path, header, chunks)
     return CompressionReport(str(path), size, [layer_from_record(r) for r in records])
 
 

@@ -66,6 +66,8 @@ def pack_fixed(values: np.ndarray, width: int) -> bytes:
     values = np.asarray(values, dtype=np.int64).ravel()
     if values.size and (values.min() < 0 or values.max() >= (1 << width)):
         raise ValueError(f"values out of range for {width}-bit packing")
+    if width in (8, 16):  # byte-aligned: a dtype conversion is the packing
+        return values.astype(">u2" if width == 16 else np.uint8).tobytes()
     if values.size % 2 == 0 and 2 * width <= MAX_CODE_BITS:  # pairs: half the elements to place
         values = (values[0::2] << width) | values[1::2]
         width *= 2
@@ -82,5 +84,7 @@ def unpack_fixed(data: bytes | np.ndarray, count: int, width: int) -> np.ndarray
         raise ValueError(f"{raw.size} bytes cannot hold {count} values of {width} bits")
     if count == 0:
         return np.zeros(0, dtype=np.int64)
+    if width in (8, 16):  # byte-aligned: no bit arithmetic needed
+        return raw[: count * width // 8].view(">u2" if width == 16 else np.uint8).astype(np.int64)
     offsets = np.arange(count, dtype=np.int64) * width
     return read_windows(words32(raw), offsets, width)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from slimkit.core.errors import CodecError
-from slimkit.core.io import atomic_write_bytes
+from slimkit.core.io import atomic_write
 
 MAGIC = b"\x89SLIM\r\n\x1a"
 FORMAT_VERSION = 1
@@ -36,21 +36,32 @@ _U64 = struct.Struct("<Q")
 DIGEST_BYTES = 32
 
 
-def pack_file(header: dict[str, Any], payload: bytes) -> bytes:
-    """Frame ``header`` (JSON-ready) and ``payload`` into the bytes of a ``.slim`` file."""
+def _frame(header: dict[str, Any], payload_bytes: int) -> tuple[bytes, bytes]:
     text = json.dumps(header, separators=(",", ":"), sort_keys=False).encode()
     stored = zlib.compress(text, 9)
-    body = b"".join(
-        [_PREAMBLE.pack(MAGIC, FORMAT_VERSION, FLAG_ZLIB_HEADER, len(stored)), stored, _U64.pack(len(payload)), payload]
-    )
+    return _PREAMBLE.pack(MAGIC, FORMAT_VERSION, FLAG_ZLIB_HEADER, len(stored)) + stored, _U64.pack(payload_bytes)
+
+
+def pack_file(header: dict[str, Any], payload: bytes) -> bytes:
+    """Frame ``header`` (JSON-ready) and ``payload`` into the bytes of a ``.slim`` file."""
+    head, plen = _frame(header, len(payload))
+    body = head + plen + payload
     return body + hashlib.sha256(body).digest()
 
 
-def write_file(path: str | os.PathLike, header: dict[str, Any], payload: bytes) -> int:
-    """Write atomically; returns the file size in bytes."""
-    data = pack_file(header, payload)
-    atomic_write_bytes(path, data)
-    return len(data)
+def write_file(path: str | os.PathLike, header: dict[str, Any], chunks: list[bytes]) -> int:
+    """Write the file atomically, streaming the payload ``chunks`` (no joined copy); returns its size in bytes."""
+    head, plen = _frame(header, sum(len(c) for c in chunks))
+    digest = hashlib.sha256()
+
+    def write(f: Any) -> None:
+        for part in (head, plen, *chunks):
+            digest.update(part)
+            f.write(part)
+        f.write(digest.digest())
+
+    atomic_write(path, write)
+    return len(head) + len(plen) + sum(len(c) for c in chunks) + DIGEST_BYTES
 
 
 def _truncation_detail(header: dict[str, Any] | None, available: int) -> str:

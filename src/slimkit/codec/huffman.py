@@ -168,10 +168,11 @@ def huffman_encode(
     symbols = np.asarray(symbols).ravel()
     if block < 2 or block % 2:
         raise ValueError(f"block must be a positive even number, got {block}")
-    if symbols.size and (int(symbols.min()) < 0 or int(symbols.max()) >= alphabet):
-        raise ValueError(f"symbols must lie in [0, {alphabet})")
     if lengths is None:
-        lengths = code_lengths(np.bincount(symbols, minlength=alphabet))
+        counts = np.bincount(symbols, minlength=alphabet)  # raises on negative symbols
+        if counts.size > alphabet:
+            raise ValueError(f"symbols must lie in [0, {alphabet})")
+        lengths = code_lengths(counts)
     lengths = np.asarray(lengths, dtype=np.uint8)
     codes = canonical_codes(lengths)
     n = symbols.size
@@ -208,7 +209,7 @@ def huffman_decode_many(streams: list[HuffmanStream]) -> list[np.ndarray]:
         return [np.zeros(0, dtype=np.uint16) for _ in streams]
     tables = [_decode_table(s.lengths) for s in live]
     table_sym = np.concatenate([t[0] for t in tables])
-    table_len = np.concatenate([t[1] for t in tables]).astype(np.int64)
+    table_len = np.concatenate([t[1] for t in tables])  # uint8: small tables stay in cache
     table_base = np.concatenate([[0], np.cumsum([t[0].size for t in tables])[:-1]]).astype(np.int64)
     byte_base = np.concatenate([[0], np.cumsum([len(s.data) for s in live])[:-1]]).astype(np.int64)
     most = max(s.block for s in live)

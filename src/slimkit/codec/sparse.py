@@ -43,12 +43,30 @@ def count_entries(positions: np.ndarray, index_bits: int) -> int:
     return int(positions.size + (zeros_before >> index_bits).sum())
 
 
+def plan_sparse(
+    positions: np.ndarray, numel: int, value_bits: float, index_bits: int | None = None,
+    candidates: range = range(2, 9),
+) -> tuple[int, int, float]:
+    """Choose the gap width for nonzero ``positions``: the one minimizing fixed-width storage of the entries.
+
+    Returns:
+        ``(index_bits, entries, bits)``: the width (``index_bits`` if given), the number of entries it
+        produces, and ``entries * (index_bits + value_bits)``.
+    """
+    positions = np.asarray(positions, dtype=np.int64)
+    zeros_before = (np.diff(positions, prepend=-1) - 1).astype(np.int32 if numel < 2**31 else np.int64)
+    options = [index_bits] if index_bits else list(candidates)
+    plans = []
+    for b in options:
+        entries = positions.size + int((zeros_before >> b).sum())
+        plans.append((b, entries, entries * (b + value_bits)))
+    return min(plans, key=lambda plan: plan[2])
+
+
 def best_index_bits(positions: np.ndarray, value_bits: float, candidates: range = range(2, 9)) -> int:
     """The gap width minimizing ``entries * (index_bits + value_bits)`` (fixed-width storage of the entries)."""
-    positions = np.asarray(positions, dtype=np.int64)
-    zeros_before = np.diff(positions, prepend=-1) - 1
-    costs = [(positions.size + int((zeros_before >> b).sum())) * (b + value_bits) for b in candidates]
-    return candidates[int(np.argmin(costs))]
+    numel = int(positions[-1]) + 1 if len(positions) else 1
+    return plan_sparse(positions, numel, value_bits, candidates=candidates)[0]
 
 
 def entry_positions(gaps: np.ndarray, numel: int) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from slimkit.codec.huffman import DEFAULT_BLOCK, HuffmanStream
-from slimkit.codec.sparse import best_index_bits, count_entries, entry_positions, sparse_entries
+from slimkit.codec.sparse import entry_positions, plan_sparse, sparse_entries
 from slimkit.codec.streams import encode_stream, fixed_width, parse_stream
 
 Layout = Literal["auto", "dense", "sparse"]
@@ -49,7 +49,10 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
 
 
 def from_numpy(array: np.ndarray, dtype: str, shape: list[int]) -> torch.Tensor:
-    out = torch.from_numpy(np.ascontiguousarray(array, dtype=DTYPES[dtype][0]).copy())
+    array = np.ascontiguousarray(array, dtype=DTYPES[dtype][0])
+    if not array.flags.writeable or array.base is not None:
+        array = array.copy()  # views of the file buffer are read-only
+    out = torch.from_numpy(array)
     if dtype == "bfloat16":
         out = out.view(torch.bfloat16)
     elif dtype == "bool":
@@ -89,23 +92,22 @@ def encode_tensor(
     record: dict = {"name": name, "shape": list(tensor.shape), "dtype": dtype}
     if shared is not None:
         idx = shared.indices.reshape(-1)
-        positions = np.flatnonzero(idx >= 0)
+        kept = idx >= 0
+        nonzero = int(np.count_nonzero(kept))
         clusters = shared.codebook.numel()
         value_bits = fixed_width(clusters + 1)
     else:
         values = to_numpy(tensor)
-        if dtype in FLOATS or layout == "sparse":
-            positions = np.flatnonzero(values.view(DTYPES[dtype][1]) != 0)
-        else:
-            positions = None  # integer buffers: dense raw
+        kept = values.view(DTYPES[dtype][1]) != 0 if dtype in FLOATS or layout == "sparse" else None
+        nonzero = int(np.count_nonzero(kept if kept is not None else values))
         value_bits = 8 * values.itemsize
-    if positions is not None and layout != "dense":
-        bits = index_bits or best_index_bits(positions, value_bits)
-        entries = count_entries(positions, bits)
-        sparse = layout == "sparse" or entries * (bits + value_bits) < numel * value_bits
-    else:
-        sparse = False
-    record["nonzero"] = int(positions.size) if positions is not None else int(np.count_nonzero(values))
+    sparse = False
+    # sparse storage takes at least (value_bits + 2) bits per nonzero: skip planning when it cannot win
+    if kept is not None and (layout == "sparse" or (layout == "auto" and nonzero * (value_bits + 2) < numel * value_bits)):
+        positions = np.flatnonzero(kept)
+        bits, entries, cost = plan_sparse(positions, numel, value_bits, index_bits)
+        sparse = layout == "sparse" or cost < numel * value_bits
+    record["nonzero"] = nonzero
     sections: dict[str, bytes] = {}
     if sparse:
         gaps, source = sparse_entries(positions, bits)
@@ -126,7 +128,7 @@ def encode_tensor(
         return EncodedTensor(record, sections)
     # codebook values: symbol k (one past the centroids) decodes to +0.0
     symbols = idx[positions[source]] if sparse else idx
-    needs_zero = bool((source < 0).any()) if sparse else positions.size < numel
+    needs_zero = bool((source < 0).any()) if sparse else nonzero < numel
     if sparse and needs_zero:
         symbols = np.where(source >= 0, symbols, clusters)
     elif not sparse and needs_zero:

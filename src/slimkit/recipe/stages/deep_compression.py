@@ -32,8 +32,9 @@ class DeepCompressionConfig:
         huffman: Huffman-code index gaps and codebook indices.
         index_bits: sparse gap width (None: best per tensor).
         filename: name of the ``.slim`` file in the run folder.
-        keep_sharing: leave the codebook parametrizations on the model (default: plain weights holding exactly
-            the shared values, which later stages can export).
+
+    After the stage the model holds plain weights equal to the shared values (codebook parametrizations are
+    removed so that run snapshots, export and later stages see an ordinary model).
     """
 
     bits: int = 5
@@ -44,7 +45,6 @@ class DeepCompressionConfig:
     huffman: bool = True
     index_bits: int | None = None
     filename: str = "model.slim"
-    keep_sharing: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.bits <= 16:
@@ -72,8 +72,7 @@ def deep_compression_stage(ctx: StageContext, config: DeepCompressionConfig) -> 
         ctx.model, ctx.run_dir / config.filename, huffman=config.huffman, index_bits=config.index_bits,
         metadata={"stage": "deep_compression", "bits": config.bits},
     )
-    if not config.keep_sharing:
-        strip_sharing(ctx.model)
+    strip_sharing(ctx.model)
     atomic_write_bytes(ctx.stage_dir / "compression.txt", (report.table() + "\n").encode())
     atomic_write_json(ctx.stage_dir / "compression.json", report.to_dict())
     stages = report.stage_ratios()
