@@ -30,6 +30,24 @@ _EXPORTS: dict[str, str] = {
     "CompressionReport": "slimkit.codec:CompressionReport",
     "share_weights": "slimkit.quant.kmeans:share_weights",
     "strip_sharing": "slimkit.quant.kmeans:strip_sharing",
+    # data
+    "load_dataset": "slimkit.data:load_dataset",
+    "list_datasets": "slimkit.data:list_datasets",
+    # train
+    "fit": "slimkit.train:fit",
+    "evaluate": "slimkit.train:evaluate",
+    "TrainConfig": "slimkit.train:TrainConfig",
+    "TrainResult": "slimkit.train:TrainResult",
+    "Hook": "slimkit.train:Hook",
+    "TrainState": "slimkit.train:TrainState",
+    # distill
+    "soft_target_loss": "slimkit.distill:soft_target_loss",
+    # profile
+    "profile": "slimkit.profile:profile",
+    "measure_latency": "slimkit.profile:measure_latency",
+    "compare_latency": "slimkit.profile:compare_latency",
+    "ProfileReport": "slimkit.profile:ProfileReport",
+    "LatencyReport": "slimkit.profile:LatencyReport",
 }
 
 __all__ = sorted(_EXPORTS)
