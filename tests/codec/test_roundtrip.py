@@ -145,3 +145,18 @@ def test_shared_tensors_round_trip(tmp_path_factory, bits, density, index_bits, 
     state, _ = load_state(path)
     assert torch.equal(state["weight"], layer.weight.detach())
     assert np.array_equal(state["bias"].numpy(), layer.bias.detach().numpy())
+
+
+def test_column_scan_order_is_chosen_for_dead_inputs(tmp_path):
+    torch.manual_seed(0)
+    layer = nn.Linear(200, 64)
+    with torch.no_grad():
+        layer.weight[:, 50:] = 0  # three quarters of the inputs are dead
+        layer.weight[torch.rand(64, 200) < 0.5] = 0
+    share_weights(layer, bits=4, types=(nn.Linear,))
+    report = save_compressed(layer, tmp_path / "c.slim")
+    state, header = load_state(tmp_path / "c.slim")
+    record = next(r for r in header["tensors"] if r["name"] == "weight")
+    assert record["layout"] == "sparse" and record["order"] == "column"
+    assert torch.equal(state["weight"], layer.weight.detach())
+    assert report.layers[0].name in {"weight", "bias"}

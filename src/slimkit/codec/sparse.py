@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from slimkit.codec.huffman import code_lengths, stream_bytes
+
 
 def sparse_entries(positions: np.ndarray, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """Gaps for sorted nonzero ``positions``, with fillers wherever a gap overflows ``index_bits``.
@@ -36,6 +38,45 @@ def sparse_entries(positions: np.ndarray, index_bits: int) -> tuple[np.ndarray, 
     return gaps, np.where(is_value, owner, -1)
 
 
+def gap_histogram(positions: np.ndarray) -> np.ndarray:
+    """``hist[g]`` = how many nonzeros follow a run of exactly ``g`` zeros (before any filler splitting)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    return np.bincount(np.diff(positions, prepend=-1) - 1)
+
+
+def plan_gaps(
+    hist: np.ndarray, value_bits: float, *, index_bits: int | None = None, huffman: bool = True,
+    candidates: range = range(2, 9),
+) -> tuple[int, int, float]:
+    """Choose the gap width that minimizes the estimated size of a sparse tensor.
+
+    Works on the gap histogram alone: with width ``b`` a run of ``g`` zeros becomes ``g >> b`` fillers (gap
+    ``2**b - 1``) plus one entry with gap ``g % 2**b``, so the histogram of stored gaps, their Huffman size and
+    the entry count follow without building any entry.
+
+    Returns:
+        ``(index_bits, entries, bits)``: the width, the entries it produces, and the estimated total bits
+        (gap stream, fixed-width or Huffman whichever is smaller, plus ``entries * value_bits``).
+    """
+    hist = np.asarray(hist, dtype=np.int64)
+    runs = np.arange(hist.size, dtype=np.int64)
+    nonzero = int(hist.sum())
+    best: tuple[int, int, float] | None = None
+    for b in [index_bits] if index_bits else candidates:
+        fillers = int(np.dot(hist, runs >> b))
+        entries = nonzero + fillers
+        gap_bits = float(entries * b)
+        if huffman and entries:
+            stored = np.bincount(runs & ((1 << b) - 1), weights=hist, minlength=1 << b).astype(np.int64)
+            stored[(1 << b) - 1] += fillers
+            gap_bits = min(gap_bits, 8.0 * stream_bytes(stored, code_lengths(stored)))
+        plan = (b, entries, gap_bits + entries * value_bits)
+        if best is None or plan[2] < best[2]:
+            best = plan
+    assert best is not None
+    return best
+
+
 def count_entries(positions: np.ndarray, index_bits: int) -> int:
     """Number of entries (values + fillers) :func:`sparse_entries` would produce, without building them."""
     positions = np.asarray(positions, dtype=np.int64)
@@ -43,30 +84,9 @@ def count_entries(positions: np.ndarray, index_bits: int) -> int:
     return int(positions.size + (zeros_before >> index_bits).sum())
 
 
-def plan_sparse(
-    positions: np.ndarray, numel: int, value_bits: float, index_bits: int | None = None,
-    candidates: range = range(2, 9),
-) -> tuple[int, int, float]:
-    """Choose the gap width for nonzero ``positions``: the one minimizing fixed-width storage of the entries.
-
-    Returns:
-        ``(index_bits, entries, bits)``: the width (``index_bits`` if given), the number of entries it
-        produces, and ``entries * (index_bits + value_bits)``.
-    """
-    positions = np.asarray(positions, dtype=np.int64)
-    zeros_before = (np.diff(positions, prepend=-1) - 1).astype(np.int32 if numel < 2**31 else np.int64)
-    options = [index_bits] if index_bits else list(candidates)
-    plans = []
-    for b in options:
-        entries = positions.size + int((zeros_before >> b).sum())
-        plans.append((b, entries, entries * (b + value_bits)))
-    return min(plans, key=lambda plan: plan[2])
-
-
 def best_index_bits(positions: np.ndarray, value_bits: float, candidates: range = range(2, 9)) -> int:
-    """The gap width minimizing ``entries * (index_bits + value_bits)`` (fixed-width storage of the entries)."""
-    numel = int(positions[-1]) + 1 if len(positions) else 1
-    return plan_sparse(positions, numel, value_bits, candidates=candidates)[0]
+    """The gap width minimizing fixed-width storage ``entries * (index_bits + value_bits)``."""
+    return plan_gaps(gap_histogram(positions), value_bits, huffman=False, candidates=candidates)[0]
 
 
 def entry_positions(gaps: np.ndarray, numel: int) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from slimkit.codec.huffman import DEFAULT_BLOCK, HuffmanStream
-from slimkit.codec.sparse import entry_positions, plan_sparse, sparse_entries
+from slimkit.codec.sparse import entry_positions, gap_histogram, plan_gaps, sparse_entries
 from slimkit.codec.streams import encode_stream, fixed_width, parse_stream
 
 Layout = Literal["auto", "dense", "sparse"]
@@ -58,6 +58,15 @@ def from_numpy(array: np.ndarray, dtype: str, shape: list[int]) -> torch.Tensor:
     elif dtype == "bool":
         out = out.view(torch.bool)
     return out.reshape(shape)
+
+
+def _to_column_order(flat: np.ndarray, rows: int) -> np.ndarray:
+    """Elements of the (rows, -1) matrix view, column after column."""
+    return np.ascontiguousarray(flat.reshape(rows, -1).T).reshape(-1)
+
+
+def _from_column_order(flat: np.ndarray, rows: int) -> np.ndarray:
+    return np.ascontiguousarray(flat.reshape(-1, rows).T).reshape(-1)
 
 
 @dataclass
@@ -104,9 +113,20 @@ def encode_tensor(
     sparse = False
     # sparse storage takes at least (value_bits + 2) bits per nonzero: skip planning when it cannot win
     if kept is not None and (layout == "sparse" or (layout == "auto" and nonzero * (value_bits + 2) < numel * value_bits)):
-        positions = np.flatnonzero(kept)
-        bits, entries, cost = plan_sparse(positions, numel, value_bits, index_bits)
+        plans = []
+        for order in ("row", "column") if tensor.dim() >= 2 and numel else ("row",):
+            mask = kept if order == "row" else _to_column_order(kept, tensor.shape[0])
+            where = np.flatnonzero(mask)
+            plans.append((plan_gaps(gap_histogram(where), value_bits, index_bits=index_bits, huffman=huffman), order, where))
+        (bits, entries, cost), order, positions = min(plans, key=lambda plan: plan[0][2])
         sparse = layout == "sparse" or cost < numel * value_bits
+        if sparse and order == "column":
+            # scan the matrix view column by column: runs of zeros along dead inputs code shorter
+            record["order"] = "column"
+            if shared is not None:
+                idx = _to_column_order(idx, tensor.shape[0])
+            else:
+                values = _to_column_order(values, tensor.shape[0])
     record["nonzero"] = nonzero
     sections: dict[str, bytes] = {}
     if sparse:
@@ -186,13 +206,19 @@ def finish_tensor(pending: PendingTensor, decoded: dict[str, np.ndarray]) -> tor
         values = codebook[symbols]
     if values.size != entries:
         raise ValueError(f"{values.size} values stored for {entries} entries")
+    order = record.get("order", "row")
+    if order not in ("row", "column") or (order == "column" and len(shape) < 2):
+        raise ValueError(f"unknown scan order {order!r} for shape {shape}")
     if record["layout"] == "dense":
         if entries != numel:
             raise ValueError(f"dense tensor of {numel} elements has {entries} entries")
-        return from_numpy(values, dtype, shape)
-    gaps = decoded["gaps"]
-    if gaps.size != entries:
-        raise ValueError(f"{gaps.size} index gaps for {entries} entries")
-    out = np.zeros(numel, dtype=storage)
-    out[entry_positions(gaps, numel)] = values
+        out = values
+    else:
+        gaps = decoded["gaps"]
+        if gaps.size != entries:
+            raise ValueError(f"{gaps.size} index gaps for {entries} entries")
+        out = np.zeros(numel, dtype=storage)
+        out[entry_positions(gaps, numel)] = values
+    if order == "column" and numel:
+        out = _from_column_order(out, shape[0])
     return from_numpy(out, dtype, shape)
