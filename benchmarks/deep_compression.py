@@ -39,16 +39,17 @@ from slimkit.train import Hook, TrainConfig, evaluate, fit  # noqa: E402
 PLANS = {
     "lenet300": {
         "ratios": {"fc1": 0.92, "fc2": 0.91, "fc3": 0.74},
-        "bits": {"fc1": 5, "fc2": 5, "fc3": 6},
-        "dense_epochs": 12, "round_epochs": 3, "codebook_epochs": 2, "lr": 0.05,
+        "bits": {"fc1": 4, "fc2": 5, "fc3": 6},
+        "dense_epochs": 12, "round_epochs": 3, "final_epochs": 6, "codebook_epochs": 2, "lr": 0.05,
+        "rounds": (0.5, 0.8, 1.0),
     },
     "lenet5": {
         "ratios": {"features.0": 0.34, "features.3": 0.88, "classifier.0": 0.92, "classifier.2": 0.81},
-        "bits": {"features.0": 8, "features.3": 6, "classifier.0": 5, "classifier.2": 6},
-        "dense_epochs": 8, "round_epochs": 2, "codebook_epochs": 1, "lr": 0.05,
+        "bits": {"features.0": 8, "features.3": 5, "classifier.0": 4, "classifier.2": 5},
+        "dense_epochs": 6, "round_epochs": 2, "final_epochs": 2, "codebook_epochs": 1, "lr": 0.05,
+        "rounds": (0.6, 1.0),
     },
 }
-ROUNDS = (0.5, 0.8, 1.0)  # fraction of the final ratio reached in each pruning round
 
 
 class KeepPruned(Hook):
@@ -82,8 +83,10 @@ def magnitude_masks(model: nn.Module, ratios: dict[str, float], scale: float) ->
 def run_model(name: str, splits, quick: bool, folder: Path, log) -> dict:  # noqa: ANN001
     plan = PLANS[name]
     scale = 0.34 if quick else 1.0
-    epochs = {k: max(1, round(plan[k] * scale)) for k in ("dense_epochs", "round_epochs", "codebook_epochs")}
-    rounds = (0.6, 1.0) if quick else ROUNDS
+    epochs = {
+        k: max(1, round(plan[k] * scale)) for k in ("dense_epochs", "round_epochs", "final_epochs", "codebook_epochs")
+    }
+    rounds = (0.6, 1.0) if quick else plan["rounds"]  # fraction of the final ratios reached in each round
 
     def train(model: nn.Module, n: int, lr: float, hooks=(), weight_decay: float = 5e-4) -> None:
         cfg = TrainConfig(epochs=n, lr=lr, batch_size=128, weight_decay=weight_decay, progress=False, device="cpu")
@@ -100,6 +103,7 @@ def run_model(name: str, splits, quick: bool, folder: Path, log) -> dict:  # noq
         masks = magnitude_masks(model, plan["ratios"], fraction)
         train(model, epochs["round_epochs"], plan["lr"] / 5, hooks=[KeepPruned(masks)])
         log(f"{name}: pruned to {fraction:.0%} of target: {evaluate(model, splits.test)['accuracy']:.4f}")
+    train(model, epochs["final_epochs"], plan["lr"] / 5, hooks=[KeepPruned(masks)])  # recover at full sparsity
     acc_pruned = evaluate(model, splits.test)["accuracy"]
 
     share_weights(model, bits=5, layer_bits=plan["bits"])
@@ -135,6 +139,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             results[name] = run_model(name, splits, args.quick, Path(tmp), lambda m: print(m, flush=True))
+            print(f"{name}: {json.dumps(results[name])}", flush=True)
     head = f"{'model':<10}{'dense':>8}{'pruned':>8}{'shared':>8}{'tuned':>8}{'loaded':>8}{'drop pt':>8}"
     head += f"{'P':>7}{'P+Q':>7}{'P+Q+H':>7}{'file':>7}{'bytes':>8}"
     print(head)
