@@ -154,6 +154,18 @@ def stream_bytes(counts: np.ndarray, lengths: np.ndarray, block: int = DEFAULT_B
     return lengths.size + 4 * max(num_blocks - 1, 0) + (encoded_bits(counts, lengths) + 7) // 8
 
 
+def huffman_bits_estimate(counts: np.ndarray, block: int = DEFAULT_BLOCK) -> float:
+    """Approximate size in bits of a Huffman stream with histogram ``counts``: its entropy plus the code-length
+    table and block offsets (Huffman is within one bit per symbol of the entropy, usually far closer)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    total = counts.sum()
+    if total == 0:
+        return 0.0
+    used = counts[counts > 0]
+    entropy = float(-(used * np.log2(used / total)).sum())
+    return entropy + 8.0 * counts.size + 32.0 * max(np.ceil(total / block) - 1, 0)
+
+
 def huffman_encode(
     symbols: np.ndarray, alphabet: int, *, block: int = DEFAULT_BLOCK, lengths: np.ndarray | None = None
 ) -> HuffmanStream:
@@ -182,12 +194,14 @@ def huffman_encode(
         # code symbol pairs through an (alphabet**2) table: half the elements in every later pass
         pair_len = (lengths[:, None].astype(np.uint8) + lengths[None, :]).ravel()  # (A*A,)
         pair_code = ((codes[:, None] << lengths[None, :].astype(np.int64)) | codes[None, :]).ravel()
-        even = n - n % 2
-        pair = symbols[0:even:2].astype(np.int64) * alphabet + symbols[1:even:2]
-        unit_codes, unit_lengths = pair_code[pair], pair_len[pair]
-        if n % 2:
-            unit_codes = np.append(unit_codes, codes[symbols[-1]])
-            unit_lengths = np.append(unit_lengths, lengths[symbols[-1]])
+        half, odd = n // 2, n % 2
+        pair = symbols[0 : 2 * half : 2].astype(np.int64) * alphabet + symbols[1 : 2 * half : 2]
+        unit_codes = np.empty(half + odd, dtype=np.int64)
+        unit_lengths = np.empty(half + odd, dtype=np.uint8)
+        np.take(pair_code, pair, out=unit_codes[:half])
+        np.take(pair_len, pair, out=unit_lengths[:half])
+        if odd:
+            unit_codes[-1], unit_lengths[-1] = codes[symbols[-1]], lengths[symbols[-1]]
         per_block = block // 2
     else:
         unit_codes, unit_lengths = codes[symbols], lengths[symbols]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from slimkit.codec.huffman import code_lengths, stream_bytes
+from slimkit.codec.huffman import huffman_bits_estimate
 
 
 def sparse_entries(positions: np.ndarray, index_bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,9 +67,9 @@ def plan_gaps(
         entries = nonzero + fillers
         gap_bits = float(entries * b)
         if huffman and entries:
-            stored = np.bincount(runs & ((1 << b) - 1), weights=hist, minlength=1 << b).astype(np.int64)
+            stored = np.bincount(runs & ((1 << b) - 1), weights=hist, minlength=1 << b)
             stored[(1 << b) - 1] += fillers
-            gap_bits = min(gap_bits, 8.0 * stream_bytes(stored, code_lengths(stored)))
+            gap_bits = min(gap_bits, huffman_bits_estimate(stored))
         plan = (b, entries, gap_bits + entries * value_bits)
         if best is None or plan[2] < best[2]:
             best = plan
