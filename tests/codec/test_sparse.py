@@ -34,3 +34,15 @@ def test_best_index_bits_prefers_narrow_gaps_for_dense_data():
     sparse = np.arange(0, 100_000, 200)
     assert best_index_bits(dense, 5) == 2
     assert best_index_bits(sparse, 5) == 8
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 3000), st.integers(2, 8), st.integers(0, 2**32 - 1))
+def test_plan_counts_entries_exactly(numel, index_bits, seed):
+    from slimkit.codec.sparse import gap_histogram, plan_gaps
+
+    positions = np.flatnonzero(np.random.default_rng(seed).random(numel) < 0.1)
+    bits, entries, cost = plan_gaps(gap_histogram(positions), 5, index_bits=index_bits)
+    assert bits == index_bits
+    assert entries == sparse_entries(positions, index_bits)[0].size == count_entries(positions, index_bits)
+    assert cost >= entries * 5
