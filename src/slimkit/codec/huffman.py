@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slimkit.codec.bits import read_windows, words32, write_codes
+from slimkit.codec.bits import words32, write_codes
 
 MAX_CODE_LENGTH = 16
 DEFAULT_BLOCK = 1024
@@ -247,10 +247,20 @@ def huffman_decode_many(streams: list[HuffmanStream]) -> list[np.ndarray]:
     steps, first = np.unique(last_step, return_index=True)
     order = np.argsort(last_step, kind="stable")
     finishing = dict(zip(steps.tolist(), np.split(order, np.searchsorted(last_step[order], steps)[1:])))
+    # preallocated work arrays: each step is a few in-place passes over the K blocks
+    rshift = (32 - width).astype(np.uint32)
+    at, window, entry = np.empty_like(pos), np.empty(pos.size, np.uint32), np.empty_like(pos)
+    bit, step = np.empty(pos.size, np.uint32), np.empty(pos.size, np.uint8)
     for j in range(most):
-        entry = base + read_windows(words, pos, width)
-        out[j] = table_sym[entry]
-        pos += table_len[entry]
+        np.right_shift(pos, 3, out=at)
+        np.take(words, at, out=window)
+        np.bitwise_and(pos, 7, out=bit, casting="unsafe")
+        window <<= bit  # uint32: bits before the window fall off
+        window >>= rshift
+        np.add(window, base, out=entry)
+        np.take(table_sym, entry, out=out[j])
+        np.take(table_len, entry, out=step)
+        pos += step
         blocks = finishing.get(j)
         if blocks is not None:
             done_at[blocks] = pos[blocks]
