@@ -105,3 +105,14 @@ def test_bad_bits_leave_model_untouched():
         share_weights(model, bits=4, layer_bits={"2": 0})
     assert not shared_weights(model)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_unstructured_keep_mask_is_absorbed_into_indices():
+    model = _mlp()
+    keep = torch.rand(30, 40) > 0.5
+    with torch.no_grad():
+        model[0].weight.mul_(keep)
+    model[0].register_buffer("weight_mask", keep, persistent=False)
+    share_weights(model, bits=3)
+    assert not hasattr(model[0], "weight_mask")
+    assert torch.equal(model[0].weight != 0, keep)

@@ -161,6 +161,11 @@ def share_layer(module: nn.Module, bits: int, *, name: str = "weight", iters: in
     shared = SharedWeight(codebook, torch.as_tensor(indices.reshape(weight.shape), device=weight.device))
     mse = float(np.mean((centroids[labels] - flat[nonzero]) ** 2)) if labels.size else 0.0
     parametrize.register_parametrization(module, name, shared, unsafe=True)
+    mask = f"{name}_mask"
+    if mask in module._buffers and mask in module._non_persistent_buffers_set:
+        # an unstructured-pruning keep-mask (slimkit.prune.unstructured): index -1 now keeps those zeros
+        del module._buffers[mask]
+        module._non_persistent_buffers_set.discard(mask)
     return LayerSharing("", bits, 2**bits, flat.size, int(nonzero.sum()), mse)
 
 
