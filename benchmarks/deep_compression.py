@@ -44,9 +44,9 @@ PLANS = {
         "rounds": (0.5, 0.8, 1.0),
     },
     "lenet5": {
-        "ratios": {"features.0": 0.34, "features.3": 0.88, "classifier.0": 0.92, "classifier.2": 0.81},
+        "ratios": {"features.0": 0.34, "features.3": 0.88, "classifier.0": 0.91, "classifier.2": 0.81},
         "bits": {"features.0": 8, "features.3": 5, "classifier.0": 4, "classifier.2": 5},
-        "dense_epochs": 6, "round_epochs": 2, "final_epochs": 2, "codebook_epochs": 1, "lr": 0.05,
+        "dense_epochs": 6, "round_epochs": 2, "final_epochs": 3, "codebook_epochs": 1, "lr": 0.05,
         "rounds": (0.6, 1.0),
     },
 }
