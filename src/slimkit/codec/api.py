@@ -9,10 +9,12 @@ model whose outputs equal those of the model that was saved.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
@@ -20,12 +22,42 @@ from torch.nn.utils import parametrize
 from slimkit.codec.container import read_file, write_file
 from slimkit.codec.huffman import DEFAULT_BLOCK, HuffmanStream, huffman_decode_many
 from slimkit.codec.report import CompressionReport, layer_from_record
-from slimkit.codec.tensor import Layout, SharedValues, encode_tensor, finish_tensor, parse_tensor
+from slimkit.codec.tensor import (
+    EncodedTensor,
+    Layout,
+    PendingTensor,
+    SharedValues,
+    encode_tensor,
+    finish_tensor,
+    parse_tensor,
+)
 from slimkit.core.errors import CodecError, ConfigError
 from slimkit.models import create_model, model_spec
 from slimkit.quant.kmeans import SharedWeight
 
 FORMAT = "slimkit.slim"
+WORKERS = min(2, os.cpu_count() or 1)  # numpy releases the GIL in its loops: tensors encode/decode side by side
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def _parallel_map(fn: Callable[[T], R], items: list[T]) -> list[R]:
+    """``[fn(x) for x in items]`` on ``WORKERS`` threads, in order; the first exception propagates."""
+    if WORKERS <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    with ThreadPoolExecutor(WORKERS) as pool:
+        return list(pool.map(fn, items))
+
+
+def _decode_balanced(streams: list[HuffmanStream]) -> list[np.ndarray]:
+    """Huffman-decode on ``WORKERS`` threads, each taking a contiguous share of the streams with similar counts."""
+    total = sum(s.count for s in streams)
+    if WORKERS <= 1 or total < 1 << 20:
+        return huffman_decode_many(streams)
+    cut = int(np.searchsorted(np.cumsum([s.count for s in streams]), total / 2)) + 1
+    parts = [part for part in (streams[:cut], streams[cut:]) if part]
+    return [symbols for part in _parallel_map(huffman_decode_many, parts) for symbols in part]
 
 _Item = tuple[str, torch.Tensor, SharedValues | None]
 
@@ -97,13 +129,15 @@ def save_compressed(
     records: list[dict] = []
     chunks: list[bytes] = []
     offset = 0
-    for name, tensor, shared in _logical_tensors(model):
+
+    def encode(item: _Item) -> EncodedTensor:
+        name, tensor, shared = item
         try:
-            encoded = encode_tensor(
-                name, tensor, shared, layout=layout, index_bits=index_bits, huffman=huffman, block=block
-            )
+            return encode_tensor(name, tensor, shared, layout=layout, index_bits=index_bits, huffman=huffman, block=block)
         except ValueError as err:
             raise CodecError(f"{path}: cannot encode tensor {name!r}: {err}") from None
+
+    for encoded in _parallel_map(encode, _logical_tensors(model)):
         placed = {}
         for section, data in encoded.sections.items():
             placed[section] = [offset, len(data)]
@@ -149,7 +183,7 @@ def decode_tensors(header: dict, payload: memoryview, source: str = "<bytes>") -
             raise CodecError(f"{source}: tensor {name!r}: bad record ({type(err).__name__}: {err})") from None
     jobs = [(i, key, s) for i, p in enumerate(pending) for key, s in p.streams.items() if isinstance(s, HuffmanStream)]
     try:
-        decoded_streams = huffman_decode_many([s for _, _, s in jobs])
+        decoded_streams = _decode_balanced([s for _, _, s in jobs])
     except ValueError:
         for i, key, stream in jobs:  # find the culprit (only on the error path)
             try:
@@ -160,13 +194,16 @@ def decode_tensors(header: dict, payload: memoryview, source: str = "<bytes>") -
     decoded: list[dict] = [{k: s for k, s in p.streams.items() if not isinstance(s, HuffmanStream)} for p in pending]
     for (i, key, _), symbols in zip(jobs, decoded_streams):
         decoded[i][key] = symbols
-    tensors = {}
-    for p, streams in zip(pending, decoded):
+
+    def finish(job: tuple[PendingTensor, dict]) -> torch.Tensor:
+        p, streams = job
         try:
-            tensors[p.record["name"]] = finish_tensor(p, streams)
+            return finish_tensor(p, streams)
         except (ValueError, KeyError, TypeError, IndexError) as err:
             raise CodecError(f"{source}: tensor {p.record['name']!r}: {err}") from None
-    return tensors
+
+    results = _parallel_map(finish, list(zip(pending, decoded)))
+    return {p.record["name"]: tensor for p, tensor in zip(pending, results)}
 
 
 def load_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
