@@ -123,10 +123,10 @@ def encode_tensor(
         if sparse and order == "column":
             # scan the matrix view column by column: runs of zeros along dead inputs code shorter
             record["order"] = "column"
-            if shared is not None:
-                idx = _to_column_order(idx, tensor.shape[0])
-            else:
-                values = _to_column_order(values, tensor.shape[0])
+            rows = tensor.shape[0]
+            at = (positions % rows) * (numel // rows) + positions // rows  # where each entry sits, row-major
+        else:
+            at = positions
     record["nonzero"] = nonzero
     sections: dict[str, bytes] = {}
     if sparse:
@@ -141,13 +141,13 @@ def encode_tensor(
         if sparse:
             stored = np.zeros(source.size, dtype=values.dtype)
             real = source >= 0
-            stored[real] = values[positions[source[real]]]
+            stored[real] = values[at[source[real]]]
             sections["values"] = stored.tobytes()
         else:
             sections["values"] = values.tobytes()
         return EncodedTensor(record, sections)
     # codebook values: symbol k (one past the centroids) decodes to +0.0
-    symbols = idx[positions[source]] if sparse else idx
+    symbols = idx[at[source]] if sparse else idx
     needs_zero = bool((source < 0).any()) if sparse else nonzero < numel
     if sparse and needs_zero:
         symbols = np.where(source >= 0, symbols, clusters)
