@@ -30,6 +30,15 @@ _EXPORTS: dict[str, str] = {
     "CompressionReport": "slimkit.codec:CompressionReport",
     "share_weights": "slimkit.quant.kmeans:share_weights",
     "strip_sharing": "slimkit.quant.kmeans:strip_sharing",
+    # lowrank
+    "decompose": "slimkit.lowrank:decompose",
+    "DecomposeConfig": "slimkit.lowrank:DecomposeConfig",
+    # structured pruning
+    "prune_channels": "slimkit.prune.structured:prune_channels",
+    "plan_pruning": "slimkit.prune.structured:plan_pruning",
+    "PruneConfig": "slimkit.prune.config:PruneConfig",
+    "PruneReport": "slimkit.prune.structured:PruneReport",
+    "register_importance": "slimkit.prune.importance:register_importance",
     # data
     "load_dataset": "slimkit.data:load_dataset",
     "list_datasets": "slimkit.data:list_datasets",
@@ -42,12 +51,17 @@ _EXPORTS: dict[str, str] = {
     "TrainState": "slimkit.train:TrainState",
     # distill
     "soft_target_loss": "slimkit.distill:soft_target_loss",
+    "HintHook": "slimkit.distill:HintHook",
     # profile
     "profile": "slimkit.profile:profile",
     "measure_latency": "slimkit.profile:measure_latency",
     "compare_latency": "slimkit.profile:compare_latency",
     "ProfileReport": "slimkit.profile:ProfileReport",
     "LatencyReport": "slimkit.profile:LatencyReport",
+    # unstructured pruning
+    "prune_weights": "slimkit.prune.unstructured:prune_weights",
+    "make_permanent": "slimkit.prune.unstructured:make_permanent",
+    "sparsity_report": "slimkit.prune.unstructured:sparsity_report",
 }
 
 __all__ = sorted(_EXPORTS)

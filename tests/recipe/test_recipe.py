@@ -138,3 +138,13 @@ def test_resume_refuses_a_changed_recipe_and_tampered_snapshot(tmp_path):
 
     with pytest.raises(CheckpointError, match="checksum differs"):
         run_recipe(recipe, tmp_path / "r", resume=True, echo=lambda *_: None)
+
+
+def test_shipped_recipes_validate():
+    from pathlib import Path
+
+    recipes = sorted((Path(__file__).parents[2] / "recipes").glob("*.yaml"))
+    assert recipes, "no recipes shipped"
+    for path in recipes:
+        recipe = load_recipe(path)
+        assert recipe.stages and recipe.name

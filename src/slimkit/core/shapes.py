@@ -30,6 +30,10 @@ def register_syncer(*types: type) -> Callable[[Syncer], Syncer]:
 
 @register_syncer(nn.Conv1d, nn.Conv2d, nn.Conv3d)
 def _conv(m: nn.Module) -> None:
+    # a depthwise-like conv (one input channel per group) loses whole groups: its multiplier stays
+    if m.groups > 1 and m.weight.shape[1] == 1 and m.in_channels == m.groups:
+        multiplier = max(m.out_channels // m.groups, 1)
+        m.groups = max(m.weight.shape[0] // multiplier, 1)
     m.out_channels = m.weight.shape[0]
     m.in_channels = m.weight.shape[1] * m.groups
 
@@ -54,8 +58,19 @@ def _batchnorm(m: nn.Module) -> None:
 
 @register_syncer(nn.GroupNorm)
 def _groupnorm(m: nn.Module) -> None:
-    if m.weight is not None:
+    # whole groups are removed: channels per group stay
+    if m.weight is not None and m.weight.shape[0] != m.num_channels:
+        per_group = max(m.num_channels // m.num_groups, 1)
         m.num_channels = m.weight.shape[0]
+        m.num_groups = max(m.num_channels // per_group, 1)
+
+
+@register_syncer(nn.MultiheadAttention)
+def _multihead_attention(m: nn.Module) -> None:
+    # every head loses the same per-head dims: num_heads stays, head_dim shrinks
+    if m.in_proj_weight is not None:
+        m.embed_dim = m.kdim = m.vdim = m.in_proj_weight.shape[1]
+        m.head_dim = m.embed_dim // m.num_heads
 
 
 @register_syncer(nn.LayerNorm)

@@ -125,7 +125,9 @@ def profile(model: nn.Module, example_inputs: Any) -> ProfileReport:
     params = _unique_tensors(model.parameters())
     with torch.no_grad():
         nonzero = sum(int(torch.count_nonzero(p)) for p in params)
-    buffers = _unique_tensors(model.buffers())
+    # only buffers a checkpoint stores: non-persistent ones (e.g. pruning masks) are runtime helpers
+    persistent = {id(t) for t in model.state_dict(keep_vars=True).values()}
+    buffers = [b for b in _unique_tensors(model.buffers()) if id(b) in persistent]
     param_bytes = sum(p.numel() * p.element_size() for p in params)
     buffer_bytes = sum(b.numel() * b.element_size() for b in buffers)
     layers = _rows(model, trace)

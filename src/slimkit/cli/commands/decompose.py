@@ -1,0 +1,49 @@
+"""``slimkit decompose MODEL.pt --out OUT.pt``: low-rank factor a saved model and print the per-layer report."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _rank(text: str) -> int | str:
+    return text if text == "vbmf" else int(text)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("decompose", help="replace layers of a saved model by low-rank factors")
+    p.add_argument("model_file", help="a model saved by slimkit (train / save_model)")
+    p.add_argument("--out", required=True, help="where to save the decomposed model (.pt)")
+    p.add_argument("--method", default="auto", choices=["auto", "svd", "tucker", "cp"])
+    rule = p.add_mutually_exclusive_group()
+    rule.add_argument("--rank", type=_rank, help="fixed rank per layer, or 'vbmf' (the default rule)")
+    rule.add_argument("--energy", type=float, help="kept fraction of singular-value energy, in (0, 1]")
+    rule.add_argument("--target-params", type=float,
+                      help="whole-model params afterwards: fraction in (0, 1) or a count")
+    rule.add_argument("--target-macs", type=float, help="whole-model MACs afterwards: fraction in (0, 1) or a count")
+    p.add_argument("--ignore", action="append", default=[], metavar="FQN",
+                   help="layer name or glob to leave alone (repeatable)")
+    p.add_argument("--input-shape", default="1,28,28", help="one sample's shape C,H,W (default 1,28,28)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from slimkit.core.errors import ConfigError
+    from slimkit.lowrank import decompose
+    from slimkit.lowrank.checkpoint import load_decomposed, save_decomposed
+
+    try:
+        shape = tuple(int(v) for v in args.input_shape.split(","))
+    except ValueError:
+        raise ConfigError(f"--input-shape: expected comma-separated integers, got {args.input_shape!r}") from None
+    model = load_decomposed(args.model_file).eval()
+    options = {"method": args.method, "ignore": tuple(args.ignore)}
+    for name in ("rank", "energy", "target_params", "target_macs"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    report = decompose(model, (torch.zeros(1, *shape),), **options)
+    print(report.table())
+    save_decomposed(model, args.out)
+    print(f"saved {args.out}")
+    return 0

@@ -1,0 +1,68 @@
+"""``slimkit prune MODEL_FILE --ratio 0.5 --out OUT``: remove channels from a saved model, save the smaller one."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from slimkit.core.errors import ConfigError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "prune",
+        help="remove channels from a saved model (structured pruning)",
+        description="Prune a model file written by slimkit.models.save_model; the output loads with load_model.",
+    )
+    p.add_argument("model", help="a model file written by slimkit.models.save_model")
+    p.add_argument("--out", required=True, help="where to write the pruned model")
+    p.add_argument("--ratio", type=float, default=0.5, help="fraction of channels to remove (default 0.5)")
+    p.add_argument("--importance", default="l1", help="l1, l2, fpgm, bn_scale, random, apoz (default l1)")
+    p.add_argument("--scope", default="global", choices=["global", "local"], help="ranking scope (default global)")
+    p.add_argument("--macs-reduction", type=float, default=None, help="prune until MACs fall by this factor")
+    p.add_argument("--round-to", type=int, default=None, help="keep channel counts at multiples of this")
+    p.add_argument("--ignore", action="append", default=[], help="module name or glob to leave untouched (repeat)")
+    p.add_argument("--input-size", type=str, default=None, help="input HxW for tracing (default 28 or 32)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(run=run)
+
+
+def _size(text: str | None, in_channels: int) -> tuple[int, int]:
+    if text is None:
+        return (28, 28) if in_channels == 1 else (32, 32)
+    try:
+        sizes = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        raise ConfigError(f"--input-size: expected N or HxW, got {text!r}") from None
+    if len(sizes) not in (1, 2) or min(sizes) < 1:
+        raise ConfigError(f"--input-size: expected N or HxW, got {text!r}")
+    return sizes[0], sizes[-1]
+
+
+def run(args: argparse.Namespace) -> int:
+    from slimkit.models import load_model, save_model
+    from slimkit.prune.structured import plan_pruning
+
+    model = load_model(args.model).eval()
+    spec = getattr(model, "slimkit_spec", None) or {}
+    in_channels = int(spec.get("kwargs", {}).get("in_channels", 1))
+    h, w = _size(args.input_size, in_channels)
+    example = (torch.randn(1, in_channels, h, w),)
+    options = {"ratio": args.ratio, "importance": args.importance, "scope": args.scope,
+               "macs_reduction": args.macs_reduction, "round_to": args.round_to, "ignore": tuple(args.ignore)}
+    plan = plan_pruning(model, example, options)
+    report = plan.report if args.dry_run else plan.apply()
+    if not args.dry_run:
+        save_model(model, Path(args.out), metadata={"pruned": {"macs_reduction": report.macs_reduction,
+                                                               "params_reduction": report.params_reduction}})
+    if args.json:
+        print(json.dumps({"model": args.model, "out": None if args.dry_run else args.out, **report.to_dict()}))
+    else:
+        print(report.table())
+        if not args.dry_run:
+            print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,73 @@
+"""Modules traced as single nodes: ``nn.MultiheadAttention`` (pruned by per-head dims) and recurrent layers (untouched).
+
+Register your own with :func:`slimkit.graph.register_leaf` (a handler) or :func:`register_untouched` (a type the
+engine must leave alone: channels reaching it are blocked and reported).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimkit.graph.fields import MacsTerm
+from slimkit.graph.ops import _arg, couple
+from slimkit.graph.tracer import Tracer, opaque_leaf, register_leaf
+
+
+def register_untouched(*types: type) -> None:
+    """Leave modules of these types exactly as they are (their input channels are blocked)."""
+    register_leaf(*types)(opaque_leaf)
+
+
+register_untouched(nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell)
+
+
+@register_leaf(nn.MultiheadAttention)
+def multihead_attention(tr: Tracer, m: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
+    """Embedding slot ``i`` of q, k, v and the output are one channel; slot ``d`` is pruned in every head.
+
+    ``nn.MultiheadAttention`` ties its input width, its per-head q/k/v widths and its output width to one
+    ``embed_dim`` (``in_proj_weight`` is ``(3E, E)``), so slot ``i`` couples input column ``i``, q/k/v row ``i`` and
+    output row ``i``; every head loses the same per-head dims so ``num_heads`` stays and ``head_dim`` shrinks.
+    """
+    query, key, value = (_arg(args, kwargs, i, n) for i, n in enumerate(("query", "key", "value")))
+    tensors = [t for t in (query, key, value) if isinstance(t, torch.Tensor)]
+    supported = (m._qkv_same_embed_dim and m.bias_k is None and not m.add_zero_attn and m.in_proj_weight is not None)
+    if not supported:
+        opaque_leaf(tr, m, args, kwargs, out)
+        return
+    e, h = m.embed_dim, m.num_heads
+    slots = tr.rec.fresh(e)
+    grid = slots.view(h, e // h)
+    tr.rec.unify(grid, grid[:1].expand_as(grid), "attention heads keep equal widths")
+    k_in = tr.tensor_index(m.in_proj_weight)
+    tr.param_fields(m.in_proj_weight, {})  # make sure its ids exist, then pin them to the slots
+    fw = tr.fields(m.in_proj_weight)
+    tr.rec.unify(fw[0], slots.repeat(3))
+    tr.rec.unify(fw[1], slots)
+    if k_in is not None:
+        for occ in tr.rec.occurrences:
+            if occ.tensor == k_in:
+                occ.role = "out" if occ.dim == 0 else "in"
+    for t, roles in ((m.in_proj_bias, {0: "out"}), (m.out_proj.weight, {0: "out", 1: "in"}), (m.out_proj.bias, {0: "out"})):
+        if t is None:
+            continue
+        f = tr.param_fields(t, roles)
+        for d in f:
+            tr.rec.unify(f[d], slots.repeat(t.shape[d] // e))
+    tr.rec.contracted.append(slots)
+    for t in tensors:
+        f = tr.fields(t)
+        last = t.ndim - 1
+        couple(tr, f.get(last), slots, "attention embed dim")
+        for d, ids in f.items():
+            if d != last:
+                tr.rec.block(ids, "attention token/batch dims")
+    attn_out = out[0] if isinstance(out, tuple) else out
+    tr.set(attn_out, {attn_out.ndim - 1: slots})
+    tokens = attn_out.numel() // e
+    src_len = key.shape[1 if m.batch_first else 0] if key.ndim == 3 else key.shape[0]
+    tr.rec.macs.append(MacsTerm(int(4 * e * e * tokens), [slots, slots]))
+    tr.rec.macs.append(MacsTerm(int(2 * e * tokens * src_len), [slots]))

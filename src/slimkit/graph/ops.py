@@ -1,0 +1,364 @@
+"""How each traced op moves, couples or consumes channel ids (the rules of the dependency graph).
+
+A handler receives the tracer, the op's canonical name, the function, its arguments and its result, and sets the
+fields of the result. Ops with no handler here are *not understood*: every channel reaching them is blocked with a
+reason naming the op, so the engine never guesses. Users extend the table with :func:`register_op`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from slimkit.graph.fields import Fields, merge_into, shift_fields
+
+if TYPE_CHECKING:
+    from slimkit.graph.tracer import Tracer
+
+OpHandler = Callable[["Tracer", str, Callable, tuple, dict, Any], None]
+OP_HANDLERS: dict[str, OpHandler] = {}
+
+
+def register_op(*names: str) -> Callable[[OpHandler], OpHandler]:
+    """Register ``handler(tracer, name, func, args, kwargs, out)`` for ops with these canonical names."""
+
+    def add(fn: OpHandler) -> OpHandler:
+        for n in names:
+            OP_HANDLERS[n] = fn
+        return fn
+
+    return add
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    """Every tensor inside nested tuples/lists/dicts (and other pytrees), in order."""
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    if isinstance(obj, (tuple, list)) and type(obj) in (tuple, list):
+        return [t for item in obj for t in _tensors(item)]
+    if type(obj) is dict:
+        return [t for item in obj.values() for t in _tensors(item)]
+    if obj is None or isinstance(obj, (int, float, bool, str)):
+        return []
+    leaves, _ = torch.utils._pytree.tree_flatten(obj)
+    return [t for t in leaves if isinstance(t, torch.Tensor)]
+
+
+def _arg(args: tuple, kwargs: dict, i: int, name: str, default: Any = None) -> Any:
+    if len(args) > i:
+        return args[i]
+    return kwargs.get(name, default)
+
+
+def _dims(value: Any, ndim: int) -> list[int] | None:
+    if value is None:
+        return None
+    if isinstance(value, int):
+        value = [value]
+    return sorted({int(v) % max(ndim, 1) for v in value})
+
+
+def couple(tr: Tracer, a: torch.Tensor | None, b: torch.Tensor | None, why: str) -> None:
+    """Unify two fields; a field meeting an unlabelled (fixed) dim is blocked."""
+    if a is None and b is None:
+        return
+    if a is None or b is None:
+        tr.rec.block(a if a is not None else b, why)
+        return
+    tr.rec.unify(a, b, why)
+
+
+def broadcast_fields(tr: Tracer, operands: Sequence[tuple[Fields, Sequence[int]]], shape: Sequence[int], why: str) -> Fields:
+    """Couple the fields of broadcast operands dim by dim and return the result's fields."""
+    n = len(shape)
+    out: Fields = {}
+    aligned = [(shift_fields(f, len(s), n), (1,) * (n - len(s)) + tuple(s)) for f, s in operands]
+    for d in range(n):
+        labelled = [f[d] for f, s in aligned if d in f]
+        if not labelled:
+            continue
+        fixed = any(d not in f and s[d] == shape[d] and shape[d] > 1 for f, s in aligned)
+        spread = [f[d] for f, s in aligned if d in f and s[d] != shape[d]]
+        if fixed or spread:
+            for ids in labelled:
+                tr.rec.block(ids, f"{why}: dim {d} meets a fixed or broadcast operand")
+            continue
+        base = labelled[0]
+        for other in labelled[1:]:
+            tr.rec.unify(base, other)
+            base = torch.where(base >= 0, base, other)
+        out[d] = base
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- elementwise
+
+ELEMENTWISE = (
+    "add sub rsub mul div true_divide floor_divide truediv relu relu6 gelu silu sigmoid tanh hardswish hardsigmoid "
+    "hardtanh leaky_relu elu selu celu mish softplus softsign logsigmoid glu_ dropout dropout1d dropout2d dropout3d "
+    "alpha_dropout feature_alpha_dropout neg abs exp log log1p sqrt rsqrt square pow clamp clip clamp_min clamp_max "
+    "maximum minimum where masked_fill erf sin cos sign reciprocal threshold tanhshrink hardshrink softshrink "
+    "silu_ mul_ add_ nan_to_num addcmul addcdiv lerp fmod remainder ge gt le lt eq ne logical_not bitwise_not"
+).split()
+
+
+@register_op(*ELEMENTWISE)
+def elementwise(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    if not isinstance(out, torch.Tensor):
+        return unknown(tr, name, func, args, kwargs, out)
+    operands = [(tr.fields(t), tuple(t.shape)) for t in _tensors((args, kwargs))]
+    fields = broadcast_fields(tr, operands, tuple(out.shape), name)
+    tr.set(out, fields)
+    if tr.record_activity and name in ("relu", "relu6", "hardtanh"):
+        for d, ids in fields.items():
+            other = tuple(e for e in range(out.ndim) if e != d)
+            tr.rec.activity.append((ids, ((out == 0).float().mean(other) if other else (out == 0).float()).cpu()))
+
+
+IDENTITY = (
+    "to type type_as float half double bfloat16 contiguous clone detach cpu cuda requires_grad_ detach_ "
+    "zeros_like ones_like empty_like full_like rand_like randn_like data identity align_as"
+).split()
+
+
+@register_op(*IDENTITY)
+def identity(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    src = _tensors(args[:1])
+    if isinstance(out, torch.Tensor) and src and tuple(src[0].shape) == tuple(out.shape):
+        tr.set(out, dict(tr.fields(src[0])))
+    else:
+        unknown(tr, name, func, args, kwargs, out)
+
+
+# ---------------------------------------------------------------------------------------------- shape ops
+
+SHAPE_OPS = (
+    "view reshape flatten unflatten permute transpose t T mT swapaxes swapdims movedim moveaxis squeeze unsqueeze "
+    "expand expand_as view_as reshape_as repeat __getitem__ narrow select flip fliplr flipud repeat_interleave "
+    "tile broadcast_to"
+).split()
+
+
+def _adaptive_dim(name: str, args: tuple, kwargs: dict, ndim: int) -> int | None:
+    """The output dim a view/reshape leaves free to shrink (the ``-1`` in its shape), if any."""
+    if name in ("view", "reshape"):
+        shape = args[1:]
+        if len(shape) == 1 and isinstance(shape[0], (list, tuple, torch.Size)):
+            shape = tuple(shape[0])
+        shape = tuple(kwargs.get("shape", shape))
+        for i, s in enumerate(shape):
+            if isinstance(s, int) and s == -1:
+                return i
+    if name == "unflatten":
+        dim, sizes = _arg(args, kwargs, 1, "dim"), _arg(args, kwargs, 2, "sizes")
+        for j, s in enumerate(sizes or ()):
+            if s == -1:
+                return int(dim) % ndim + j
+    return None
+
+
+def _collapse(tr: Tracer, labels: torch.Tensor, adaptive: int | None) -> tuple[int, torch.Tensor, torch.Tensor] | None:
+    """Reduce a full-shape label tensor to one channel dim; a channel dim split in several is coupled first.
+
+    When a view splits a channel dim into several dims (heads x head_dim, groups x channels), removing a channel
+    must keep the split rectangular, so ids are unified along every split dim except the adaptive one (the ``-1``,
+    or else the innermost): whole columns of the free dim are removed together.
+    """
+    if labels.numel() == 0:
+        return None
+    varies = [e for e in range(labels.ndim) if labels.shape[e] > 1 and bool((labels != labels.narrow(e, 0, 1)).any())]
+    if not varies:
+        tr.rec.block(labels.reshape(-1)[:1], "a single channel reshaped")
+        return None
+    index = tuple(slice(None) if e in varies else 0 for e in range(labels.ndim))
+    grid = labels[index]
+    if len(varies) == 1:
+        return varies[0], grid, grid
+    free = adaptive if adaptive in varies else varies[-1]
+    rows = grid.movedim(varies.index(free), -1).reshape(-1, labels.shape[free])
+    tr.rec.unify(rows, rows[:1].expand_as(rows), "channel dim split unevenly")
+    return free, rows.max(dim=0).values, grid
+
+
+@register_op(*SHAPE_OPS)
+def shape_op(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Move ids exactly as the op moves elements, by running the same op on a tensor of ids."""
+    x = args[0]
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    results: list[Fields] = [{} for _ in outs]
+    for d, ids in tr.fields(x).items():
+        view = [1] * x.ndim
+        view[d] = -1
+        full = ids.view(view).expand(tuple(x.shape)).contiguous()
+        moved = func(full, *args[1:], **kwargs)
+        moved = list(moved) if isinstance(moved, (tuple, list)) else [moved]
+        kept = []
+        for k, labels in enumerate(moved):
+            if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64:
+                continue
+            adaptive = _adaptive_dim(name, args, kwargs, labels.ndim)
+            got = _collapse(tr, labels, adaptive)
+            if got is not None and name in ("view", "reshape", "unflatten") and got[0] != adaptive:
+                size = int(labels.shape[got[0]])
+                if size not in tr.read_sizes and int(x.shape[d]) not in tr.read_sizes:
+                    tr.rec.block(ids, f"{name} with a literal channel count {size} (write -1 or read it from .shape)")
+                    got = None
+                else:
+                    tr.assumptions.add(f"{tr.rec.where}: {name} to {size} channels read from .shape")
+            if got is not None:
+                merge_into(results[k], got[0], got[1], tr.rec, same_tensor=True)
+                kept.append(got[2].reshape(-1))
+        live = ids[ids >= 0]
+        if not kept or not bool(torch.isin(live, torch.cat(kept)).all()):
+            tr.rec.block(ids, f"{name} keeps only part of a channel dim")
+    for o, f in zip(outs, results):
+        if isinstance(o, torch.Tensor):
+            tr.set(o, f)
+
+
+@register_op("cat", "concat", "concatenate")
+def cat(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    tensors = list(_arg(args, kwargs, 0, "tensors"))
+    tensors = [t for t in tensors if t.numel() or t.ndim == out.ndim]
+    dim = int(_arg(args, kwargs, 1, "dim", 0)) % out.ndim
+    fields = [tr.fields(t) for t in tensors]
+    result: Fields = {}
+    for d in range(out.ndim):
+        if d == dim:
+            parts = [f.get(d, torch.full((t.shape[d],), -1, dtype=torch.long)) for f, t in zip(fields, tensors)]
+            joined = torch.cat(parts)
+            if bool((joined >= 0).any()):
+                result[d] = joined
+            continue
+        sub = broadcast_fields(tr, [({0: f[d]} if d in f else {}, (t.shape[d],)) for f, t in zip(fields, tensors)],
+                               (out.shape[d],), name)
+        if 0 in sub:
+            result[d] = sub[0]
+    tr.set(out, result)
+
+
+@register_op("stack")
+def stack(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    tensors = list(_arg(args, kwargs, 0, "tensors"))
+    dim = int(_arg(args, kwargs, 1, "dim", 0)) % out.ndim
+    merged = broadcast_fields(tr, [(tr.fields(t), tuple(t.shape)) for t in tensors], tuple(tensors[0].shape), name)
+    tr.set(out, {(d if d < dim else d + 1): ids for d, ids in merged.items()})
+
+
+@register_op("chunk", "split", "tensor_split", "unbind", "split_with_sizes")
+def split(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Equal parts of a channel dim lose the same offsets (so ``chunk`` still splits right); sized splits block."""
+    x = args[0]
+    if name == "unbind":
+        dim = int(_arg(args, kwargs, 1, "dim", 0)) % x.ndim
+    else:
+        dim = int(_arg(args, kwargs, 2, "dim", 0)) % x.ndim
+    fx = tr.fields(x)
+    outs = list(out)
+    lens = [o.shape[dim] if name != "unbind" else 1 for o in outs]
+    rows = None
+    if dim in fx:
+        equal = name in ("chunk", "split", "tensor_split") and len(set(lens)) == 1 and isinstance(args[1], int)
+        if equal and name != "unbind":
+            rows = fx[dim].view(len(outs), lens[0])
+            tr.rec.unify(rows, rows[:1].expand_as(rows), f"{name} into equal parts")
+        else:
+            tr.rec.block(fx[dim], f"{name} of a channel dim into fixed sizes")
+    for k, o in enumerate(outs):
+        f: Fields = {}
+        for d, ids in fx.items():
+            if d == dim:
+                if rows is not None:
+                    f[d] = rows[k]
+                continue
+            f[d if (name != "unbind" or d < dim) else d - 1] = ids
+        tr.set(o, f)
+
+
+# ---------------------------------------------------------------------------------------------- reductions
+
+REDUCTIONS = (
+    "sum mean amax amin max min std var norm logsumexp prod nansum nanmean median var_mean std_mean "
+    "count_nonzero all any argmax argmin"
+).split()
+
+
+@register_op(*REDUCTIONS)
+def reduction(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Channels reduced over are consumed without weights: removable, but not exactly (``inexact``)."""
+    x = args[0]
+    outs = [o for o in (out if isinstance(out, (tuple, list)) else [out]) if isinstance(o, torch.Tensor)]
+    if name in ("max", "min") and len(args) > 1 and isinstance(args[1], torch.Tensor):
+        return elementwise(tr, name, func, args, kwargs, out)
+    dim_arg = _arg(args, kwargs, 1, "dim")
+    if name == "norm":
+        dim_arg = _arg(args, kwargs, 2, "dim")
+    dims = _dims(dim_arg, x.ndim)
+    if dims is None:
+        dims = list(range(x.ndim))
+    keep = bool(_arg(args, kwargs, 3 if name == "norm" else 2, "keepdim", False)) if outs and outs[0].ndim == x.ndim else False
+    f: Fields = {}
+    for d, ids in tr.fields(x).items():
+        if d in dims:
+            if name in ("argmax", "argmin", "median", "max", "min", "all", "any"):
+                tr.rec.block(ids, f"{name} over a channel dim")
+            else:
+                tr.rec.mark_inexact(ids)
+            continue
+        f[d if keep else d - sum(r < d for r in dims)] = ids
+    for o in outs:
+        tr.set(o, dict(f))
+
+
+@register_op("softmax", "log_softmax", "cumsum", "cumprod", "logcumsumexp", "sort", "argsort", "topk", "roll")
+def along_dim(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Ops whose result along ``dim`` depends on every position: a channel dim there is blocked."""
+    x = args[0]
+    dim_arg = _arg(args, kwargs, 2 if name in ("roll", "topk") else 1, "dims" if name == "roll" else "dim")
+    dims = _dims(dim_arg, x.ndim) if dim_arg is not None else list(range(x.ndim))
+    if name == "roll" and dims is None:
+        dims = list(range(x.ndim))
+    f: Fields = {}
+    for d, ids in tr.fields(x).items():
+        if d in dims or name == "topk":
+            tr.rec.block(ids, f"{name} along a channel dim")
+        else:
+            f[d] = ids
+    for o in out if isinstance(out, (tuple, list)) else [out]:
+        if isinstance(o, torch.Tensor) and o.ndim == x.ndim:
+            tr.set(o, dict(f))
+
+
+SPATIAL = (
+    "max_pool1d max_pool2d max_pool3d avg_pool1d avg_pool2d avg_pool3d adaptive_avg_pool1d adaptive_avg_pool2d "
+    "adaptive_avg_pool3d adaptive_max_pool1d adaptive_max_pool2d adaptive_max_pool3d lp_pool1d lp_pool2d interpolate "
+    "upsample upsample_nearest upsample_bilinear max_pool1d_with_indices max_pool2d_with_indices pad"
+).split()
+
+
+@register_op(*SPATIAL)
+def spatial(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Pooling, resizing and padding act on dims 2+: batch and channel fields pass, fields on spatial dims block."""
+    x = args[0]
+    touched = set(range(2, x.ndim))
+    if name == "pad":
+        pad = _arg(args, kwargs, 1, "pad")
+        touched = set(range(x.ndim - len(pad) // 2, x.ndim))
+    f: Fields = {}
+    for d, ids in tr.fields(x).items():
+        if d in touched:
+            tr.rec.block(ids, f"{name} over a channel dim")
+        else:
+            f[d] = ids
+    for o in out if isinstance(out, (tuple, list)) else [out]:
+        if isinstance(o, torch.Tensor) and o.ndim == x.ndim:
+            tr.set(o, dict(f))
+
+
+def unknown(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """An op the engine does not understand: block every channel that reaches it."""
+    for t in _tensors((args, kwargs)):
+        tr.rec.block_fields(tr.fields(t), f"op {name!r} is not understood")
+    tr.unknown_ops.add(f"{tr.rec.where}: {name}")

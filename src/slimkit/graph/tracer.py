@@ -1,0 +1,246 @@
+"""Trace a model by running it: every torch op and leaf module call moves channel ids (see ``ops``).
+
+Running the real forward (under a ``TorchFunctionMode`` plus module hooks) instead of symbolic tracing means Python
+control flow, data-dependent branches and arbitrary user modules just work: the tracer sees exactly the ops this
+input takes. Tensors are tracked by identity, kept alive for the duration of the trace so ids are never reused.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+
+import slimkit.graph.layer_ops  # noqa: E402, F401  (registers the conv/linear/norm/matmul rules)
+from slimkit.core.errors import GraphError
+from slimkit.core.modules import label
+from slimkit.graph.fields import Fields, Recorder
+from slimkit.graph.ops import OP_HANDLERS, _tensors, unknown
+
+LeafHandler = Callable[["Tracer", nn.Module, tuple, dict, Any], None]
+LEAF_HANDLERS: dict[type, LeafHandler] = {}
+
+_ARITH = {"radd": "add", "iadd": "add", "rsub": "rsub", "isub": "sub", "rmul": "mul", "imul": "mul",
+          "rtruediv": "div", "itruediv": "div", "truediv": "div", "rdiv": "div", "idiv": "div", "rpow": "pow",
+          "ipow": "pow", "imatmul": "matmul", "rmatmul": "rmatmul", "neg": "neg", "pos": "identity",
+          "and": "logical_not", "or": "logical_not"}
+_IGNORED = {"size", "dim", "numel", "shape", "ndim", "dtype", "device", "is_cuda", "requires_grad", "grad_fn",
+            "__len__", "item", "tolist", "is_floating_point", "__bool__", "__format__", "stride", "element_size",
+            "is_contiguous", "storage_offset", "data_ptr", "names", "layout", "is_sparse", "is_quantized", "_version",
+            "__repr__", "__hash__", "__eq__", "nelement", "get_device", "__iter__", "untyped_storage", "__reduce_ex__"}
+
+
+def register_leaf(*types: type) -> Callable[[LeafHandler], LeafHandler]:
+    """Treat modules of these types as single nodes, with ``handler(tracer, module, args, kwargs, out)``."""
+
+    def add(fn: LeafHandler) -> LeafHandler:
+        for t in types:
+            LEAF_HANDLERS[t] = fn
+        return fn
+
+    return add
+
+
+def opaque_leaf(tr: Tracer, module: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
+    """A module left untouched: channels reaching it are blocked, its outputs carry none."""
+    for t in _tensors((args, kwargs)):
+        tr.rec.block_fields(tr.fields(t), f"{type(module).__name__} is left untouched")
+
+
+def canonical(func: Callable) -> str:
+    name = getattr(func, "__name__", str(func))
+    if name == "__get__":
+        name = getattr(getattr(func, "__self__", None), "__name__", name)
+    if name.startswith("__") and name.endswith("__") and name not in ("__getitem__", "__setitem__"):
+        name = name[2:-2]
+        name = _ARITH.get(name, name)
+    if name.startswith("_") and not name.startswith("__"):
+        name = name.lstrip("_")
+    if name.endswith("_") and not name.endswith("__") and name[:-1] in OP_HANDLERS:
+        name = name[:-1]
+    return name
+
+
+class _Mode(TorchFunctionMode):
+    def __init__(self, tracer: Tracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        tr = self.tracer
+        t0 = time.perf_counter()
+        out = func(*args, **kwargs)
+        if tr.module_ids and not tr.busy:  # compute time of the op, charged to the module running it
+            key = tr.module_ids[-1]
+            tr.module_ms[key] = tr.module_ms.get(key, 0.0) + (time.perf_counter() - t0) * 1e3
+        if not tr.busy and not tr.leaf_depth:
+            tr.busy = True
+            try:
+                tr.record(func, args, kwargs, out)
+            finally:
+                tr.busy = False
+        return out
+
+
+class Tracer:
+    """Runs the model once and records channel ids, couplings, blocks and parameter occurrences."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.rec = Recorder()
+        self._fields: dict[int, Fields] = {}
+        self._alive: list[torch.Tensor] = []
+        self.tensors: list[torch.Tensor] = []  # every parameter/buffer, by index
+        self.locations: list[list[tuple[str, nn.Module, str, bool]]] = []  # (fqn, module, attr, is_param)
+        self._index: dict[int, int] = {}
+        self._param_done: set[int] = set()
+        self.busy = False
+        self.leaf_depth = 0
+        self.stack: list[str] = []
+        self.unknown_ops: set[str] = set()
+        self.read_sizes: set[int] = set()
+        self.assumptions: set[str] = set()  # rules the graph relies on that a verification forward should check
+        self.module_ids: list[int] = []
+        self.module_ms: dict[int, float] = {}  # compute time of each module's own ops during the trace
+        self.record_activity = False  # per-channel zero fractions after ReLUs (for APoZ)
+        for fqn, module in model.named_modules(remove_duplicate=False):
+            for table, is_param in ((module._parameters, True), (module._buffers, False)):
+                for attr, t in table.items():
+                    if t is None:
+                        continue
+                    k = self._index.get(id(t))
+                    if k is None:
+                        k = self._index[id(t)] = len(self.tensors)
+                        self.tensors.append(t)
+                        self.locations.append([])
+                    if (module, attr) not in [(m, a) for _, m, a, _ in self.locations[k]]:
+                        self.locations[k].append((fqn, module, attr, is_param))
+
+    # -- fields ------------------------------------------------------------------------------------
+    def tensor_index(self, t: torch.Tensor) -> int | None:
+        return self._index.get(id(t))
+
+    def param_fields(self, t: torch.Tensor, roles: dict[int, str]) -> Fields:
+        """Fields of a parameter/buffer: fresh ids per dim (size > 1), each registered as an occurrence."""
+        k = self._index.get(id(t))
+        if k is None:
+            return self._fields.get(id(t), {})
+        if k not in self._param_done:
+            self._param_done.add(k)
+            fields: Fields = {}
+            for d, n in enumerate(t.shape):
+                if n > 1:
+                    fields[d] = self.rec.fresh(n)
+                    self.rec.occur(k, d, fields[d], roles.get(d, "aux"))
+            self._fields[id(t)] = fields
+        elif "in" in roles.values():  # a tied tensor also consumed here: zeroing it as a consumer is what's safe
+            for occ in self.rec.occurrences:
+                if occ.tensor == k and roles.get(occ.dim) == "in":
+                    occ.role = "in"
+        return self._fields[id(t)]
+
+    def fields(self, t: torch.Tensor) -> Fields:
+        if id(t) in self._index:
+            return self.param_fields(t, {})
+        return self._fields.get(id(t), {})
+
+    def set(self, t: torch.Tensor, fields: Fields) -> None:
+        if id(t) in self._index:
+            return
+        fields = {d: ids for d, ids in fields.items() if ids is not None and bool((ids >= 0).any())}
+        self._fields[id(t)] = fields
+        self._alive.append(t)
+        self.rec.mark_flow(fields)
+
+    # -- recording ---------------------------------------------------------------------------------
+    def record(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+        name = canonical(func)
+        if name in ("size", "shape") and args and isinstance(args[0], torch.Tensor):
+            for d in self._fields.get(id(args[0]), {}):  # the code reads a channel count from the tensor
+                self.read_sizes.add(int(args[0].shape[d]))
+        if name in _IGNORED:
+            return
+        outs = _tensors(out)
+        ins = _tensors((args, kwargs))
+        if not any(id(t) in self._fields or id(t) in self._index for t in ins):
+            return
+        self.rec.where = self.stack[-1] if self.stack else ""
+        if name == "__setitem__":
+            for t in ins:
+                self.rec.block_fields(self.fields(t), "in-place write into a slice")
+            return
+        if not outs:
+            return
+        handler = OP_HANDLERS.get(name, unknown)
+        if getattr(handler, "__module__", "") not in ("slimkit.graph.ops", "slimkit.graph.layer_ops"):
+            self.assumptions.add(f"{self.rec.where}: op {name!r} handled by {handler.__module__}")
+        try:
+            handler(self, name, func, args, kwargs, out)
+        except (RuntimeError, TypeError, ValueError, IndexError) as err:
+            unknown(self, name, func, args, kwargs, out)
+            self.unknown_ops.add(f"{self.rec.where}: {name} ({type(err).__name__}: {err})")
+
+    def _pre(self, fqn: str) -> Callable:
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            self.stack.append(label(fqn, module))
+            self.module_ids.append(id(module))
+            if self.leaf_depth or self._leaf(module) is not None:
+                self.leaf_depth += 1
+
+        return hook
+
+    def _post(self, fqn: str) -> Callable:
+        def hook(module: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
+            handler = self._leaf(module)
+            if self.leaf_depth:
+                self.leaf_depth -= 1
+            if handler is not None and not self.leaf_depth and not self.busy:
+                if getattr(handler, "__module__", "") not in ("slimkit.graph.tracer", "slimkit.graph.leaves"):
+                    self.assumptions.add(f"{label(fqn, module)}: handled by {handler.__module__}")
+                self.busy = True
+                self.rec.where = label(fqn, module)
+                try:
+                    handler(self, module, args, kwargs, out)
+                finally:
+                    self.busy = False
+            self.stack.pop()
+            self.module_ids.pop()
+
+        return hook
+
+    @staticmethod
+    def _leaf(module: nn.Module) -> LeafHandler | None:
+        for cls in type(module).__mro__:
+            if cls in LEAF_HANDLERS:
+                return LEAF_HANDLERS[cls]
+        return None
+
+    def run(self, example_inputs: Any) -> Any:
+        inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+        handles = []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for fqn, module in self.model.named_modules():
+                handles.append(module.register_forward_pre_hook(self._pre(fqn), with_kwargs=True))
+                handles.append(module.register_forward_hook(self._post(fqn), with_kwargs=True))
+            with _Mode(self):
+                out = self.model(*inputs)
+            self.rec.where = "model output"
+            for t in _tensors(out):
+                self.rec.block_fields(self.fields(t), "reaches the model output")
+            return out
+        except GraphError:
+            raise
+        except Exception as err:
+            where = self.stack[-1] if self.stack else label("", self.model)
+            raise GraphError(f"{where}: forward on example_inputs failed while tracing ({type(err).__name__}: {err})") from err
+        finally:
+            for h in handles:
+                h.remove()
+            self.model.train(was_training)

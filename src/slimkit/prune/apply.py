@@ -1,0 +1,148 @@
+"""Physically remove channels: slice every occurrence, fix module attributes, verify, update the optimizer.
+
+The whole change runs inside :func:`slimkit.core.transaction`: the pruned model is run once on the example inputs
+and must give outputs of the same shapes; on any error the model is restored exactly and a ``GraphError`` names
+the module that failed. Shared (tied) tensors are sliced once and stay shared.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimkit.core.errors import GraphError
+from slimkit.core.modules import label
+from slimkit.core.shapes import sync_attributes
+from slimkit.core.transaction import transaction
+from slimkit.graph.groups import ChannelGraph
+from slimkit.graph.ops import _tensors
+
+
+def keep_indices(graph: ChannelGraph, removed: torch.Tensor) -> dict[int, dict[int, torch.Tensor]]:
+    """For every tensor that loses positions: ``{tensor index: {dim: indices to keep}}``."""
+    plan: dict[int, dict[int, torch.Tensor]] = {}
+    for o in graph.occurrences:
+        drop = removed[graph.comp[o.ids]]
+        if bool(drop.any()):
+            plan.setdefault(o.tensor, {})[o.dim] = (~drop).nonzero().squeeze(1)
+    return plan
+
+
+def _slice(t: torch.Tensor, dims: dict[int, torch.Tensor]) -> torch.Tensor:
+    out = t.detach()
+    for d, idx in dims.items():
+        out = out.index_select(d, idx.to(out.device))
+    return out.contiguous()
+
+
+def _check_unchanged(graph: ChannelGraph) -> None:
+    for k, t in enumerate(graph.tensors):
+        for fqn, module, attr, is_param in graph.locations[k]:
+            table = module._parameters if is_param else module._buffers
+            if table.get(attr) is not t or tuple(t.shape) != graph.shapes[k]:
+                raise GraphError(f"{label(fqn, module)}: {attr} changed since the plan was made; plan again")
+
+
+def _shapes(out: Any) -> list[tuple[int, ...]]:
+    return [tuple(t.shape) for t in _tensors(out)]
+
+
+def _forward(model: nn.Module, inputs: tuple) -> Any:
+    stack: list[str] = []
+    handles = []
+    def push(fqn: str) -> Any:
+        def hook(mod: nn.Module, args: Any) -> None:
+            stack.append(label(fqn, mod))
+
+        return hook
+
+    def pop(mod: nn.Module, args: Any, out: Any) -> None:
+        stack.pop()
+
+    for fqn, m in model.named_modules():
+        handles.append(m.register_forward_pre_hook(push(fqn)))
+        handles.append(m.register_forward_hook(pop))
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return model(*inputs)
+    except Exception as err:
+        where = stack[-1] if stack else label("", model)
+        raise GraphError(f"{where}: forward fails after pruning ({type(err).__name__}: {err})") from err
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+
+
+def apply_removal(graph: ChannelGraph, removed: torch.Tensor, example_inputs: Any,
+                  optimizer: torch.optim.Optimizer | None = None, *, verify: str = "auto") -> dict[int, dict[int, torch.Tensor]]:
+    """Slice the model in place (atomically) and return what was kept per tensor.
+
+    ``verify``: run the pruned model on the example inputs and compare output shapes ``always``, ``never``, or
+    (``auto``) when the graph relied on an assumption: a view size read from ``.shape``, or a user-registered
+    op or module handler. The built-in rules are exact, so then the extra forward pass is skipped.
+
+    Raises:
+        GraphError: the model changed since tracing, or the pruned model fails or changes its output shapes
+            (the model is then restored exactly).
+    """
+    model = graph.model
+    inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
+    _check_unchanged(graph)
+    plan = keep_indices(graph, removed)
+    if not plan:
+        return plan
+    before = graph.output_shapes
+    replaced: dict[int, torch.Tensor] = {}
+    with transaction(model):
+        touched: dict[int, tuple[str, nn.Module]] = {}
+        for k, dims in plan.items():
+            old = graph.tensors[k]
+            data = _slice(old, dims)
+            if isinstance(old, nn.Parameter):
+                new: torch.Tensor = nn.Parameter(data, requires_grad=old.requires_grad)
+                if old.grad is not None:
+                    new.grad = _slice(old.grad, dims)
+            else:
+                new = data
+            replaced[k] = new
+            for fqn, module, attr, is_param in graph.locations[k]:
+                (module._parameters if is_param else module._buffers)[attr] = new
+                touched[id(module)] = (fqn, module)
+        for fqn, module in touched.values():
+            try:
+                sync_attributes(module)
+            except Exception as err:  # noqa: BLE001 - any failure must roll back and name the module
+                raise GraphError(f"{label(fqn, module)}: cannot update attributes after pruning ({err})") from err
+        if verify == "always" or (verify == "auto" and graph.assumptions):
+            after = _shapes(_forward(model, inputs))
+        else:
+            after = before
+        if after != before:
+            raise GraphError(f"{label('', model)}: pruning changed the output shapes {before} -> {after}")
+    if optimizer is not None:
+        _update_optimizer(optimizer, graph, plan, replaced)
+    return plan
+
+
+def _update_optimizer(optimizer: torch.optim.Optimizer, graph: ChannelGraph,
+                      plan: dict[int, dict[int, torch.Tensor]], replaced: dict[int, torch.Tensor]) -> None:
+    """Point the optimizer at the new parameters and slice its per-parameter state (momentum, Adam moments)."""
+    by_id = {id(graph.tensors[k]): k for k in replaced}
+    for group in optimizer.param_groups:
+        for i, p in enumerate(group["params"]):
+            k = by_id.get(id(p))
+            if k is None:
+                continue
+            new = replaced[k]
+            state = optimizer.state.pop(p, None)
+            group["params"][i] = new
+            if state is not None:
+                for key, value in state.items():
+                    if isinstance(value, torch.Tensor) and tuple(value.shape) == graph.shapes[k]:
+                        state[key] = _slice(value, plan[k])
+                optimizer.state[new] = state

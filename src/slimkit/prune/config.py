@@ -1,0 +1,112 @@
+"""``PruneConfig``: every option of structured channel pruning, frozen and validated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal
+
+from slimkit.core.config import check_ratio
+
+
+class Scope(str, Enum):
+    LOCAL = "local"  # every group loses the same ratio of its channels
+    GLOBAL = "global"  # one ranking across all groups (normalized scores)
+
+
+class Normalize(str, Enum):
+    NONE = "none"
+    MEAN = "mean"
+    MAX = "max"
+    L2 = "l2"
+
+
+class Aggregate(str, Enum):
+    SUM = "sum"
+    MEAN = "mean"
+    MAX = "max"
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """Options of :func:`slimkit.prune_channels` / :func:`slimkit.plan_pruning`.
+
+    Attributes:
+        ratio: fraction of channels to remove (per group for ``local``, overall for ``global``).
+        importance: a registered criterion: l1, l2, fpgm, bn_scale, taylor, apoz, random (or your own).
+        scope: ``local`` or ``global`` ranking.
+        normalize: per-group score normalization before a global ranking (none, mean, max, l2).
+        aggregate: how the scores of a channel's coupled tensors combine (sum, mean, max).
+        debias: score per weight element instead of per slice, so wide fan-in layers do not dominate.
+        ignore: module names or globs whose tensors must not be sliced (groups touching them are skipped).
+        ratios: per-module overrides ``{"layer4.*": 0.2}``; matched against the group's producing modules.
+        target_macs: prune (global ranking) until the MACs of the example input are at most this.
+        macs_reduction: prune until MACs fall by this factor (2.0 = half the MACs).
+        target_params: prune until the parameter count is at most this.
+        target_latency_ms: prune (global ranking) until the median latency measured on ``latency_device`` at
+            ``latency_batch_size`` is at most this (each candidate is applied, timed and rolled back).
+        latency_device: where ``target_latency_ms`` is measured ("cpu", "cuda", ...).
+        latency_batch_size: batch size for ``target_latency_ms`` and ``latency_weight``.
+        latency_weight: hardware-aware global ranking by ``importance / (ms saved) ** latency_weight``, the
+            per-layer latency measured on ``latency_device`` (0: off; 1: importance per millisecond; 2: favour
+            speed more). Under a MACs budget the cut then lands where it buys the most time.
+        round_to: keep channel counts at multiples of this (8 for tensor cores / SIMD widths).
+        min_channels: never keep fewer channels than this in a group.
+        max_group_ratio: never remove more than this fraction of one group (global/budget modes).
+        allow_inexact: also prune channels whose removal is not function-preserving even at zero effect
+            (dims normalized by LayerNorm, reduced over, or scaled by attention's default scale).
+        verify: run the pruned model once and check its output shapes: ``auto`` (when the graph relied on an
+            assumption: a view size read from ``.shape``, a user-registered handler), ``always`` or ``never``.
+        strict: raise GraphError when any channel is blocked for a reason other than being a model output.
+        seed: for ``random`` importance and tie-breaking.
+    """
+
+    ratio: float = 0.5
+    importance: str = "l1"
+    scope: Scope = Scope.GLOBAL
+    normalize: Normalize = Normalize.MEAN
+    aggregate: Aggregate = Aggregate.MEAN
+    debias: bool = False
+    ignore: tuple[str, ...] = ()
+    ratios: dict[str, float] = field(default_factory=dict)
+    target_macs: float | None = None
+    macs_reduction: float | None = None
+    target_params: float | None = None
+    target_latency_ms: float | None = None
+    latency_device: str = "cpu"
+    latency_batch_size: int = 1
+    latency_weight: float = 0.0
+    round_to: int | None = None
+    min_channels: int = 1
+    max_group_ratio: float = 0.9
+    allow_inexact: bool = True
+    strict: bool = False
+    verify: Literal["auto", "always", "never"] = "auto"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_ratio("ratio", self.ratio)
+        check_ratio("max_group_ratio", self.max_group_ratio, allow_one=True)
+        for name, value in self.ratios.items():
+            check_ratio(f"ratios[{name!r}]", value)
+        object.__setattr__(self, "scope", Scope(self.scope))
+        object.__setattr__(self, "normalize", Normalize(self.normalize))
+        object.__setattr__(self, "aggregate", Aggregate(self.aggregate))
+        object.__setattr__(self, "ignore", tuple(self.ignore))
+        if self.round_to is not None and self.round_to < 1:
+            raise ValueError(f"round_to must be >= 1, got {self.round_to}")
+        if self.min_channels < 1:
+            raise ValueError(f"min_channels must be >= 1, got {self.min_channels}")
+        if self.macs_reduction is not None and self.macs_reduction < 1.0:
+            raise ValueError(f"macs_reduction must be >= 1 (a factor), got {self.macs_reduction}")
+        if self.latency_weight < 0:
+            raise ValueError(f"latency_weight must be >= 0, got {self.latency_weight}")
+        if self.latency_batch_size < 1:
+            raise ValueError(f"latency_batch_size must be >= 1, got {self.latency_batch_size}")
+        for name in ("target_macs", "target_params", "target_latency_ms"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        budgets = [self.target_macs, self.macs_reduction, self.target_params, self.target_latency_ms]
+        if sum(b is not None for b in budgets) > 1:
+            raise ValueError("give at most one of target_macs, macs_reduction, target_params, target_latency_ms")

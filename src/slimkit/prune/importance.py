@@ -1,0 +1,238 @@
+"""Importance criteria: small functions scoring every channel of a graph at once, in a registry.
+
+A criterion is ``fn(graph, ctx) -> (scores, valid)``: one score per channel (higher = keep), and a mask of the
+channels it could score (others fall back to L1). Scores of a channel's coupled tensors are aggregated (sum, mean,
+max), then normalized per group so a global ranking compares like with like. Register your own with
+``@register_importance("name")``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimkit.core.errors import ConfigError
+from slimkit.core.registry import Registry
+from slimkit.graph.groups import ChannelGraph
+
+Scores = tuple[torch.Tensor, torch.Tensor]
+Criterion = Callable[[ChannelGraph, "ImportanceContext"], Scores]
+CRITERIA: Registry[Criterion] = Registry("importance")
+
+
+@dataclass
+class ImportanceContext:
+    """What a criterion may use beyond the weights: options, example inputs, data batches and a loss."""
+
+    aggregate: str = "mean"
+    debias: bool = False
+    seed: int = 0
+    example_inputs: tuple = ()
+    data: Iterable[Any] | None = None
+    loss_fn: Callable[..., torch.Tensor] | None = None
+
+
+def register_importance(name: str) -> Callable[[Criterion], Criterion]:
+    """Add ``fn(graph, ctx) -> (scores, valid)`` as importance ``name``."""
+    return CRITERIA.register(name)
+
+
+def _per_slice(graph: ChannelGraph, values: Callable[[torch.Tensor, int], torch.Tensor | None],
+               ctx: ImportanceContext, roles: tuple[str, ...] = ("out", "in", "norm", "aux"),
+               params_only: bool = True) -> Scores:
+    """Aggregate ``values(tensor, dim) -> per-position score`` over every occurrence into per-channel scores."""
+    nc = graph.num_channels
+    total = torch.zeros(nc, dtype=torch.float64)
+    count = torch.zeros(nc, dtype=torch.float64)
+    best = torch.zeros(nc, dtype=torch.float64)
+    for o in graph.occurrences:
+        if o.role not in roles:
+            continue
+        is_param = any(p for *_, p in graph.locations[o.tensor])
+        if params_only and not is_param:
+            continue
+        t = graph.tensors[o.tensor]
+        with torch.no_grad():
+            v = values(t, o.dim)
+        if v is None:
+            continue
+        v = v.double().reshape(-1)
+        if ctx.debias:
+            v = v / max(t.numel() // max(t.shape[o.dim], 1), 1)
+        comps = graph.comp[o.ids]
+        total.index_add_(0, comps, v)
+        count.index_add_(0, comps, torch.ones_like(v))
+        best.scatter_reduce_(0, comps, v, reduce="amax")
+    valid = count > 0
+    if ctx.aggregate == "sum":
+        scores = total
+    elif ctx.aggregate == "max":
+        scores = best
+    else:
+        scores = total / count.clamp_min(1)
+    return scores.float(), valid
+
+
+def _reduce_except(t: torch.Tensor, dim: int, fn: Callable[[torch.Tensor, tuple[int, ...]], torch.Tensor]) -> torch.Tensor:
+    other = tuple(d for d in range(t.ndim) if d != dim)
+    return fn(t.float(), other) if other else fn(t.float().unsqueeze(1), (1,))
+
+
+def _norms(order: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """Per-slice L1/L2 norms. For weights, ``|W|`` (or ``W**2``) is reduced once to an (out, in) matrix whose
+    row and column sums come from two matrix-vector products: one pass over each tensor however it is sliced."""
+    cache: dict[int, torch.Tensor] = {}
+
+    def finish(v: torch.Tensor) -> torch.Tensor:
+        return v if order == 1 else v.sqrt()
+
+    def values(t: torch.Tensor, d: int) -> torch.Tensor:
+        x = t if t.is_floating_point() else t.float()
+        if x.ndim == 1:
+            return x.abs()
+        if x.ndim > 2 and d >= 2:
+            other = tuple(e for e in range(x.ndim) if e != d)
+            return finish((x.abs() if order == 1 else x.square()).sum(other))
+        if id(t) not in cache:
+            a = (x.abs() if order == 1 else x.square()).reshape(x.shape[0], x.shape[1], -1)
+            cache[id(t)] = a.sum(-1) if a.shape[-1] > 1 else a.squeeze(-1)
+        m = cache[id(t)]
+        if d == 0:
+            return finish(m @ torch.ones(m.shape[1], dtype=m.dtype, device=m.device))
+        return finish(torch.ones(m.shape[0], dtype=m.dtype, device=m.device) @ m)
+
+    return values
+
+
+@register_importance("l1")
+def l1(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+    """Sum of absolute weights of every slice the channel removes (Li et al., 2017)."""
+    return _per_slice(graph, _norms(1), ctx)
+
+
+@register_importance("l2")
+def l2(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+    """Euclidean norm of every slice the channel removes."""
+    return _per_slice(graph, _norms(2), ctx)
+
+
+@register_importance("fpgm")
+def fpgm(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+    """Filter pruning via geometric median (He et al., 2019): filters near the others' median are redundant.
+
+    Score of a producer filter = sum of its distances to the other filters of the same layer.
+    """
+
+    def dist(t: torch.Tensor, d: int) -> torch.Tensor | None:
+        if t.ndim < 2:
+            return None
+        rows = t.float().movedim(d, 0).reshape(t.shape[d], -1)
+        return torch.cdist(rows, rows).sum(1)
+
+    return _per_slice(graph, dist, ctx, roles=("out",))
+
+
+@register_importance("bn_scale")
+def bn_scale(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+    """|gamma| of the normalization layers (network slimming, Liu et al., 2017); other groups fall back to L1."""
+    return _per_slice(graph, lambda t, d: t.float().abs() if t.ndim == 1 else None, ctx, roles=("norm",))
+
+
+@register_importance("random")
+def random(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+    """Uniform random scores (a baseline that any criterion should beat)."""
+    gen = torch.Generator().manual_seed(ctx.seed)
+    return torch.rand(graph.num_channels, generator=gen), torch.ones(graph.num_channels, dtype=torch.bool)
+
+
+@register_importance("taylor")
+def taylor(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+    """First-order Taylor estimate |sum(w * dL/dw)| per slice (Molchanov et al., 2019), over a few batches.
+
+    Needs ``importance_data`` (an iterable of ``(inputs, targets)``) and optionally ``loss_fn``
+    (default: cross entropy).
+    """
+    if ctx.data is None:
+        raise ConfigError("importance 'taylor' needs importance_data: a few (inputs, targets) batches")
+    model = graph.model
+    loss_fn = ctx.loss_fn or nn.functional.cross_entropy
+    params = [t for t in graph.tensors if isinstance(t, nn.Parameter) and t.requires_grad]
+    saved = [p.grad for p in params]
+    acc = {id(p): torch.zeros_like(p, dtype=torch.float32) for p in params}
+    was_training = model.training
+    model.eval()
+    try:
+        for batch in ctx.data:
+            inputs, targets = batch[0], batch[1]
+            inputs = inputs if isinstance(inputs, tuple) else (inputs,)
+            for p in params:
+                p.grad = None
+            with torch.enable_grad():
+                loss_fn(model(*inputs), targets).backward()
+            for p in params:
+                if p.grad is not None:
+                    acc[id(p)] += (p.detach() * p.grad).float()
+    finally:
+        for p, g in zip(params, saved):
+            p.grad = g
+        model.train(was_training)
+
+    scores = torch.zeros(graph.num_channels, dtype=torch.float64)
+    count = torch.zeros(graph.num_channels, dtype=torch.float64)
+    for o in graph.occurrences:
+        t = graph.tensors[o.tensor]
+        if id(t) not in acc:
+            continue
+        v = _reduce_except(acc[id(t)], o.dim, lambda x, dims: x.sum(dims)).abs().double()
+        comps = graph.comp[o.ids]
+        scores.index_add_(0, comps, v)
+        count.index_add_(0, comps, torch.ones_like(v))
+    return (scores / count.clamp_min(1)).float(), count > 0
+
+
+@register_importance("apoz")
+def apoz(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+    """1 - average percentage of zeros of the channel's activations after ReLU (Hu et al., 2016).
+
+    Uses the activations recorded while tracing the example inputs (use a batch of real samples).
+    """
+    nc = graph.num_channels
+    zeros = torch.zeros(nc, dtype=torch.float64)
+    count = torch.zeros(nc, dtype=torch.float64)
+    for ids, frac in graph.activity:
+        keep = ids >= 0
+        comps = graph.comp[ids[keep]]
+        zeros.index_add_(0, comps, frac[keep].double())
+        count.index_add_(0, comps, torch.ones_like(comps, dtype=torch.float64))
+    return (1.0 - zeros / count.clamp_min(1)).float(), count > 0
+
+
+def channel_scores(graph: ChannelGraph, name: str, ctx: ImportanceContext) -> torch.Tensor:
+    """Scores of every channel under criterion ``name`` (L1 where the criterion has nothing to say)."""
+    scores, valid = CRITERIA.get(name)(graph, ctx)
+    if not bool(valid.all()):
+        fallback, _ = l1(graph, ctx)
+        scores = torch.where(valid, scores, fallback)
+    return scores
+
+
+def normalize_scores(scores: torch.Tensor, member: torch.Tensor, num_groups: int, how: str) -> torch.Tensor:
+    """Divide each channel's score by its group's mean / max / L2 norm (``member``: group per channel, -1 none)."""
+    if how == "none":
+        return scores
+    sel = member >= 0
+    g, s = member[sel], scores[sel].double()
+    if how == "mean":
+        ref = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, g, s)
+        ref /= torch.bincount(g, minlength=num_groups).clamp_min(1)
+    elif how == "max":
+        ref = torch.zeros(num_groups, dtype=torch.float64).scatter_reduce_(0, g, s, reduce="amax")
+    else:
+        ref = torch.zeros(num_groups, dtype=torch.float64).index_add_(0, g, s * s).sqrt()
+    out = scores.clone()
+    out[sel] = (s / ref[g].clamp_min(1e-12)).float()
+    return out

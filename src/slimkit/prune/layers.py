@@ -1,0 +1,81 @@
+"""Tier 1: remove given output or input channels from a single layer, keyed by module type.
+
+These act on one module only (no coupling): use them when you know the consumers yourself, or to support a layer
+type in your own code. ``register_layer_pruner(MyLayer, out=[("weight", 0)], in_=[("weight", 1)])`` adds a type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from slimkit.core.errors import GraphError
+from slimkit.core.modules import label
+from slimkit.core.shapes import sync_attributes
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """Which (tensor attribute, dim) pairs hold a layer's output and input channels."""
+
+    out: tuple[tuple[str, int], ...]
+    in_: tuple[tuple[str, int], ...]
+
+
+LAYER_PRUNERS: dict[type, LayerSpec] = {}
+
+
+def register_layer_pruner(cls: type, *, out: Sequence[tuple[str, int]], in_: Sequence[tuple[str, int]]) -> None:
+    LAYER_PRUNERS[cls] = LayerSpec(tuple(out), tuple(in_))
+
+
+_NORM = (("weight", 0), ("bias", 0), ("running_mean", 0), ("running_var", 0))
+for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+    register_layer_pruner(_cls, out=[("weight", 0), ("bias", 0)], in_=[("weight", 1)])
+for _cls in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
+    register_layer_pruner(_cls, out=[("weight", 1), ("bias", 0)], in_=[("weight", 0)])
+register_layer_pruner(nn.Linear, out=[("weight", 0), ("bias", 0)], in_=[("weight", 1)])
+for _cls in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
+             nn.LayerNorm, nn.PReLU):
+    register_layer_pruner(_cls, out=_NORM, in_=_NORM)
+register_layer_pruner(nn.Embedding, out=[("weight", 1)], in_=[])
+
+
+def _spec(module: nn.Module) -> LayerSpec:
+    for cls in type(module).__mro__:
+        if cls in LAYER_PRUNERS:
+            return LAYER_PRUNERS[cls]
+    raise GraphError(f"{label('', module)}: no layer pruner registered for {type(module).__name__}")
+
+
+def _remove(module: nn.Module, pairs: tuple[tuple[str, int], ...], indices: Sequence[int] | torch.Tensor, what: str) -> None:
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)) and module.groups > 1:
+        raise GraphError(f"{label('', module)}: {what} of a grouped conv must be removed through prune_channels")
+    idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+    for attr, dim in pairs:
+        t = getattr(module, attr, None)
+        if not isinstance(t, torch.Tensor) or t.ndim <= dim:
+            continue
+        keep = torch.ones(t.shape[dim], dtype=torch.bool)
+        if idx.numel() and (int(idx.max()) >= t.shape[dim] or int(idx.min()) < 0):
+            raise GraphError(f"{label('', module)}: {what} index out of range for {attr} of size {t.shape[dim]}")
+        keep[idx] = False
+        data = t.detach().index_select(dim, keep.nonzero().squeeze(1)).contiguous()
+        if isinstance(t, nn.Parameter):
+            module._parameters[attr] = nn.Parameter(data, requires_grad=t.requires_grad)
+        else:
+            module._buffers[attr] = data
+    sync_attributes(module)
+
+
+def prune_out_channels(module: nn.Module, indices: Sequence[int] | torch.Tensor) -> None:
+    """Remove output channels ``indices`` of one layer (its consumers are not touched)."""
+    _remove(module, _spec(module).out, indices, "output channels")
+
+
+def prune_in_channels(module: nn.Module, indices: Sequence[int] | torch.Tensor) -> None:
+    """Remove input channels ``indices`` of one layer (its producers are not touched)."""
+    _remove(module, _spec(module).in_, indices, "input channels")

@@ -1,0 +1,190 @@
+"""The dependency graph: which channels are coupled, blocked, and why."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slimkit.core.errors import GraphError
+from slimkit.graph import build_graph
+from slimkit.testing import build_arch
+
+
+def group_of(graph, module_name):
+    return [g for g in graph.groups if module_name in g.modules]
+
+
+def test_residual_stream_is_one_group():
+    model, x = build_arch("resnet")
+    graph = build_graph(model, x)
+    stem = [g for g in graph.groups if g.name.startswith("stem")]
+    assert len(stem) == 1
+    # stem, the first stage's two residual branches and the next stage's consumers share one group
+    assert {"stem.0", "blocks.0.conv2.0", "blocks.1.conv2.0", "blocks.0.conv1.0", "blocks.2.short.0"} <= set(stem[0].modules)
+    assert stem[0].size == 8
+
+
+def test_flatten_into_linear_maps_channel_to_spatial_block():
+    model, x = build_arch("flatten_linear")
+    graph = build_graph(model, x)
+    fc = next(o for o in graph.occurrences if graph.locations[o.tensor][0][0] == "4" and o.dim == 1)
+    comps = graph.comp[fc.ids]
+    assert comps.numel() == 8 * 16
+    # each conv channel owns a contiguous block of H*W = 16 input features
+    assert torch.equal(comps.view(8, 16), comps.view(8, 16)[:, :1].expand(8, 16))
+    assert torch.unique(comps).numel() == 8
+
+
+def test_concat_offsets_in_densenet():
+    model, x = build_arch("densenet")
+    graph = build_graph(model, x)
+    consumer = next(o for o in graph.occurrences if graph.locations[o.tensor][0][0] == "1.layers.2.2" and o.dim == 1)
+    groups = {int(graph.comp[i]) for i in consumer.ids}
+    assert len(groups) == 16  # 8 stem channels + 4 + 4 from the two earlier dense layers, each its own channel
+    owners = [next(g.name for g in graph.groups if bool((g.channels == c).any())) for c in graph.comp[consumer.ids].tolist()]
+    assert owners[:8] == ["0 +1"] * 8 or owners[0].startswith("0")
+    assert owners[8].startswith("1.layers.0.2") and owners[12].startswith("1.layers.1.2")
+
+
+def test_grouped_conv_keeps_groups_by_removing_offsets():
+    model, x = build_arch("resnext")
+    graph = build_graph(model, x)
+    inner = [g for g in graph.groups if g.name.startswith("1.a")]
+    assert inner and inner[0].width == 4  # one channel = the same offset in each of the 4 groups
+    assert inner[0].size == 4
+
+
+def test_depthwise_couples_input_and_output():
+    model, x = build_arch("mobilenet_v2")
+    graph = build_graph(model, x)
+    g = next(g for g in graph.groups if g.name.startswith("1.expand"))
+    assert {"1.expand.0", "1.dw.0", "1.dw.1", "1.project.0"} <= set(g.modules)
+
+
+def test_channel_shuffle_is_prunable():
+    model, x = build_arch("shufflenet")
+    graph = build_graph(model, x)
+    assert not [g for g in graph.skipped if "model output" not in g.reason]
+
+
+def test_model_outputs_and_lstm_are_left_untouched_with_reasons():
+    model, x = build_arch("lstm_head")
+    graph = build_graph(model, x)
+    reasons = {g.name: g.reason for g in graph.skipped}
+    assert "LSTM is left untouched" in reasons["conv2"] and "lstm (LSTM)" in reasons["conv2"]
+    assert "model output" in reasons["fc"]
+    assert [g.name for g in graph.groups] == ["conv1"]
+
+
+class Rolled(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 1)
+        self.b = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        return self.b(torch.roll(self.a(x), 1, dims=1))
+
+
+class SizedSplit(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(4, 10)
+        self.b = nn.Linear(6, 2)
+
+    def forward(self, x):
+        left, right = torch.split(self.a(x), [6, 4], dim=-1)
+        return self.b(left) + right.sum(-1, keepdim=True)
+
+
+class LiteralView(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 1)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(self.a(x).view(2, 8, 16).mean(-1))
+
+
+@pytest.mark.parametrize("model,fragment", [
+    (Rolled(), "roll along a channel dim"),
+    (SizedSplit(), "split of a channel dim into fixed sizes"),
+    (LiteralView(), "literal channel count 8"),
+])
+def test_not_understood_is_blocked_and_named(model, fragment):
+    x = torch.randn(2, 3, 4, 4) if not isinstance(model, SizedSplit) else torch.randn(2, 4)
+    graph = build_graph(model, x)
+    reasons = [g.reason for g in graph.skipped]
+    assert any(fragment in r for r in reasons), reasons
+    assert not any(g.name == "a" for g in graph.groups)
+
+
+def test_failing_forward_names_the_module():
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return self.inner(x.view(7, -1))
+
+    with pytest.raises(GraphError, match=r"Broken|inner"):
+        build_graph(Broken(), torch.randn(2, 4))
+
+
+def test_costs_are_exact_for_convs_and_linears():
+    model, x = build_arch("conv_bn_relu")
+    graph = build_graph(model, x)
+    expected = 0
+    h = 8
+    for conv, stride in ((model[0][0], 1), (model[1][0], 2), (model[2][0], 1)):
+        h = h // stride
+        expected += conv.weight.numel() * h * h * 2
+    expected += model[5].weight.numel() * 2
+    assert graph.macs() == expected
+    assert graph.params() == sum(p.numel() for p in model.parameters())
+
+
+def test_trace_leaves_model_unchanged_and_in_mode():
+    model, x = build_arch("resnet")
+    model.train()
+    stats = model.stem[1].running_mean.clone()
+    build_graph(model, x)
+    assert model.training
+    assert torch.equal(stats, model.stem[1].running_mean)
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+def test_sdpa_and_hand_written_heads_prune_same_per_head_dims():
+    model, x = build_arch("vit")
+    graph = build_graph(model, x)
+    qkv = next(g for g in graph.groups if g.name.startswith("blocks.0.attn.qkv"))
+    assert qkv.exact and qkv.size == 8 and qkv.width == 6  # 8 per-head dims, each in q, k, v of both heads
+
+
+def test_functional_ops_used_directly():
+    x = torch.randn(2, 8, 4, 4)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = nn.Conv2d(8, 8, 1)
+            self.d = nn.Conv2d(8, 4, 1)
+
+        def forward(self, x):
+            h = F.relu(self.c(x))
+            h = torch.cat([h[:, :4], h[:, 4:]], 1)  # slicing then concatenating a channel dim: blocked, not guessed
+            return self.d(h)
+
+    graph = build_graph(Net(), x)
+    assert any("__getitem__" in g.reason or "part of a channel dim" in g.reason for g in graph.skipped)
+
+
+def test_assumptions_are_recorded_for_verification():
+    exact, x = build_arch("resnet")
+    assert build_graph(exact, x).assumptions == []
+    shuffle, x = build_arch("shufflenet")  # view(b, groups, c // groups, h, w) with c read from .shape
+    assert any("read from .shape" in a for a in build_graph(shuffle, x).assumptions)
