@@ -22,6 +22,14 @@ _EXPORTS: dict[str, str] = {
     "list_models": "slimkit.models:list_models",
     "save_model": "slimkit.models:save_model",
     "load_model": "slimkit.models:load_model",
+    # codec + k-means sharing (Deep Compression)
+    "CodecError": "slimkit.core.errors:CodecError",
+    "save_compressed": "slimkit.codec:save_compressed",
+    "load_compressed": "slimkit.codec:load_compressed",
+    "inspect_compressed": "slimkit.codec:inspect_compressed",
+    "CompressionReport": "slimkit.codec:CompressionReport",
+    "share_weights": "slimkit.quant.kmeans:share_weights",
+    "strip_sharing": "slimkit.quant.kmeans:strip_sharing",
     # lowrank
     "decompose": "slimkit.lowrank:decompose",
     "DecomposeConfig": "slimkit.lowrank:DecomposeConfig",

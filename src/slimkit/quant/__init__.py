@@ -20,6 +20,7 @@ from slimkit.quant.config import (
 from slimkit.quant.fake_quant import FakeQuantize
 from slimkit.quant.fold import fold_batchnorm
 from slimkit.quant.granularity import PerChannel, PerTensor
+from slimkit.quant.kmeans import share_weights, strip_sharing
 from slimkit.quant.mixed import MixedPrecisionConfig, allocate_bits, measure_sensitivity
 from slimkit.quant.modules import register_quant_layer
 from slimkit.quant.observers import OBSERVERS, ObserverKind, make_observer
@@ -37,7 +38,7 @@ def __getattr__(name: str):  # the training hook imports slimkit.train: load it 
 __all__ = [
     "OBSERVERS", "BinaryConfig", "ClipLatentWeights", "BinaryMethod", "BinaryWeight", "FakeQuantize", "Int8Config", "IntegerModel",
     "LayerQuant", "MixedPrecisionConfig", "ObserverKind", "PerChannel", "PerTensor", "QuantConfig", "QuantMode",
-    "QuantReport", "SignActivation", "TTQWeight", "TernaryConfig", "TernaryMethod", "TernaryWeight",
+    "QuantReport", "SignActivation", "TTQWeight", "TernaryConfig", "TernaryMethod", "TernaryWeight", "share_weights", "strip_sharing",
     "allocate_bits", "clip_latent_weights", "export_onnx_float", "export_onnx_int8", "fold_batchnorm",
     "make_observer", "measure_sensitivity", "quantize", "register_quant_layer", "register_quantize_handler",
 ]
