@@ -148,3 +148,11 @@ def test_shipped_recipes_validate():
     for path in recipes:
         recipe = load_recipe(path)
         assert recipe.stages and recipe.name
+
+
+def test_docs_list_every_stage_type():
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "recipes.md").read_text()
+    for name in load_stages().names():
+        assert f"\n{name}" in text, f"docs/recipes.md lacks stage {name!r} (regenerate with `slimkit stages`)"

@@ -3,7 +3,7 @@
 Runs after pruning stages (pruned zeros stay zero and are stored sparsely). Writes ``<run_dir>/<filename>`` and
 ``compression.txt`` / ``compression.json`` (the size breakdown by stage and layer) in the stage folder::
 
-    - stage: deep_compression
+    - type: deep_compression
       bits: 5
       layer_bits: {"features.*": 8}
       finetune_epochs: 2
@@ -57,6 +57,7 @@ class DeepCompressionConfig:
 
 @register_stage("deep_compression", DeepCompressionConfig, compresses=True)
 def deep_compression_stage(ctx: StageContext, config: DeepCompressionConfig) -> dict[str, Any]:
+    """Share weights by k-means, fine-tune the codebooks, and write the compact ``.slim`` file."""
     from slimkit.codec import save_compressed
     from slimkit.quant.kmeans import share_weights, strip_sharing
 
@@ -79,5 +80,6 @@ def deep_compression_stage(ctx: StageContext, config: DeepCompressionConfig) -> 
     metrics.update(
         file=str(report.path), file_bytes=report.file_bytes, ratio=report.ratio,
         ratio_pruning=stages["pruning"], ratio_quantization=stages["quantization"], ratio_huffman=stages["huffman"],
+        summary={"size_bytes": report.file_bytes},  # the before/after table shows the .slim file's size
     )
     return metrics
