@@ -76,10 +76,14 @@ def test_missing_files_error_names_paths_and_remedy(tmp_path, monkeypatch):
     monkeypatch.setenv("SLIMKIT_DATA", str(tmp_path / "env"))
     monkeypatch.setattr(idx, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "system"))
     with pytest.raises(DataError) as err:
-        load_dataset("fashion_mnist", root=tmp_path / "mine")
+        load_dataset("fashion_mnist")
     message = str(err.value)
-    for path in (tmp_path / "mine", tmp_path / "env", tmp_path / "env" / "fashion_mnist", tmp_path / "system"):
+    for path in (tmp_path / "env", tmp_path / "env" / "fashion_mnist", tmp_path / "system"):
         assert str(path) in message
+    # an explicit root is authoritative: only it is searched
+    with pytest.raises(DataError) as err:
+        load_dataset("fashion_mnist", root=tmp_path / "mine")
+    assert str(tmp_path / "mine") in str(err.value) and str(tmp_path / "system") not in str(err.value)
     assert "train-images-idx3-ubyte" in message
     assert "apt-get install dataset-fashion-mnist" in message and "SLIMKIT_DATA" in message
 

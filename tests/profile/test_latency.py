@@ -69,3 +69,19 @@ def test_profile_verb_survives_importing_the_package_first():
     report = slimkit.profile(nn.Linear(3, 2), torch.randn(1, 3))
     assert report.macs == 6
     assert package.profile(nn.Linear(3, 2), torch.randn(1, 3)).macs == 6
+
+
+def test_cpu_profiling_and_timing_never_start_cuda():
+    model = nn.Linear(4, 4)
+    slimkit.profile(model, torch.randn(1, 4))
+    slimkit.measure_latency(model, torch.randn(1, 4), warmup=0, repeats=1)
+    assert not torch.cuda.is_initialized()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_measure_latency_on_cuda_times_a_copy_and_synchronizes():
+    model = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 256))
+    report = slimkit.measure_latency(model, torch.randn(8, 256), device="cuda", warmup=2, repeats=5)
+    assert report.device.startswith("cuda") and len(report.samples_ms) == 5 and report.median_ms > 0
+    assert next(model.parameters()).device.type == "cpu"

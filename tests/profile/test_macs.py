@@ -131,6 +131,8 @@ def test_multihead_attention(batch_first, need_weights):
     kv = torch.randn(batch, kv_len, embed) if batch_first else torch.randn(kv_len, batch, embed)
     report = slimkit.profile(mha, {"query": q, "key": kv, "value": kv, "need_weights": need_weights})
     assert report.macs == _attention_macs(batch, q_len, kv_len, embed)
+    # out_proj's weights are used functionally (the submodule never runs): its params go to the MHA row
+    assert [(r.fqn, r.params) for r in report.layers] == [("<root>", 4 * embed * embed + 4 * embed)]
 
 
 class ExplicitAttention(nn.Module):
@@ -262,3 +264,37 @@ def test_agrees_with_fvcore(layer, shape):
     counter = fvcore_nn.FlopCountAnalysis(layer.eval(), (x,))
     counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
     assert slimkit.profile(layer, x).macs == int(counter.total())  # fvcore's "flop" is one multiply-add
+
+
+class Spectral(nn.Module):
+    def forward(self, x):
+        return torch.fft.rfft(x).abs()
+
+
+def test_ops_without_a_rule_are_reported_not_guessed():
+    report = slimkit.profile(Spectral(), torch.randn(2, 16))
+    assert report.uncounted_ops == {"_fft_r2c": 1}
+    assert "not counted (no rule): _fft_r2c (x1)" in report.table()
+
+
+def test_register_op_counter_extends_counting(monkeypatch):
+    from slimkit.profile import OpCount
+    from slimkit.profile.counters import OP_COUNTERS
+
+    def fft_cost(args, kwargs, out):  # n log2 n butterflies, say
+        n = args[0].shape[-1]
+        return OpCount(0, args[0].numel() * int(math.log2(n)))
+
+    monkeypatch.setitem(OP_COUNTERS, torch.ops.aten._fft_r2c, fft_cost)
+    report = slimkit.profile(Spectral(), torch.randn(2, 16))
+    assert report.uncounted_ops == {}
+    assert report.ops["_fft_r2c"]["flops"] == 2 * 16 * 4
+
+
+def test_multihead_attention_agrees_with_fvcore():
+    fvcore_nn = pytest.importorskip("fvcore.nn")
+    mha = nn.MultiheadAttention(16, 4).eval()
+    q, kv = torch.randn(5, 2, 16), torch.randn(7, 2, 16)
+    counter = fvcore_nn.FlopCountAnalysis(mha, (q, kv, kv))
+    counter.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    assert slimkit.profile(mha, (q, kv, kv)).macs == int(counter.total()) == _attention_macs(2, 5, 7, 16)

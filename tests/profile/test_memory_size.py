@@ -116,3 +116,21 @@ def test_peak_activation_matches_cuda_allocator():
     torch.cuda.synchronize()
     allocator_peak = torch.cuda.max_memory_allocated() - base + x.numel() * 4
     assert report.peak_activation_bytes == pytest.approx(allocator_peak, rel=0.05)
+
+
+def test_a_tensor_cached_during_profiling_can_still_be_trained_through():
+    class Cached(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+            self.table = None
+
+        def forward(self, x):
+            if self.table is None:  # lazily built on the first forward, like rotary embedding tables
+                self.table = torch.arange(4.0)
+            return self.fc(x) * self.table
+
+    model = Cached()
+    slimkit.profile(model, torch.randn(2, 4))
+    model(torch.randn(2, 4)).sum().backward()  # would fail if the cache were an inference tensor
+    assert model.fc.weight.grad is not None

@@ -44,7 +44,10 @@ def parse_config(cls: type[C], data: Any, *, where: str = "") -> C:
     except pydantic.ValidationError as err:
         first = err.errors()[0]
         loc = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{prefix}{loc}: {first['msg']} (got {first.get('input')!r})") from None
+        message = first["msg"].removeprefix("Value error, ")
+        if not loc:  # a check of the whole config (__post_init__)
+            raise ConfigError(f"{where or cls.__name__}: {message}") from None
+        raise ConfigError(f"{prefix}{loc}: {message} (got {first.get('input')!r})") from None
     except (ValueError, TypeError) as err:  # raised by __post_init__ checks
         raise ConfigError(f"{where or cls.__name__}: {err}") from None
 

@@ -61,8 +61,13 @@ def list_datasets() -> list[str]:
 
 
 def candidate_dirs(root: str | os.PathLike | None, subdirs: Iterable[str], defaults: Iterable[str] = ()) -> list[Path]:
-    """The folders to search, in order: ``root``, ``$SLIMKIT_DATA``, each with ``subdirs`` under it, then defaults."""
-    bases = [Path(root).expanduser()] if root is not None else []
+    """The folders to search: ``root`` alone when given (the user said where the data is); otherwise
+    ``$SLIMKIT_DATA``, each with ``subdirs`` under it, then the system defaults."""
+    subdirs = list(subdirs)
+    if root is not None:
+        base = Path(root).expanduser()
+        return list(dict.fromkeys([base] + [base / sub for sub in subdirs]))
+    bases = []
     if os.environ.get(ENV_VAR):
         bases.append(Path(os.environ[ENV_VAR]).expanduser())
     subdirs = list(subdirs)

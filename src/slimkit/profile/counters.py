@@ -19,7 +19,7 @@ Convention (also in docs/profiling.md):
 Users register counters for their own operators::
 
     @register_op_counter(torch.ops.mylib.fused_gemm)
-    def _fused_gemm(args, kwargs, out) -> OpCount:
+    def _fused_gemm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
         a, b = args[0], args[1]
         macs = a.shape[0] * a.shape[1] * b.shape[1]
         return OpCount(macs, 2 * macs)
@@ -84,39 +84,39 @@ def _arg(args: Sequence[Any], kwargs: dict[str, Any], index: int, name: str, def
 
 
 @register_op_counter(aten.mm)
-def _mm(args, kwargs, out) -> OpCount:
+def _mm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
     a, b = args[0], args[1]  # (M, K) @ (K, N)
     macs = a.shape[0] * a.shape[1] * b.shape[1]
     return OpCount(macs, 2 * macs)
 
 
 @register_op_counter(aten.addmm)
-def _addmm(args, kwargs, out) -> OpCount:
+def _addmm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
     macs = _mm(args[1:], kwargs, out).macs
     return OpCount(macs, 2 * macs + out.numel())  # + bias add
 
 
 @register_op_counter(aten.bmm)
-def _bmm(args, kwargs, out) -> OpCount:
+def _bmm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
     a, b = args[0], args[1]  # (B, M, K) @ (B, K, N)
     macs = a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
     return OpCount(macs, 2 * macs)
 
 
 @register_op_counter(aten.baddbmm)
-def _baddbmm(args, kwargs, out) -> OpCount:
+def _baddbmm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
     macs = _bmm(args[1:], kwargs, out).macs
     return OpCount(macs, 2 * macs + out.numel())
 
 
 @register_op_counter(aten.mv, aten.dot, aten.vdot)
-def _mv(args, kwargs, out) -> OpCount:
+def _mv(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
     macs = args[0].numel()  # (M, K) @ (K,) or (K,) . (K,)
     return OpCount(macs, 2 * macs)
 
 
 @register_op_counter(aten.addmv)
-def _addmv(args, kwargs, out) -> OpCount:
+def _addmv(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
     macs = args[1].numel()
     return OpCount(macs, 2 * macs + out.numel())
 
@@ -125,7 +125,7 @@ def _addmv(args, kwargs, out) -> OpCount:
 
 
 @register_op_counter(*_optional("convolution", "_convolution"))
-def _convolution(args, kwargs, out) -> OpCount:
+def _convolution(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
     """Every output position times a full kernel window (padding positions included, as thop and fvcore).
 
     Regular: ``N * C_out * prod(out_spatial) * (C_in / groups) * prod(kernel)``.
@@ -151,7 +151,7 @@ def _convolution(args, kwargs, out) -> OpCount:
         "_scaled_dot_product_fused_attention_overrideable",
     )
 )
-def _fused_attention(args, kwargs, out) -> OpCount:
+def _fused_attention(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
     """Fused kernels take ``q (..., L, E)``, ``k (..., S, E)``, ``v (..., S, Ev)``.
 
     MACs are those of ``q @ k^T`` and ``attn @ v`` over the full L x S score matrix (causal masking not
@@ -165,7 +165,7 @@ def _fused_attention(args, kwargs, out) -> OpCount:
 
 
 @register_op_counter(*_optional("_native_multi_head_attention"))
-def _native_mha(args, kwargs, out) -> OpCount:
+def _native_mha(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
     """The fast path of ``nn.MultiheadAttention`` (batch_first, eval): counted like its unfused slow path.
 
     MACs: q/k/v projections, ``q @ k^T``, ``attn @ v``, output projection. FLOPs add the bias adds, the scaling of q,
@@ -188,7 +188,7 @@ def _native_mha(args, kwargs, out) -> OpCount:
 
 
 @register_op_counter(*_optional("mkldnn_rnn_layer"))
-def _mkldnn_lstm_layer(args, kwargs, out) -> OpCount:
+def _mkldnn_lstm_layer(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
     """One LSTM layer run by the oneDNN kernel (the CPU path of ``nn.LSTM``).
 
     MACs: ``tokens * (4H * I + 4H * H)``. FLOPs add per token and hidden unit 8 bias adds and 9 gate ops
@@ -205,7 +205,7 @@ def _mkldnn_lstm_layer(args, kwargs, out) -> OpCount:
 
 
 @register_op_counter(aten.batch_norm)
-def _batch_norm(args, kwargs, out) -> OpCount:
+def _batch_norm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
     """Inference BN is the per-channel affine ``x * a + b``: 1 MAC per element; batch statistics add 4 FLOPs."""
     n = args[0].numel()
     training = bool(_arg(args, kwargs, 5, "training", False))
@@ -213,7 +213,7 @@ def _batch_norm(args, kwargs, out) -> OpCount:
 
 
 @register_op_counter(*_optional("_native_batch_norm_legit_no_training", "_native_batch_norm_legit_functional"))
-def _bn_no_training(args, kwargs, out) -> OpCount:
+def _bn_no_training(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
     n = args[0].numel()
     return OpCount(n, 2 * n)
 
@@ -224,7 +224,7 @@ def _bn_no_training(args, kwargs, out) -> OpCount:
         "_native_batch_norm_legit", "rms_norm", "_fused_rms_norm",
     )
 )
-def _norm_with_statistics(args, kwargs, out) -> OpCount:
+def _norm_with_statistics(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
     """Norms that compute mean and variance at run time: 1 MAC per element plus 4 FLOPs per element for the
     statistics (mean: add; variance: subtract, multiply, add)."""
     n = args[0].numel()
@@ -232,7 +232,7 @@ def _norm_with_statistics(args, kwargs, out) -> OpCount:
 
 
 @register_op_counter(aten.native_batch_norm, *_optional("cudnn_batch_norm", "miopen_batch_norm"))
-def _native_batch_norm(args, kwargs, out) -> OpCount:
+def _native_batch_norm(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
     n = args[0].numel()
     training = bool(_arg(args, kwargs, 5, "training", False))
     return OpCount(n, 2 * n + (4 * n if training else 0))
@@ -249,7 +249,7 @@ def _kernel_elements(kernel_size: Any, spatial_dims: int) -> int:
 
 
 def _pool_counter(spatial_dims: int, *, average: bool) -> OpCounter:
-    def count(args, kwargs, out) -> OpCount:
+    def count(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
         window = _kernel_elements(_arg(args, kwargs, 1, "kernel_size"), spatial_dims)
         total = _first_tensor(out).numel() * window  # one per window element (padding included)
         return OpCount(total, 2 * total) if average else OpCount(0, total)
@@ -279,7 +279,7 @@ def adaptive_window_elements(in_sizes: Sequence[int], out_sizes: Sequence[int]) 
 
 
 def _adaptive_counter(spatial_dims: int, *, average: bool) -> OpCounter:
-    def count(args, kwargs, out) -> OpCount:
+    def count(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
         x, y = args[0], _first_tensor(out)
         channels = math.prod(x.shape[:-spatial_dims])  # N * C (or C when unbatched)
         total = channels * adaptive_window_elements(x.shape[-spatial_dims:], y.shape[-spatial_dims:])
@@ -300,7 +300,7 @@ for _dims in (1, 2, 3):
 
 
 @register_op_counter(*_optional("_softmax", "_log_softmax", "_safe_softmax"))
-def _softmax(args, kwargs, out) -> OpCount:
+def _softmax(args: Sequence[Any], kwargs: dict[str, Any], out: Any) -> OpCount:
     return OpCount(0, 3 * _first_tensor(out).numel())  # exp, add (normalizer), divide
 
 

@@ -61,6 +61,14 @@ class LatencyReport:
         )
 
 
+def _resolve_device(device: str | torch.device) -> torch.device:
+    """``"cuda"`` -> ``cuda:<current>`` so that a model already there is not copied (no CUDA use for CPU)."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def _check_counts(warmup: int, repeats: int) -> None:
     if warmup < 0:
         raise ConfigError(f"warmup: must be >= 0, got {warmup}")
@@ -139,7 +147,9 @@ def measure_latency(
 
     Runs under ``torch.inference_mode`` in eval mode (the train/eval flags are restored afterwards). When
     ``device`` or ``dtype`` differ from the model's, a copy is timed and the model itself is left alone. On CUDA
-    each pass is synchronized before and after, so the times are of finished work.
+    each pass is synchronized before and after, so the times are of finished work. (A module that builds a cache
+    tensor during its first forward would keep an inference tensor here; run one ordinary forward first if the
+    model is trained afterwards.)
 
     Args:
         model: the model.
@@ -155,7 +165,7 @@ def measure_latency(
         A :class:`LatencyReport` with median and spread.
     """
     _check_counts(warmup, repeats)
-    device = torch.device(device)
+    device = _resolve_device(device)
     with _threads(num_threads), torch.inference_mode(), _Runner(model, example_inputs, device, dtype) as runner:
         for _ in range(warmup):
             runner.time_once()
@@ -191,7 +201,7 @@ def compare_latency(
         ``(report_a, report_b, speedup)``; speedup > 1 means ``model_b`` is faster.
     """
     _check_counts(warmup, repeats)
-    device = torch.device(device)
+    device = _resolve_device(device)
     with (
         _threads(num_threads),
         torch.inference_mode(),

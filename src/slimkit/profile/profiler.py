@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import torch
@@ -21,6 +22,20 @@ def as_call_args(example_inputs: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
     if isinstance(example_inputs, (tuple, list)):
         return tuple(example_inputs), {}
     return (example_inputs,), {}
+
+
+@contextlib.contextmanager
+def _below_autograd() -> Iterator[None]:
+    """No grad, and dispatch starting below the autograd keys.
+
+    Below autograd, composite ops reach the dispatch mode whole instead of being split by the autograd kernel, so
+    e.g. a global ``adaptive_avg_pool2d`` is counted as pooling rather than as the ``mean`` it becomes. Unlike
+    ``torch.inference_mode`` the tensors made here are ordinary ones, so a module that caches a tensor on its
+    first forward (rotary tables, masks) can still be trained after being profiled.
+    """
+    guard = getattr(torch._C, "_AutoDispatchBelowAutograd", None)
+    with torch.no_grad(), (guard() if guard is not None else torch.inference_mode()):
+        yield
 
 
 def _unique_tensors(tensors: Any) -> list[torch.Tensor]:
@@ -75,7 +90,7 @@ def _rows(model: nn.Module, trace: Trace) -> tuple[LayerRow, ...]:
 def profile(model: nn.Module, example_inputs: Any) -> ProfileReport:
     """Count params, MACs, FLOPs, storage and peak activation memory of one inference forward pass.
 
-    The model runs once, in eval mode under ``torch.inference_mode``, on ``example_inputs`` (wherever model and inputs
+    The model runs once, in eval mode without autograd, on ``example_inputs`` (wherever model and inputs
     live; no symbolic tracing, so any Python control flow works). Every ATen operator is counted, so functional
     matmuls and attention in ``forward`` are included, and per-layer rows add up to the totals. The model's
     train/eval flags are restored afterwards; nothing else is changed.
@@ -101,22 +116,22 @@ def profile(model: nn.Module, example_inputs: Any) -> ProfileReport:
     training = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        # inference mode (not just no_grad): composite ops then reach the dispatch mode before autograd splits
-        # them, so e.g. a global adaptive_avg_pool2d is counted as pooling rather than as the ``mean`` it becomes
-        with torch.inference_mode():
+        with _below_autograd():
             trace, _ = trace_forward(model, args, kwargs)
     finally:
         for module, flag in training.items():
             module.training = flag
 
     params = _unique_tensors(model.parameters())
+    with torch.no_grad():
+        nonzero = sum(int(torch.count_nonzero(p)) for p in params)
     buffers = _unique_tensors(model.buffers())
     param_bytes = sum(p.numel() * p.element_size() for p in params)
     buffer_bytes = sum(b.numel() * b.element_size() for b in buffers)
     layers = _rows(model, trace)
     return ProfileReport(
         params=sum(p.numel() for p in params),
-        nonzero_params=sum(int(torch.count_nonzero(p)) for p in params),
+        nonzero_params=nonzero,
         macs=sum(s.macs for s in trace.modules.values()),
         flops=sum(s.flops for s in trace.modules.values()),
         size_bytes=param_bytes + buffer_bytes,

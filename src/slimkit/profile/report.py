@@ -120,16 +120,16 @@ class ProfileReport:
 
     def table(self, *, max_rows: int | None = None) -> str:
         """A readable per-layer table with totals underneath."""
-        header = ("layer", "type", "params", "MACs", "MACs %", "output shape")
+        header = ("layer", "type", "params", "MACs", "MACs %", "FLOPs", "output shape")
         rows = [header]
         layers = self.layers if max_rows is None else self.layers[:max_rows]
         for layer in layers:
             share = f"{100.0 * layer.macs / self.macs:.1f}" if self.macs else "-"
             shape = "x".join(str(d) for d in layer.output_shape) if layer.output_shape is not None else "-"
             name = layer.fqn + (f" (x{layer.calls})" if layer.calls > 1 else "")
-            rows.append((name, layer.type, human(layer.params), human(layer.macs), share, shape))
+            rows.append((name, layer.type, human(layer.params), human(layer.macs), share, human(layer.flops), shape))
         widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-        right = {2, 3, 4}
+        right = {2, 3, 4, 5}
         lines = []
         for i, row in enumerate(rows):
             cells = [c.rjust(w) if j in right else c.ljust(w) for j, (c, w) in enumerate(zip(row, widths))]

@@ -3,7 +3,7 @@
 Two jobs, both done at the operator level so that functional code in ``forward`` (``torch.matmul``,
 ``F.scaled_dot_product_attention``, ``einsum``) is seen as well as leaf modules:
 
-* attribution: forward pre/post hooks keep a stack of the modules being run; each operator's MACs and FLOPs go to
+* attribution: (process-wide) forward pre/post hooks keep a stack of the modules being run; each operator's MACs and FLOPs go to
   the innermost one (its *exclusive* cost), so per-layer rows add up exactly to the totals;
 * activation memory: every tensor an operator returns is tracked by its storage with a ``weakref.finalize``;
   the live byte count rises when a new storage appears and falls when its last tracked tensor is freed, and the
@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -132,7 +133,9 @@ class CountingMode(TorchDispatchMode):
         self.memory = memory
         self.stack = stack
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's signature
+    def __torch_dispatch__(
+        self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
         kwargs = kwargs or {}
         if func.overloadpacket not in OP_COUNTERS:
             # split composites (linear, matmul, einsum, sdpa, conv2d, ...) into the ops that do the arithmetic
@@ -166,31 +169,33 @@ def trace_forward(model: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any
     """
     trace = Trace()
     stack: list[str] = []
-    handles = []
+    names = {id(module): fqn for fqn, module in reversed(list(model.named_modules()))}  # shared: first name
 
-    def pre_hook(fqn: str, module: nn.Module):
-        def hook(mod: nn.Module, inputs: Any) -> None:
-            stats = trace.modules.get(fqn)
-            if stats is None:
-                stats = trace.modules[fqn] = ModuleStats(fqn, type(mod).__name__, len(trace.modules))
-            stats.calls += 1
-            stack.append(fqn)
+    # process-wide hooks (two registrations instead of two per module); modules of other models are ignored
+    def pre_hook(module: nn.Module, inputs: Any) -> None:
+        fqn = names.get(id(module))
+        if fqn is None:
+            return
+        stats = trace.modules.get(fqn)
+        if stats is None:
+            stats = trace.modules[fqn] = ModuleStats(fqn, type(module).__name__, len(trace.modules))
+        stats.calls += 1
+        stack.append(fqn)
 
-        return hook
+    def post_hook(module: nn.Module, inputs: Any, output: Any) -> None:
+        fqn = names.get(id(module))
+        if fqn is None:
+            return
+        stats = trace.modules[fqn]
+        if stats.output_shape is None:
+            stats.output_shape = _shape_of(output)
+        if stack and stack[-1] == fqn:
+            stack.pop()
 
-    def post_hook(fqn: str):
-        def hook(mod: nn.Module, inputs: Any, output: Any) -> None:
-            stats = trace.modules[fqn]
-            if stats.output_shape is None:
-                stats.output_shape = _shape_of(output)
-            if stack and stack[-1] == fqn:
-                stack.pop()
-
-        return hook
-
-    for fqn, module in model.named_modules():  # a shared module is reported under its first name
-        handles.append(module.register_forward_pre_hook(pre_hook(fqn, module)))
-        handles.append(module.register_forward_hook(post_hook(fqn), always_call=True))
+    handles = [
+        register_module_forward_pre_hook(pre_hook),
+        register_module_forward_hook(post_hook, always_call=True),
+    ]
 
     static = list(model.parameters()) + list(model.buffers())
     memory = LiveMemory(static)

@@ -32,6 +32,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="device for --latency (default cpu)")
     p.add_argument("--warmup", type=int, default=10, help="untimed passes for --latency")
     p.add_argument("--repeats", type=int, default=50, help="timed passes for --latency")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for --latency (default: torch's)")
     p.add_argument("--max-rows", type=int, default=None, help="show at most this many layers in the table")
     p.set_defaults(run=run)
 
@@ -83,7 +84,9 @@ def run(args: argparse.Namespace) -> int:
     report = profile(model, example)
     latency = None
     if args.latency:
-        latency = measure_latency(model, example, device=args.device, warmup=args.warmup, repeats=args.repeats)
+        latency = measure_latency(
+            model, example, device=args.device, warmup=args.warmup, repeats=args.repeats, num_threads=args.threads
+        )
     if args.json:
         data = {"model": args.model, **report.to_dict()}
         if latency is not None:
