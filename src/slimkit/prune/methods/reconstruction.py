@@ -6,7 +6,8 @@ sampled positions splits into per-channel contributions ``Z[:, c]``. Removing a 
 ``||Y - F - sum_{c not in T} Z_c||^2`` (``Y``: the *original* model's output, ``F``: the part from columns outside
 the group), which
 
-- ``thinet`` (Luo et al., 2017) minimizes greedily, removing one channel at a time;
+- ``thinet`` (Luo et al., 2017) minimizes greedily, removing one channel at a time (then refines the set by
+  exchanging a removed and a kept channel while that lowers the error);
 - ``lasso`` (He et al., 2017) minimizes through ``||Y - F - Z beta||^2 + lambda |beta|_1``, raising ``lambda`` until
   only the wanted number of channels has a nonzero ``beta``;
 - ``l1`` ignores (plain weight-magnitude selection, the baseline).
@@ -82,22 +83,39 @@ class ReconstructionReport:
 
 
 # -- selection on a contribution matrix ------------------------------------------------------------------------
-def thinet_select(Z: torch.Tensor, residual: torch.Tensor, remove: int) -> torch.Tensor:
-    """Greedy ThiNet: indices of ``remove`` columns of ``Z`` (S, C) whose removal keeps ``||residual + sum Z_T||``
-    smallest, chosen one at a time. ``residual`` (S,) is the error before any removal (0 for an unpruned input)."""
+def thinet_select(Z: torch.Tensor, residual: torch.Tensor, remove: int, *, swaps: bool = True) -> torch.Tensor:
+    """ThiNet: indices of ``remove`` columns of ``Z`` (S, C) whose removal keeps ``||residual + sum_T Z_c||^2``
+    smallest. ``residual`` (S,) is the error before any removal (0 when the layer's input is unpruned).
+
+    Greedy as in the paper (one channel at a time), then, with ``swaps``, a 1-swap local search (exchange a removed
+    and a kept channel while that lowers the error), which repairs the greedy's myopic early picks. All in Gram
+    space: each step is one vectorized update over every candidate.
+    """
     Z = Z.double()
-    r = residual.double().clone()
-    sq = Z.square().sum(0)
-    taken = torch.zeros(Z.shape[1], dtype=torch.bool)
-    chosen = []
+    G = Z.T @ Z  # (C, C)
+    v = Z.T @ residual.double()  # s . z_c for the current error vector s
+    C = Z.shape[1]
+    taken = torch.zeros(C, dtype=torch.bool)
+    diag = G.diagonal()
     for _ in range(remove):
-        cost = 2.0 * (r @ Z) + sq  # ||r + Z_c||^2 - ||r||^2 for every candidate c at once
+        cost = 2.0 * v + diag  # ||s + z_c||^2 - ||s||^2 for every candidate at once
         cost[taken] = float("inf")
         c = int(torch.argmin(cost))
         taken[c] = True
-        chosen.append(c)
-        r += Z[:, c]
-    return torch.tensor(chosen, dtype=torch.long)
+        v += G[:, c]
+    if swaps and 0 < remove < C:
+        scale = float(diag.sum().clamp_min(1e-30))
+        for _ in range(4 * C):
+            T, K = taken.nonzero().squeeze(1), (~taken).nonzero().squeeze(1)
+            # ||s - z_i + z_k||^2 - ||s||^2 for removed i, kept k
+            delta = (diag[T, None] + diag[None, K] - 2 * G[T][:, K] - 2 * v[T, None] + 2 * v[None, K])
+            best = int(torch.argmin(delta))
+            if float(delta.flatten()[best]) > -1e-12 * scale:
+                break
+            i, k = int(T[best // len(K)]), int(K[best % len(K)])
+            taken[i], taken[k] = False, True
+            v += G[:, k] - G[:, i]
+    return taken.nonzero().squeeze(1)
 
 
 def _lasso(G: torch.Tensor, h: torch.Tensor, lam: float, iters: int = 300) -> torch.Tensor:
