@@ -2,7 +2,9 @@
 
 Each model (ResNet-50 and MobileNetV2, ImageNet-sized) is pruned to about 2x fewer MACs by Torch-Pruning
 (``MetaPruner``, L1 magnitude, uniform ratio, classifier ignored: its usual recipe) and by slimkit
-(``prune_channels`` with the same MACs reduction, ``round_to=16`` for the AVX-512 kernels of this CPU).
+(``prune_channels`` with the same MACs reduction, ``round_to=16`` for the AVX-512 kernels of this CPU and
+``latency_aware=True``: global ranking by importance per millisecond saved, per-layer CPU latency taken from the
+op times recorded while tracing, so no extra forward pass).
 Latency of dense / peer / slimkit models is timed alternately in one process (medians of interleaved runs).
 
     python benchmarks/prune_speed.py            # 224x224, batch 1 and 16
@@ -44,7 +46,7 @@ def peer_prune(model: torch.nn.Module, x: torch.Tensor, ratio: float) -> float:
 
 def ours_prune(model: torch.nn.Module, x: torch.Tensor, reduction: float) -> tuple[float, object]:
     t0 = time.perf_counter()
-    report = slimkit.prune_channels(model, x, macs_reduction=reduction, round_to=16, scope="local")
+    report = slimkit.prune_channels(model, x, macs_reduction=reduction, round_to=16, latency_aware=True)
     return time.perf_counter() - t0, report
 
 

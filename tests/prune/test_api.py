@@ -250,3 +250,26 @@ def test_plan_indices_name_the_removed_filters():
     assert plan.indices("0").tolist() == [1, 3, 5]
     with pytest.raises(ConfigError, match="no prunable group"):
         plan.indices("nope")
+
+
+def test_latency_aware_ranking_uses_measured_per_layer_costs():
+    from slimkit.prune.latency import latency_per_channel
+
+    model, x = build_arch("resnet")
+    plan = slimkit.plan_pruning(model, x, macs_reduction=1.5, latency_aware=True)
+    assert plan.report.macs_reduction >= 1.5
+    cost = latency_per_channel(plan.graph, x, plan.config)
+    assert bool((cost[plan.graph.candidate] > 0).all())
+    plan.apply()
+    assert model(x[0]).shape == (2, 5)
+
+
+def test_plan_group_costs_add_up_for_independent_groups():
+    model, x = build_arch("conv_bn_relu")
+    plan = slimkit.plan_pruning(model, x, ratio=0.5, scope="local")
+    rows = plan.group_costs()
+    assert [r["channels_after"] for r in rows] == [4, 8, 8]
+    assert all(r["macs_after"] < r["macs_before"] and r["params_after"] < r["params_before"] for r in rows)
+    # params saved by each group alone: conv rows/cols and BN entries of that group only
+    saved = [r["params_before"] - r["params_after"] for r in rows]
+    assert saved[0] == 4 * 3 * 9 + 4 * 2 + 16 * 4 * 9  # conv0 rows, BN weight+bias, conv1 input columns

@@ -62,6 +62,8 @@ class ChannelGraph:
         self.occurrences: list[Occurrence] = rec.occurrences
         self.macs_terms: list[MacsTerm] = rec.macs
         self.activity = rec.activity
+        self.module_ms = tracer.module_ms
+        self.assumptions = sorted(tracer.assumptions)
         self.unknown_ops = sorted(tracer.unknown_ops)
         self.shapes = [tuple(t.shape) for t in self.tensors]
         self.output_shapes: list[tuple[int, ...]] = []

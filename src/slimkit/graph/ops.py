@@ -197,6 +197,8 @@ def shape_op(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, o
                 if size not in tr.read_sizes and int(x.shape[d]) not in tr.read_sizes:
                     tr.rec.block(ids, f"{name} with a literal channel count {size} (write -1 or read it from .shape)")
                     got = None
+                else:
+                    tr.assumptions.add(f"{tr.rec.where}: {name} to {size} channels read from .shape")
             if got is not None:
                 merge_into(results[k], got[0], got[1], tr.rec, same_tensor=True)
                 kept.append(got[2].reshape(-1))

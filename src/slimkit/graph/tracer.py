@@ -7,6 +7,7 @@ input takes. Tensors are tracked by identity, kept alive for the duration of the
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -70,8 +71,12 @@ class _Mode(TorchFunctionMode):
 
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
         tr = self.tracer
+        t0 = time.perf_counter()
+        out = func(*args, **kwargs)
+        if tr.module_ids and not tr.busy:  # compute time of the op, charged to the module running it
+            key = tr.module_ids[-1]
+            tr.module_ms[key] = tr.module_ms.get(key, 0.0) + (time.perf_counter() - t0) * 1e3
         if not tr.busy and not tr.leaf_depth:
             tr.busy = True
             try:
@@ -98,6 +103,9 @@ class Tracer:
         self.stack: list[str] = []
         self.unknown_ops: set[str] = set()
         self.read_sizes: set[int] = set()
+        self.assumptions: set[str] = set()  # rules the graph relies on that a verification forward should check
+        self.module_ids: list[int] = []
+        self.module_ms: dict[int, float] = {}  # compute time of each module's own ops during the trace
         self.record_activity = False  # per-channel zero fractions after ReLUs (for APoZ)
         for fqn, module in model.named_modules(remove_duplicate=False):
             for table, is_param in ((module._parameters, True), (module._buffers, False)):
@@ -168,6 +176,8 @@ class Tracer:
         if not outs:
             return
         handler = OP_HANDLERS.get(name, unknown)
+        if getattr(handler, "__module__", "") != "slimkit.graph.ops":
+            self.assumptions.add(f"{self.rec.where}: op {name!r} handled by {handler.__module__}")
         try:
             handler(self, name, func, args, kwargs, out)
         except (RuntimeError, TypeError, ValueError, IndexError) as err:
@@ -177,6 +187,7 @@ class Tracer:
     def _pre(self, fqn: str) -> Callable:
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
             self.stack.append(label(fqn, module))
+            self.module_ids.append(id(module))
             if self.leaf_depth or self._leaf(module) is not None:
                 self.leaf_depth += 1
 
@@ -188,6 +199,8 @@ class Tracer:
             if self.leaf_depth:
                 self.leaf_depth -= 1
             if handler is not None and not self.leaf_depth and not self.busy:
+                if getattr(handler, "__module__", "") not in ("slimkit.graph.tracer", "slimkit.graph.leaves"):
+                    self.assumptions.add(f"{label(fqn, module)}: handled by {handler.__module__}")
                 self.busy = True
                 self.rec.where = label(fqn, module)
                 try:
@@ -195,6 +208,7 @@ class Tracer:
                 finally:
                     self.busy = False
             self.stack.pop()
+            self.module_ids.pop()
 
         return hook
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import Literal
 
 from slimkit.core.config import check_ratio
 
@@ -45,12 +46,16 @@ class PruneConfig:
         target_latency_ms: prune (global ranking) until the median latency measured on ``latency_device`` at
             ``latency_batch_size`` is at most this (each candidate is applied, timed and rolled back).
         latency_device: where ``target_latency_ms`` is measured ("cpu", "cuda", ...).
-        latency_batch_size: batch size for ``target_latency_ms``.
+        latency_batch_size: batch size for ``target_latency_ms`` and ``latency_aware``.
+        latency_aware: rank globally by importance per millisecond saved, from per-layer latency measured on
+            ``latency_device`` (hardware-aware: under a MACs budget, the cut lands where it buys most time).
         round_to: keep channel counts at multiples of this (8 for tensor cores / SIMD widths).
         min_channels: never keep fewer channels than this in a group.
         max_group_ratio: never remove more than this fraction of one group (global/budget modes).
         allow_inexact: also prune channels whose removal is not function-preserving even at zero effect
             (dims normalized by LayerNorm, reduced over, or scaled by attention's default scale).
+        verify: run the pruned model once and check its output shapes: ``auto`` (when the graph relied on an
+            assumption: a view size read from ``.shape``, a user-registered handler), ``always`` or ``never``.
         strict: raise GraphError when any channel is blocked for a reason other than being a model output.
         seed: for ``random`` importance and tie-breaking.
     """
@@ -69,11 +74,13 @@ class PruneConfig:
     target_latency_ms: float | None = None
     latency_device: str = "cpu"
     latency_batch_size: int = 1
+    latency_aware: bool = False
     round_to: int | None = None
     min_channels: int = 1
     max_group_ratio: float = 0.9
     allow_inexact: bool = True
     strict: bool = False
+    verify: Literal["auto", "always", "never"] = "auto"
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -58,7 +58,8 @@ def measured_latency_ms(graph: ChannelGraph, removed: torch.Tensor, example_inpu
 
 
 def select_for_latency(graph: ChannelGraph, scores: torch.Tensor, groups: list[Any], config: PruneConfig,
-                       example_inputs: tuple, steps: int = 7) -> tuple[torch.Tensor, list[tuple[float, float]]]:
+                       example_inputs: tuple, steps: int = 7,
+                       cost: torch.Tensor | None = None) -> tuple[torch.Tensor, list[tuple[float, float]]]:
     """Smallest global ratio whose measured latency is at most ``config.target_latency_ms``.
 
     Returns the removal mask and the (ratio, latency_ms) pairs measured on the way.
@@ -71,13 +72,13 @@ def select_for_latency(graph: ChannelGraph, scores: torch.Tensor, groups: list[A
     if trail[0][1] <= target:
         return none, trail
     lo, hi = 0.0, config.max_group_ratio
-    best = select_channels(graph, scores, groups, config, hi)
+    best = select_channels(graph, scores, groups, config, hi, cost)
     trail.append((hi, measured_latency_ms(graph, best, example_inputs, config)))
     if trail[-1][1] > target:
         return best, trail  # unreachable within the per-group limits: prune as far as allowed
     for _ in range(steps):
         mid = (lo + hi) / 2
-        removed = select_channels(graph, scores, groups, config, mid)
+        removed = select_channels(graph, scores, groups, config, mid, cost)
         ms = measured_latency_ms(graph, removed, example_inputs, config)
         trail.append((mid, ms))
         if ms <= target:
@@ -85,3 +86,67 @@ def select_for_latency(graph: ChannelGraph, scores: torch.Tensor, groups: list[A
         else:
             lo = mid
     return best, trail
+
+
+def layer_latency_ms(model: torch.nn.Module, example_inputs: tuple, config: PruneConfig,
+                     *, repeats: int = 5) -> dict[int, float]:
+    """Median time of every leaf module's forward on ``latency_device`` at ``latency_batch_size``, keyed by id."""
+    import time
+
+    device = torch.device(config.latency_device)
+    inputs = tuple(t.to(device) if isinstance(t, torch.Tensor) else t
+                   for t in _batch(example_inputs, config.latency_batch_size))
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    samples: dict[int, list[float]] = {}
+    starts: dict[int, float] = {}
+    leaves = [m for m in model.modules() if not list(m.children())]
+
+    def pre(m: torch.nn.Module, args: Any) -> None:
+        sync()
+        starts[id(m)] = time.perf_counter()
+
+    def post(m: torch.nn.Module, args: Any, out: Any) -> None:
+        sync()
+        samples.setdefault(id(m), []).append((time.perf_counter() - starts[id(m)]) * 1e3)
+
+    handles = [h for m in leaves for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(*inputs)
+            samples.clear()
+            for _ in range(repeats):
+                model(*inputs)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    return {k: float(torch.tensor(v).median()) for k, v in samples.items()}
+
+
+def latency_per_channel(graph: ChannelGraph, example_inputs: tuple, config: PruneConfig) -> torch.Tensor:
+    """Milliseconds each channel's removal saves, from per-layer latency shared evenly over the sliced dim.
+
+    Per-layer latency is measured on ``latency_device`` at ``latency_batch_size`` (on the CPU at the traced batch
+    size, the compute time of each module's ops recorded during tracing is used: no extra forward passes).
+
+    A layer counts once per sliced dim (a conv's outputs and its inputs; a BatchNorm once), so a channel that
+    slices big, slow layers at high resolution is cheap to keep in MACs terms but expensive in time.
+    """
+    first = next((t for t in example_inputs if isinstance(t, torch.Tensor)), None)
+    traced_here = (config.latency_device == "cpu" and first is not None and first.device.type == "cpu"
+                   and first.ndim > 0 and first.shape[0] == config.latency_batch_size and graph.module_ms)
+    # on the CPU at the traced batch size, the op times taken while tracing are the per-layer measurement
+    per_module = graph.module_ms if traced_here else layer_latency_ms(graph.model, example_inputs, config)
+    saving = torch.zeros(graph.num_channels, dtype=torch.float64)
+    seen: set[tuple[int, int]] = set()
+    for o in graph.occurrences:
+        module = graph.locations[o.tensor][0][1]
+        ms = per_module.get(id(module))
+        if ms is None or (id(module), o.dim) in seen:
+            continue
+        seen.add((id(module), o.dim))
+        share = torch.full((len(o.ids),), ms / len(o.ids), dtype=torch.float64)
+        saving.index_add_(0, graph.comp[o.ids], share)
+    return saving.float()

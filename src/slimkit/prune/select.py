@@ -57,8 +57,11 @@ def _keep_count(n: int, wanted_keep: float, width: int, config: PruneConfig, cap
 
 
 def select_channels(graph: ChannelGraph, scores: torch.Tensor, groups: list[_Eligible], config: PruneConfig,
-                    ratio: float) -> torch.Tensor:
-    """Boolean mask of the channels to remove at overall ``ratio``."""
+                    ratio: float, cost: torch.Tensor | None = None) -> torch.Tensor:
+    """Boolean mask of the channels to remove at overall ``ratio``.
+
+    ``cost`` (per channel, e.g. measured latency saved) turns the global ranking into importance per unit cost.
+    """
     removed = torch.zeros(graph.num_channels, dtype=torch.bool)
     ranked = [e for e in groups if e.override is None]
     fixed = [e for e in groups if e.override is not None]
@@ -74,6 +77,9 @@ def select_channels(graph: ChannelGraph, scores: torch.Tensor, groups: list[_Eli
         from slimkit.prune.importance import normalize_scores
 
         norm = normalize_scores(scores, member, len(ranked), config.normalize.value)[chans]
+        if cost is not None:
+            c = cost[chans].double()
+            norm = (norm.double() / (c / c.mean().clamp_min(1e-12)).clamp_min(1e-3)).float()
         k = int(ratio * chans.numel())
         lowest = torch.argsort(norm, stable=True)[:k]
         per_group = torch.bincount(owner[lowest], minlength=len(ranked)).tolist()
@@ -90,8 +96,10 @@ def select_channels(graph: ChannelGraph, scores: torch.Tensor, groups: list[_Eli
     return removed
 
 
-def select_for_budget(graph: ChannelGraph, scores: torch.Tensor, groups: list[_Eligible], config: PruneConfig) -> torch.Tensor:
+def select_for_budget(graph: ChannelGraph, scores: torch.Tensor, groups: list[_Eligible], config: PruneConfig,
+                      cost: torch.Tensor | None = None) -> torch.Tensor:
     """Smallest global ratio whose MACs (or params) meet the budget, found by bisection on the cost model."""
+    weights = cost
     if config.target_params is not None:
         cost, target = graph.params, float(config.target_params)
     else:
@@ -99,12 +107,12 @@ def select_for_budget(graph: ChannelGraph, scores: torch.Tensor, groups: list[_E
         base = graph.macs()
         target = float(config.target_macs) if config.target_macs is not None else base / float(config.macs_reduction)
     lo, hi = 0.0, 0.999
-    best = select_channels(graph, scores, groups, config, hi)
+    best = select_channels(graph, scores, groups, config, hi, weights)
     if cost(best) > target:
         return best  # the budget cannot be met within the per-group limits: prune as far as allowed
-    for _ in range(16):
+    for _ in range(13):
         mid = (lo + hi) / 2
-        removed = select_channels(graph, scores, groups, config, mid)
+        removed = select_channels(graph, scores, groups, config, mid, weights)
         if cost(removed) <= target:
             hi, best = mid, removed
         else:

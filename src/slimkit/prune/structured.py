@@ -110,10 +110,22 @@ class PrunePlan:
         primary = next((o for o in occs if o.role == "out"), occs[0])
         return self.removed[self.graph.comp[primary.ids]].nonzero().squeeze(1)
 
+    def group_costs(self) -> list[dict[str, Any]]:
+        """Per group: channels before/after, and the model's MACs/params if only this group were pruned."""
+        base_macs, base_params = self.report.macs_before, self.report.params_before
+        rows = []
+        for g, rep in zip(self.graph.groups, self.report.groups):
+            alone = torch.zeros_like(self.removed)
+            alone[g.channels] = self.removed[g.channels]
+            rows.append({"group": g.name, "channels_before": rep.channels_before, "channels_after": rep.channels_after,
+                         "macs_before": base_macs, "macs_after": self.graph.macs(alone),
+                         "params_before": base_params, "params_after": self.graph.params(alone)})
+        return rows
+
     def apply(self, *, optimizer: torch.optim.Optimizer | None = None) -> PruneReport:
         """Slice the model in place (all or nothing) and return the report with ``applied=True``."""
         t0 = time.perf_counter()
-        apply_removal(self.graph, self.removed, self.example_inputs, optimizer)
+        apply_removal(self.graph, self.removed, self.example_inputs, optimizer, verify=self.config.verify)
         self.report.apply_s = time.perf_counter() - t0
         self.report.applied = True
         return self.report
@@ -171,14 +183,19 @@ def plan_pruning(model: nn.Module, example_inputs: Any, config: PruneConfig | di
     scores = channel_scores(graph, config.importance, ctx) if graph.num_channels else torch.zeros(0)
     groups, excluded = eligible_groups(graph, scores, config)
     trail: list[tuple[float, float]] = []
+    cost = None
+    if config.latency_aware and config.scope == "global":
+        from slimkit.prune.latency import latency_per_channel
+
+        cost = latency_per_channel(graph, _as_tuple(example_inputs), config)
     if config.target_latency_ms is not None:
         from slimkit.prune.latency import select_for_latency
 
-        removed, trail = select_for_latency(graph, scores, groups, config, _as_tuple(example_inputs))
+        removed, trail = select_for_latency(graph, scores, groups, config, _as_tuple(example_inputs), cost=cost)
     elif config.target_macs is not None or config.macs_reduction is not None or config.target_params is not None:
-        removed = select_for_budget(graph, scores, groups, config)
+        removed = select_for_budget(graph, scores, groups, config, cost)
     else:
-        removed = select_channels(graph, scores, groups, config, config.ratio)
+        removed = select_channels(graph, scores, groups, config, config.ratio, cost)
     plan = make_plan(graph, removed, example_inputs, config, [(g.name, why) for g, why in excluded])
     plan.report.latency_trail = trail
     return plan
