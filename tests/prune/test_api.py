@@ -256,7 +256,7 @@ def test_latency_aware_ranking_uses_measured_per_layer_costs():
     from slimkit.prune.latency import latency_per_channel
 
     model, x = build_arch("resnet")
-    plan = slimkit.plan_pruning(model, x, macs_reduction=1.5, latency_aware=True)
+    plan = slimkit.plan_pruning(model, x, macs_reduction=1.5, latency_weight=1.0)
     assert plan.report.macs_reduction >= 1.5
     cost = latency_per_channel(plan.graph, x, plan.config)
     assert bool((cost[plan.graph.candidate] > 0).all())

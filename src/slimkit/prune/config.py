@@ -46,9 +46,10 @@ class PruneConfig:
         target_latency_ms: prune (global ranking) until the median latency measured on ``latency_device`` at
             ``latency_batch_size`` is at most this (each candidate is applied, timed and rolled back).
         latency_device: where ``target_latency_ms`` is measured ("cpu", "cuda", ...).
-        latency_batch_size: batch size for ``target_latency_ms`` and ``latency_aware``.
-        latency_aware: rank globally by importance per millisecond saved, from per-layer latency measured on
-            ``latency_device`` (hardware-aware: under a MACs budget, the cut lands where it buys most time).
+        latency_batch_size: batch size for ``target_latency_ms`` and ``latency_weight``.
+        latency_weight: hardware-aware global ranking by ``importance / (ms saved) ** latency_weight``, the
+            per-layer latency measured on ``latency_device`` (0: off; 1: importance per millisecond; 2: favour
+            speed more). Under a MACs budget the cut then lands where it buys the most time.
         round_to: keep channel counts at multiples of this (8 for tensor cores / SIMD widths).
         min_channels: never keep fewer channels than this in a group.
         max_group_ratio: never remove more than this fraction of one group (global/budget modes).
@@ -74,7 +75,7 @@ class PruneConfig:
     target_latency_ms: float | None = None
     latency_device: str = "cpu"
     latency_batch_size: int = 1
-    latency_aware: bool = False
+    latency_weight: float = 0.0
     round_to: int | None = None
     min_channels: int = 1
     max_group_ratio: float = 0.9
@@ -98,6 +99,8 @@ class PruneConfig:
             raise ValueError(f"min_channels must be >= 1, got {self.min_channels}")
         if self.macs_reduction is not None and self.macs_reduction < 1.0:
             raise ValueError(f"macs_reduction must be >= 1 (a factor), got {self.macs_reduction}")
+        if self.latency_weight < 0:
+            raise ValueError(f"latency_weight must be >= 0, got {self.latency_weight}")
         if self.latency_batch_size < 1:
             raise ValueError(f"latency_batch_size must be >= 1, got {self.latency_batch_size}")
         for name in ("target_macs", "target_params", "target_latency_ms"):

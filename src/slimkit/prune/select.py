@@ -60,7 +60,8 @@ def select_channels(graph: ChannelGraph, scores: torch.Tensor, groups: list[_Eli
                     ratio: float, cost: torch.Tensor | None = None) -> torch.Tensor:
     """Boolean mask of the channels to remove at overall ``ratio``.
 
-    ``cost`` (per channel, e.g. measured latency saved) turns the global ranking into importance per unit cost.
+    ``cost`` (per channel, e.g. measured latency saved) turns the global ranking into importance per
+    ``cost ** config.latency_weight``.
     """
     removed = torch.zeros(graph.num_channels, dtype=torch.bool)
     ranked = [e for e in groups if e.override is None]
@@ -79,7 +80,7 @@ def select_channels(graph: ChannelGraph, scores: torch.Tensor, groups: list[_Eli
         norm = normalize_scores(scores, member, len(ranked), config.normalize.value)[chans]
         if cost is not None:
             c = cost[chans].double()
-            norm = (norm.double() / (c / c.mean().clamp_min(1e-12)).clamp_min(1e-3)).float()
+            norm = (norm.double() / (c / c.mean().clamp_min(1e-12)).clamp_min(1e-3) ** config.latency_weight).float()
         k = int(ratio * chans.numel())
         lowest = torch.argsort(norm, stable=True)[:k]
         per_group = torch.bincount(owner[lowest], minlength=len(ranked)).tolist()

@@ -184,7 +184,7 @@ def plan_pruning(model: nn.Module, example_inputs: Any, config: PruneConfig | di
     groups, excluded = eligible_groups(graph, scores, config)
     trail: list[tuple[float, float]] = []
     cost = None
-    if config.latency_aware and config.scope == "global":
+    if config.latency_weight > 0 and config.scope == "global":
         from slimkit.prune.latency import latency_per_channel
 
         cost = latency_per_channel(graph, _as_tuple(example_inputs), config)
