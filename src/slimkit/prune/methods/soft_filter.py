@@ -20,11 +20,25 @@ from torch import nn
 from slimkit.core.config import check_ratio
 from slimkit.graph.groups import ChannelGraph, build_graph
 from slimkit.prune.config import PruneConfig
-from slimkit.prune.importance import ImportanceContext, channel_scores
+from slimkit.prune.importance import (
+    ImportanceContext,
+    Scores,
+    _norms,
+    _per_slice,
+    channel_scores,
+    register_importance,
+)
 from slimkit.prune.methods._common import accuracy, as_tuple, on_device
 from slimkit.prune.select import eligible_groups, select_channels
 from slimkit.prune.structured import make_plan
 from slimkit.train.hooks import Hook, TrainState
+
+
+@register_importance("filter_l2")
+def filter_l2(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+    """L2 norm of the producing filters only (rows of conv/linear weights and their biases), as soft filter
+    pruning ranks them; the consumer's columns are not counted, so a zeroed filter scores 0 until it regrows."""
+    return _per_slice(graph, _norms(2), ctx, roles=("out",))
 
 
 def zero_channels(graph: ChannelGraph, removed: torch.Tensor) -> int:
@@ -54,7 +68,7 @@ class SoftFilterHook(Hook):
     ``mask`` holds the channels zeroed last (over ``graph``'s channels); training keeps updating them.
     """
 
-    def __init__(self, example_inputs: Any, ratio: float = 0.3, *, importance: str = "l2",
+    def __init__(self, example_inputs: Any, ratio: float = 0.3, *, importance: str = "filter_l2",
                  round_to: int | None = None, ignore: tuple[str, ...] = ()) -> None:
         check_ratio("ratio", ratio)
         self.inputs = as_tuple(example_inputs)
@@ -106,7 +120,7 @@ class SoftFilterReport:
 
 
 def soft_filter_prune(model: nn.Module, example_inputs: Any, train_data: Any, *, ratio: float = 0.3,
-                      train: dict[str, Any] | None = None, val_data: Any = None, importance: str = "l2",
+                      train: dict[str, Any] | None = None, val_data: Any = None, importance: str = "filter_l2",
                       round_to: int | None = None, ignore: tuple[str, ...] = ()) -> SoftFilterReport:
     """Train ``model`` with soft filter pruning, then remove the filters zeroed at the last epoch (in place).
 
@@ -117,7 +131,7 @@ def soft_filter_prune(model: nn.Module, example_inputs: Any, train_data: Any, *,
         ratio: fraction of each layer's channels zeroed every epoch and removed at the end.
         train: :class:`slimkit.TrainConfig` fields (default 10 epochs); at least one epoch.
         val_data: evaluated on the soft-pruned and on the pruned model.
-        importance: criterion ranking filters each epoch (``l2`` as in the paper).
+        importance: criterion ranking filters each epoch (``filter_l2``: the filter's own norm, as in the paper).
         round_to, ignore: as in :class:`slimkit.PruneConfig`.
     """
     from slimkit.core.errors import ConfigError

@@ -17,7 +17,7 @@ from slimkit.recipe.context import StageContext
 class SoftFilterStageConfig:
     ratio: float = 0.3
     train: dict[str, Any] = field(default_factory=lambda: {"epochs": 10})
-    importance: str = "l2"
+    importance: str = "filter_l2"
     round_to: int | None = None
 
     def __post_init__(self) -> None:
