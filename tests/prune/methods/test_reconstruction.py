@@ -93,3 +93,19 @@ def test_whole_model_and_skips(trained, splits, batches):
         reconstruct_prune(model, X, calib, method="magic")
     with pytest.raises(ConfigError, match="calibration"):
         reconstruct_prune(model, X, [])
+
+
+def test_swap_refinement_never_worsens_the_greedy():
+    gen = torch.Generator().manual_seed(3)
+    Z = torch.randn(300, 10, generator=gen, dtype=torch.float64) @ torch.randn(10, 10, generator=gen,
+                                                                              dtype=torch.float64)
+    r = torch.zeros(300, dtype=torch.float64)
+
+    def err(idx):
+        return float(Z[:, idx].sum(1).square().sum())
+
+    for remove in (1, 3, 5, 8):
+        greedy = thinet_select(Z, r, remove, swaps=False)
+        refined = thinet_select(Z, r, remove)
+        assert len(refined) == len(greedy) == remove
+        assert err(refined) <= err(greedy) + 1e-9
