@@ -26,7 +26,7 @@ def test_meets_the_target_and_keeps_the_last_model_meeting_it(trained, splits, t
     assert slimkit.plan_pruning(model, X, ratio=0.0).report.macs_before == rep.kept.macs
     assert rep.macs_reduction > 1.0
     macs = [r.macs for r in rep.trajectory]
-    assert macs == sorted(macs, reverse=True)
+    assert all(b <= 0.75 * a for a, b in zip(macs, macs[1:]))  # per_macs: each round removes `step` of the MACs
     assert all(r.accepted for r in rep.trajectory[:-1])
     assert (tmp_path / "traj.png").exists()
 
@@ -50,3 +50,13 @@ def test_target_above_the_model_is_a_config_error(trained, splits):
         progressive_prune(copy.deepcopy(trained), X, splits.train, splits.val, target_accuracy=base + 0.01)
     with pytest.raises(ConfigError, match="step"):
         progressive_prune(copy.deepcopy(trained), X, splits.train, splits.val, target_accuracy=0.1, step=0.0)
+
+
+def test_plain_global_ranking_removes_a_step_of_the_channels(trained, splits):
+    model = copy.deepcopy(trained)
+    base = slimkit.evaluate(model, splits.val)["accuracy"]
+    rep = progressive_prune(model, X, splits.train, splits.val, target_accuracy=max(base - 0.5, 0.0), step=0.25,
+                            max_rounds=1, finetune={"epochs": 0}, per_macs=False)
+    assert [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)] != [8, 12, 12]
+    assert sum(m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)) == 32 - 8
+    assert len(rep.trajectory) == 2 and rep.trajectory[1].accepted

@@ -23,7 +23,7 @@ from torch import nn
 from slimkit.core.config import check_ratio
 from slimkit.core.errors import ConfigError
 from slimkit.prune.methods._common import accuracy, as_tuple, on_device, restore, state_copy
-from slimkit.prune.structured import plan_pruning
+from slimkit.prune.structured import PrunePlan, make_plan, plan_pruning
 
 
 @dataclass
@@ -78,7 +78,8 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
                       target_accuracy: float, step: float = 0.1, max_rounds: int = 20,
                       finetune: dict[str, Any] | None = None, importance: str = "l1",
                       scope: Literal["global", "local"] = "global", round_to: int | None = None,
-                      ignore: tuple[str, ...] = (), plot_path: str | os.PathLike | None = None) -> ProgressiveReport:
+                      ignore: tuple[str, ...] = (), per_macs: bool = True,
+                      plot_path: str | os.PathLike | None = None) -> ProgressiveReport:
     """Prune ``model`` in place, round by round, to the smallest model whose validation accuracy meets the target.
 
     Args:
@@ -94,6 +95,10 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
         importance: criterion (per-weight de-biased and normalized per group before the global ranking).
         scope: ``global`` (one ranking over all layers) or ``local`` (the same ratio in every layer: the baseline).
         round_to, ignore: as in :class:`slimkit.PruneConfig`.
+        per_macs: (global scope) rank channels by normalized importance per MAC that removing them saves, so a
+            round takes channels where they are cheap in importance and expensive in compute (a greedy knapsack);
+            each round then removes ``step`` of the MACs, no layer losing more than half its channels at once.
+            False: ``step`` of the channels by normalized importance alone.
         plot_path: write the trajectory (accuracy vs MACs) here.
 
     Returns:
@@ -122,7 +127,7 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
     for k in range(1, max_rounds + 1):
         inputs = on_device(inputs, model)
         kept_state = state_copy(model)
-        plan = plan_pruning(model, inputs, options)
+        plan = _round_plan(model, inputs, options, per_macs and scope == "global")
         if plan.report.macs_after >= plan.report.macs_before:
             break  # nothing left to remove within the per-layer limits
         report = plan.apply()
@@ -143,3 +148,35 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
                                             xlabel="MACs reduction (x)", ylabel="val accuracy",
                                             title="progressive pruning trajectory", hline=target_accuracy)))
     return result
+
+
+def _round_plan(model: nn.Module, inputs: tuple, options: dict[str, Any], per_macs: bool) -> PrunePlan:
+    """One round's plan: the engine's global ranking, optionally of importance per MAC saved."""
+    if not per_macs:
+        return plan_pruning(model, inputs, options)
+    from dataclasses import replace
+
+    import torch
+
+    from slimkit.core.config import parse_config
+    from slimkit.graph.groups import build_graph
+    from slimkit.prune.config import PruneConfig
+    from slimkit.prune.importance import ImportanceContext, channel_scores
+    from slimkit.prune.select import eligible_groups, select_for_budget
+
+    # a round removes `step` of the MACs (not of the channels), no layer losing more than half its channels at once
+    config = parse_config(PruneConfig, {**options, "normalize": "none", "max_group_ratio": 0.5})
+    graph = build_graph(model, inputs)
+    scores = channel_scores(graph, config.importance, ImportanceContext(debias=True, example_inputs=inputs))
+    groups, excluded = eligible_groups(graph, scores, config)
+    base = graph.macs()
+    adjusted = scores.clone()
+    for e in groups:  # one cost-model query per group (not per channel)
+        one = torch.zeros(graph.num_channels, dtype=torch.bool)
+        one[e.order[0]] = True
+        saved = max(base - graph.macs(one), 1)
+        s = scores[e.group.channels].double()
+        adjusted[e.group.channels] = (s / s.mean().clamp_min(1e-12) / saved).float()
+    config = replace(config, target_macs=base * (1 - config.ratio))
+    removed = select_for_budget(graph, adjusted, groups, config)
+    return make_plan(graph, removed, inputs, config, [(g.name, why) for g, why in excluded])
