@@ -3,7 +3,8 @@
 Dense training; target = dense validation accuracy minus ``--drop`` points. Both runs use the same loop
 (``progressive_prune``: remove ``step`` of the remaining channels, fine-tune ``--finetune-epochs``, stop and roll back when
 validation accuracy falls below the target) and differ only in the ranking: ``global`` (one ranking over all
-layers of de-biased, per-group normalized L1 scores) or ``local`` (the same ratio in every layer). The MACs
+layers of de-biased, per-group normalized L1 scores per MAC saved; each round removes ``step`` of the MACs) or
+``local`` (``step`` of the channels of every layer). The MACs
 reduction each reaches at the target is the comparison at equal accuracy. Test accuracy is reported too.
 
     python benchmarks/progressive_global.py            # full Fashion-MNIST
