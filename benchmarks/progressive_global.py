@@ -3,8 +3,8 @@
 Dense training; target = dense validation accuracy minus ``--drop`` points. Both runs use the same loop
 (``progressive_prune``: remove ``step`` of the remaining channels, fine-tune ``--finetune-epochs``, stop and roll back when
 validation accuracy falls below the target) and differ only in the ranking: ``global`` (one ranking over all
-layers of de-biased, per-group normalized L1 scores per MAC saved; each round removes ``step`` of the MACs) or
-``local`` (``step`` of the channels of every layer). The MACs
+layers of de-biased, per-group normalized L1 scores, ``step`` of all channels per round; with ``--per-macs``
+scores per MAC saved and ``step`` of the MACs per round) or ``local`` (``step`` of the channels of every layer). The MACs
 reduction each reaches at the target is the comparison at equal accuracy. Test accuracy is reported too.
 
     python benchmarks/progressive_global.py            # full Fashion-MNIST
@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--drop", type=float, default=1.0, help="allowed accuracy drop in points (target)")
     parser.add_argument("--step", type=float, default=0.1)
     parser.add_argument("--finetune-epochs", type=int, default=2, help="fine-tuning epochs per round")
+    parser.add_argument("--per-macs", action="store_true", help="global ranking of importance per MAC saved")
     parser.add_argument("--out-dir", default="runs/benchmarks/progressive_global")
     args = parser.parse_args()
     q = args.quick
@@ -56,6 +57,7 @@ def main() -> None:
         m = copy.deepcopy(model)
         rep = progressive_prune(m, x, data.train, data.val, target_accuracy=target, step=args.step,
                                 max_rounds=rounds, finetune={**base, "epochs": args.finetune_epochs, "lr": 0.02}, scope=scope,
+                                per_macs=args.per_macs,
                                 plot_path=Path(args.out_dir) / f"trajectory_{scope}.png")
         results[scope] = (rep, slimkit.evaluate(m, data.test)["accuracy"])
         print(f"-- {scope}\n{rep.table()}")
@@ -65,7 +67,7 @@ def main() -> None:
     for scope, (rep, test) in results.items():
         print(f"{scope:<8} {rep.final_accuracy:>8.4f} {test:>9.4f} {rep.macs_reduction:>7.2f} {rep.params_reduction:>9.2f}")
     print(json.dumps({
-        "benchmark": "progressive_global", "quick": q, "width": width, "train_subset": subset, "step": args.step, "finetune_epochs": args.finetune_epochs,
+        "benchmark": "progressive_global", "quick": q, "width": width, "train_subset": subset, "step": args.step, "finetune_epochs": args.finetune_epochs, "per_macs": args.per_macs,
         "target_acc": round(target, 4), "final_acc": round(g[0].final_accuracy, 4),
         "macs_reduction": round(g[0].macs_reduction, 3), "uniform_macs_reduction": round(u.macs_reduction, 3),
         "uniform_final_acc": round(u.final_accuracy, 4), "acc_dense_val": round(val_dense, 4),

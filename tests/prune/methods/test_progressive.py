@@ -16,7 +16,7 @@ def test_meets_the_target_and_keeps_the_last_model_meeting_it(trained, splits, t
     base = slimkit.evaluate(model, splits.val)["accuracy"]
     target = base - 0.1
     rep = progressive_prune(model, X, splits.train, splits.val, target_accuracy=target, step=0.25, max_rounds=6,
-                            finetune=FT, plot_path=tmp_path / "traj.png")
+                            finetune=FT, per_macs=True, plot_path=tmp_path / "traj.png")
     assert rep.trajectory[0].accuracy == pytest.approx(base) and rep.trajectory[0].round == 0
     assert rep.final_accuracy >= target
     assert len(rep.trajectory) >= 3, rep.table()  # at least one round kept on this learnable set
@@ -56,7 +56,7 @@ def test_plain_global_ranking_removes_a_step_of_the_channels(trained, splits):
     model = copy.deepcopy(trained)
     base = slimkit.evaluate(model, splits.val)["accuracy"]
     rep = progressive_prune(model, X, splits.train, splits.val, target_accuracy=max(base - 0.5, 0.0), step=0.25,
-                            max_rounds=1, finetune={"epochs": 0}, per_macs=False)
+                            max_rounds=1, finetune={"epochs": 0})
     assert [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)] != [8, 12, 12]
     assert sum(m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)) == 32 - 8
     assert len(rep.trajectory) == 2 and rep.trajectory[1].accepted

@@ -78,7 +78,7 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
                       target_accuracy: float, step: float = 0.1, max_rounds: int = 20,
                       finetune: dict[str, Any] | None = None, importance: str = "l1",
                       scope: Literal["global", "local"] = "global", round_to: int | None = None,
-                      ignore: tuple[str, ...] = (), per_macs: bool = True,
+                      ignore: tuple[str, ...] = (), per_macs: bool = False,
                       plot_path: str | os.PathLike | None = None) -> ProgressiveReport:
     """Prune ``model`` in place, round by round, to the smallest model whose validation accuracy meets the target.
 
@@ -98,7 +98,9 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
         per_macs: (global scope) rank channels by normalized importance per MAC that removing them saves, so a
             round takes channels where they are cheap in importance and expensive in compute (a greedy knapsack);
             each round then removes ``step`` of the MACs, no layer losing more than half its channels at once.
-            False: ``step`` of the channels by normalized importance alone.
+            Default False: ``step`` of the channels by normalized importance alone (on the quick VGG benchmark the
+            per-MAC ranking reached a smaller MACs reduction at the target: it thins the costly early layers,
+            which matter most for accuracy).
         plot_path: write the trajectory (accuracy vs MACs) here.
 
     Returns:

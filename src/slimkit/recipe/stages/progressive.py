@@ -22,6 +22,7 @@ class ProgressiveStageConfig:
     importance: str = "l1"
     scope: Literal["global", "local"] = "global"
     round_to: int | None = None
+    per_macs: bool = False
 
     def __post_init__(self) -> None:
         if not 0 < self.step < 1:
@@ -40,7 +41,7 @@ def progressive_stage(ctx: StageContext, config: ProgressiveStageConfig) -> dict
         ctx.model, on_device(tuple(ctx.example_inputs), ctx.model), ctx.data.train, ctx.data.val,
         target_accuracy=config.target_accuracy, step=config.step, max_rounds=config.max_rounds,
         finetune=config.finetune, importance=config.importance, scope=config.scope, round_to=config.round_to,
-        plot_path=ctx.stage_dir / "trajectory.png")
+        per_macs=config.per_macs, plot_path=ctx.stage_dir / "trajectory.png")
     atomic_write_json(ctx.stage_dir / "progressive.json", report.to_dict())
     return {"target_accuracy": config.target_accuracy, "val_accuracy": report.final_accuracy,
             "macs_reduction": report.macs_reduction, "rounds": len(report.trajectory) - 1, "plots": report.plots}
