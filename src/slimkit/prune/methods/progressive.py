@@ -118,8 +118,10 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
         raise ConfigError(f"target_accuracy must be in [0, 1], got {target_accuracy}")
     ft = {"epochs": 1, "progress": False, **(finetune or {})}
     inputs = as_tuple(example_inputs)
+    # a round may thin a layer at most twice the step: the ranking adapts across layers, but no narrow layer is
+    # emptied by one round's normalized-score outliers
     options = dict(ratio=step, importance=importance, scope=scope, normalize="mean", debias=True,
-                   round_to=round_to, ignore=tuple(ignore))
+                   round_to=round_to, ignore=tuple(ignore), max_group_ratio=min(0.9, 2 * step))
     plan = plan_pruning(model, inputs, options)
     macs0, params0 = plan.report.macs_before, plan.report.params_before
     acc0 = accuracy(model, val_data)
