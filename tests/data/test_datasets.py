@@ -10,7 +10,7 @@ def test_registry_names_and_bad_names():
     assert set(list_datasets()) >= {"fashion_mnist", "mnist", "cifar10", "cifar100", "image_folder", "synthetic"}
     with pytest.raises(ConfigError, match="unknown dataset 'fmnist'.*fashion_mnist.*synthetic"):
         load_dataset("fmnist")
-    with pytest.raises(ConfigError, match="dataset 'synthetic': bad options \\['num_sample'\\]"):
+    with pytest.raises(ConfigError, match="dataset 'synthetic': unknown option 'num_sample'; its options: .*num_samples"):
         load_dataset("synthetic", num_sample=10)
     with pytest.raises(ConfigError, match="val_fraction"):
         load_dataset("synthetic", val_fraction=1.0)

@@ -181,3 +181,10 @@ def test_functional_ops_used_directly():
 
     graph = build_graph(Net(), x)
     assert any("__getitem__" in g.reason or "part of a channel dim" in g.reason for g in graph.skipped)
+
+
+def test_assumptions_are_recorded_for_verification():
+    exact, x = build_arch("resnet")
+    assert build_graph(exact, x).assumptions == []
+    shuffle, x = build_arch("shufflenet")  # view(b, groups, c // groups, h, w) with c read from .shape
+    assert any("read from .shape" in a for a in build_graph(shuffle, x).assumptions)

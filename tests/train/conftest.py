@@ -53,3 +53,12 @@ def dataset_cls() -> type[BlobDataset]:
 @pytest.fixture
 def mlp():
     return make_mlp
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models gain nothing from intra-op threads, and on a busy CPU each op would wait for a second one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -131,3 +131,9 @@ def test_frozen_parameters_are_not_trained(blobs, mlp):
     fit(model, blobs, TrainConfig(**{**QUICK, "epochs": 1}))
     assert torch.equal(model[0].weight, frozen)
     assert not torch.equal(model[4].weight, copy.deepcopy(mlp())[4].weight)
+
+
+def test_short_epochs_fetch_only_the_batches_they_use(dataset_cls, mlp):
+    data = dataset_cls(256)
+    fit(mlp(), data, TrainConfig(**{**QUICK, "epochs": 2, "max_steps_per_epoch": 2}))
+    assert data.get_batch_calls == 4  # an extra fetch would also consume augmentation randomness

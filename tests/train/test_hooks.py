@@ -184,3 +184,34 @@ def test_teacher_outputs_reach_hooks_and_loss(blobs, mlp, alpha):
     assert checks and all(checks)
     assert teacher.training  # mode restored after fit
     assert all(torch.equal(teacher_before[k], v) for k, v in teacher.state_dict().items())  # teacher untouched
+
+
+class FeatureHint(Hook):
+    """FitNets-style: a learned regressor maps the student's hidden features onto the teacher's."""
+
+    def trainable_parameters(self, state):
+        self.regressor = nn.Linear(16, 16).to(state.device)
+        return list(self.regressor.parameters())
+
+    def on_train_start(self, state):
+        self.features = {}
+        state.model[0].register_forward_hook(lambda m, i, o: self.features.__setitem__("student", o))
+        state.teacher[0].register_forward_hook(lambda m, i, o: self.features.__setitem__("teacher", o))
+
+    def extra_loss(self, state, outputs, targets):
+        assert self.features["teacher"].shape == self.features["student"].shape  # both captured this step
+        self.last = nn.functional.mse_loss(self.regressor(self.features["student"]), self.features["teacher"])
+        return self.last
+
+
+def test_feature_hint_hook_uses_intermediate_features(blobs, mlp):
+    teacher = mlp(seed=5)
+    hook = FeatureHint()
+    losses = []
+
+    class Track(Hook):
+        def after_step(self, state):
+            losses.append(hook.last.item())
+
+    fit(mlp(), blobs, TrainConfig(**{**QUICK, "epochs": 4}), teacher=teacher, hooks=[hook, Track()])
+    assert losses[-1] < 0.5 * losses[0]

@@ -7,6 +7,7 @@ cores the loader, not the model, is otherwise the bottleneck for small networks.
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 
@@ -187,10 +188,13 @@ def load_dataset(
     if padding is not None and (isinstance(padding, bool) or not isinstance(padding, int) or padding < 0):
         raise ConfigError(f"padding: must be a non-negative number of pixels, got {padding!r}")
     source = DATASETS.get(name)
-    try:
-        raw = source(root=root, **options)
-    except TypeError as err:
-        raise ConfigError(f"dataset {name!r}: bad options {sorted(options)} ({err})") from None
+    params = inspect.signature(source).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(options) - set(params))
+        if unknown:
+            known = ", ".join(sorted(set(params) - {"root"})) or "(none)"
+            raise ConfigError(f"dataset {name!r}: unknown option {unknown[0]!r}; its options: {known}")
+    raw = source(root=root, **options)
 
     if normalize:
         mean, std = channel_stats(raw.train_images)

@@ -64,8 +64,14 @@ class Recorder:
 
     def unify(self, a: torch.Tensor, b: torch.Tensor, why: str = "") -> None:
         """Couple ``a`` and ``b`` position by position (broadcast); a channel meeting a fixed position is blocked."""
-        a, b = torch.broadcast_tensors(a, b)
+        if a.shape != b.shape:
+            a, b = torch.broadcast_tensors(a, b)
         a, b = a.reshape(-1), b.reshape(-1)
+        if not a.numel():
+            return
+        if int(torch.minimum(a, b).min()) >= 0:  # the usual case: every position is a channel on both sides
+            self.edges.append((a, b))
+            return
         both = (a >= 0) & (b >= 0)
         if bool(both.any()):
             pa, pb = a[both], b[both]

@@ -113,14 +113,16 @@ class ChannelGraph:
         keys = {(o.tensor, o.dim) for o in self.occurrences}
         key_hash = {k: int(h) for k, h in zip(sorted(keys), torch.randint(1, 2**62, (len(keys),), generator=gen))}
         sig = torch.zeros(nc, dtype=torch.long)
-        pairs_c, pairs_o = [], []
-        for i, (o, comps) in enumerate(zip(self.occurrences, occ_comps)):
-            u = torch.unique(comps)
-            sig.index_add_(0, u, torch.full_like(u, key_hash[(o.tensor, o.dim)]))
-            pairs_c.append(u)
-            pairs_o.append(torch.full_like(u, i))
-        pc = torch.cat(pairs_c) if pairs_c else torch.zeros(0, dtype=torch.long)
-        po = torch.cat(pairs_o) if pairs_o else torch.zeros(0, dtype=torch.long)
+        n_occ = len(self.occurrences)
+        if n_occ:  # distinct (channel, occurrence) pairs in one unique pass
+            all_c = torch.cat(occ_comps)
+            all_o = torch.repeat_interleave(torch.arange(n_occ), torch.tensor([len(c) for c in occ_comps]))
+            pairs = torch.unique(all_c * n_occ + all_o)
+            pc, po = pairs // n_occ, pairs % n_occ
+            hashes = torch.tensor([key_hash[(o.tensor, o.dim)] for o in self.occurrences], dtype=torch.long)
+            sig.index_add_(0, pc, hashes[po])
+        else:
+            pc = po = torch.zeros(0, dtype=torch.long)
         groups: list[Group] = []
         skipped: list[Group] = []
         for prunable, out in ((True, groups), (False, skipped)):

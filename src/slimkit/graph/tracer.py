@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
+import slimkit.graph.layer_ops  # noqa: E402, F401  (registers the conv/linear/norm/matmul rules)
 from slimkit.core.errors import GraphError
 from slimkit.core.modules import label
 from slimkit.graph.fields import Fields, Recorder
@@ -176,7 +177,7 @@ class Tracer:
         if not outs:
             return
         handler = OP_HANDLERS.get(name, unknown)
-        if getattr(handler, "__module__", "") != "slimkit.graph.ops":
+        if getattr(handler, "__module__", "") not in ("slimkit.graph.ops", "slimkit.graph.layer_ops"):
             self.assumptions.add(f"{self.rec.where}: op {name!r} handled by {handler.__module__}")
         try:
             handler(self, name, func, args, kwargs, out)

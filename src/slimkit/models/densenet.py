@@ -19,7 +19,7 @@ class DenseLayer(nn.Module):
     def __init__(self, in_channels: int, growth: int) -> None:
         super().__init__()
         self.bn = nn.BatchNorm2d(in_channels)
-        self.relu = nn.ReLU(inplace=False)  # the input is also concatenated, so it must not be overwritten
+        self.relu = nn.ReLU(inplace=True)  # acts on the BN output, never on the concatenated input
         self.conv = nn.Conv2d(in_channels, growth, 3, padding=1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -56,9 +56,27 @@ def _keep_count(n: int, wanted_keep: float, width: int, config: PruneConfig, cap
     return int(min(n, keep))
 
 
+def global_order(graph: ChannelGraph, scores: torch.Tensor, ranked: list[_Eligible], config: PruneConfig,
+                  cost: torch.Tensor | None) -> torch.Tensor:
+    """Owning group (index into ``ranked``) of every ranked channel, least important first."""
+    from slimkit.prune.importance import normalize_scores
+
+    chans = torch.cat([e.group.channels for e in ranked])
+    owner = torch.repeat_interleave(torch.arange(len(ranked)), torch.tensor([e.group.size for e in ranked]))
+    member = torch.full((graph.num_channels,), -1, dtype=torch.long)
+    member[chans] = owner
+    norm = normalize_scores(scores, member, len(ranked), config.normalize.value)[chans]
+    if cost is not None:
+        c = cost[chans].double()
+        norm = (norm.double() / (c / c.mean().clamp_min(1e-12)).clamp_min(1e-3) ** config.latency_weight).float()
+    return owner[torch.argsort(norm, stable=True)]
+
+
 def select_channels(graph: ChannelGraph, scores: torch.Tensor, groups: list[_Eligible], config: PruneConfig,
-                    ratio: float, cost: torch.Tensor | None = None) -> torch.Tensor:
+                    ratio: float, cost: torch.Tensor | None = None, order: torch.Tensor | None = None) -> torch.Tensor:
     """Boolean mask of the channels to remove at overall ``ratio``.
+
+    ``order``: :func:`global_order` computed once by callers that select at many ratios (budget bisection).
 
     ``cost`` (per channel, e.g. measured latency saved) turns the global ranking into importance per
     ``cost ** config.latency_weight``.
@@ -71,19 +89,9 @@ def select_channels(graph: ChannelGraph, scores: torch.Tensor, groups: list[_Eli
         for e in ranked:
             counts[id(e)] = e.group.size * (1 - ratio)
     elif ranked:
-        chans = torch.cat([e.group.channels for e in ranked])
-        owner = torch.cat([torch.full((e.group.size,), i) for i, e in enumerate(ranked)])
-        member = torch.full((graph.num_channels,), -1, dtype=torch.long)
-        member[chans] = owner
-        from slimkit.prune.importance import normalize_scores
-
-        norm = normalize_scores(scores, member, len(ranked), config.normalize.value)[chans]
-        if cost is not None:
-            c = cost[chans].double()
-            norm = (norm.double() / (c / c.mean().clamp_min(1e-12)).clamp_min(1e-3) ** config.latency_weight).float()
-        k = int(ratio * chans.numel())
-        lowest = torch.argsort(norm, stable=True)[:k]
-        per_group = torch.bincount(owner[lowest], minlength=len(ranked)).tolist()
+        owner_sorted = order if order is not None else global_order(graph, scores, ranked, config, cost)
+        k = int(ratio * owner_sorted.numel())
+        per_group = torch.bincount(owner_sorted[:k], minlength=len(ranked)).tolist()
         for i, e in enumerate(ranked):
             counts[id(e)] = e.group.size - per_group[i]
     for e in fixed:
@@ -101,6 +109,8 @@ def select_for_budget(graph: ChannelGraph, scores: torch.Tensor, groups: list[_E
                       cost: torch.Tensor | None = None) -> torch.Tensor:
     """Smallest global ratio whose MACs (or params) meet the budget, found by bisection on the cost model."""
     weights = cost
+    ranked = [e for e in groups if e.override is None]
+    order = global_order(graph, scores, ranked, config, cost) if ranked and config.scope == Scope.GLOBAL else None
     if config.target_params is not None:
         cost, target = graph.params, float(config.target_params)
     else:
@@ -108,12 +118,12 @@ def select_for_budget(graph: ChannelGraph, scores: torch.Tensor, groups: list[_E
         base = graph.macs()
         target = float(config.target_macs) if config.target_macs is not None else base / float(config.macs_reduction)
     lo, hi = 0.0, 0.999
-    best = select_channels(graph, scores, groups, config, hi, weights)
+    best = select_channels(graph, scores, groups, config, hi, weights, order)
     if cost(best) > target:
         return best  # the budget cannot be met within the per-group limits: prune as far as allowed
     for _ in range(13):
         mid = (lo + hi) / 2
-        removed = select_channels(graph, scores, groups, config, mid, weights)
+        removed = select_channels(graph, scores, groups, config, mid, weights, order)
         if cost(removed) <= target:
             hi, best = mid, removed
         else:

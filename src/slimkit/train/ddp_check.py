@@ -18,6 +18,7 @@ from torch.utils.data import TensorDataset
 
 from slimkit.train.config import TrainConfig
 from slimkit.train.engine import TrainResult, fit
+from slimkit.train.hooks import Hook, TrainState
 
 SAMPLES = 128
 
@@ -32,14 +33,26 @@ def tiny_problem(seed: int = 0) -> tuple[nn.Module, TensorDataset]:
     return model, TensorDataset(x, y)
 
 
+class MeanLogits(Hook):
+    """A hook with its own parameter fed by rank-local batches: without gradient averaging ranks would diverge."""
+
+    def trainable_parameters(self, state: TrainState) -> list[nn.Parameter]:
+        self.center = nn.Parameter(torch.zeros(3, device=state.device))
+        return [self.center]
+
+    def extra_loss(self, state: TrainState, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return 0.1 * ((outputs.detach().mean(dim=0) - self.center) ** 2).sum()
+
+
 def train_tiny(batch_size: int, *, epochs: int = 2, device: str = "cpu",
-               checkpoint_dir: str | Path | None = None) -> tuple[nn.Module, TrainResult]:
-    """Train the tiny problem (``batch_size`` per process); DDP when launched by torchrun."""
+               checkpoint_dir: str | Path | None = None) -> tuple[nn.Module, TrainResult, MeanLogits]:
+    """Train the tiny problem (``batch_size`` per process) with a parameterized hook; DDP under torchrun."""
     model, data = tiny_problem()
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=0.1, momentum=0.9, weight_decay=1e-4,
                          progress=False, device=device)
-    result = fit(model, data, config, checkpoint_dir=checkpoint_dir)
-    return model, result
+    hook = MeanLogits()
+    result = fit(model, data, config, hooks=[hook], checkpoint_dir=checkpoint_dir)
+    return model, result, hook
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,15 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-dir", default=None)
     args = parser.parse_args(argv)
 
-    model, result = train_tiny(args.batch_size, epochs=args.epochs, device=args.device,
-                               checkpoint_dir=args.checkpoint_dir)
+    model, result, hook = train_tiny(args.batch_size, epochs=args.epochs, device=args.device,
+                                     checkpoint_dir=args.checkpoint_dir)
     import torch.distributed as dist
 
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, out / f"rank{rank}.pt")
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    weights["hook.center"] = hook.center.detach().cpu()
+    torch.save(weights, out / f"rank{rank}.pt")
     summary = {"rank": rank, "world_size": world, "history": result.history, "pid": os.getpid()}
     (out / f"rank{rank}.json").write_text(json.dumps(summary))
     if dist.is_initialized():

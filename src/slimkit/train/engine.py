@@ -8,6 +8,7 @@ seeded at the start and saved in the end-of-epoch checkpoint, so a run interrupt
 from __future__ import annotations
 
 import contextlib
+import itertools
 import random
 import time
 from collections.abc import Mapping, Sequence
@@ -108,6 +109,58 @@ def _step_loss(state: TrainState, hooks: Sequence[Hook], outputs: Any, targets: 
     return loss
 
 
+def _payload(
+    state: TrainState,
+    epochs_done: int,
+    hooks: Sequence[Hook],
+    hook_params: Mapping[str, nn.Parameter],
+    names: Mapping[int, str],
+    scaler: torch.amp.GradScaler | None,
+) -> dict[str, Any]:
+    """Everything a resumed run needs, as tensors and plain values."""
+    return {
+        "epoch": epochs_done,
+        "step": state.step,
+        "config": config_to_dict(state.config),
+        "model": {k: v.detach().cpu() for k, v in state.model.state_dict().items()},
+        "optimizer": optimizer_state_by_name(state.optimizer, names),
+        "scheduler": state.scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "hooks": [hook.state_dict() for hook in hooks],
+        "hook_params": {name: p.detach().cpu() for name, p in hook_params.items()},
+        "history": state.history,
+        "rng": rng_state(),
+    }
+
+
+def _restore(
+    checkpoint: Mapping[str, Any],
+    where: Path,
+    state: TrainState,
+    hooks: Sequence[Hook],
+    hook_params: Mapping[str, nn.Parameter],
+    names: Mapping[int, str],
+    scaler: torch.amp.GradScaler | None,
+) -> None:
+    """Put model, optimizer, scheduler, scaler, hooks and RNGs back as :func:`_payload` saved them."""
+    _check_resume_config(checkpoint["config"], state.config, where)
+    try:
+        state.model.load_state_dict(checkpoint["model"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{where}: model state does not match {type(state.model).__name__}: {err}") from None
+    with torch.no_grad():
+        for name, p in hook_params.items():
+            p.copy_(checkpoint["hook_params"][name])
+    load_optimizer_state_by_name(state.optimizer, checkpoint["optimizer"], names)
+    state.scheduler.load_state_dict(checkpoint["scheduler"])
+    if scaler is not None and checkpoint.get("scaler"):
+        scaler.load_state_dict(checkpoint["scaler"])
+    for hook, hook_state in zip(hooks, checkpoint["hooks"]):
+        hook.load_state_dict(hook_state)
+    state.step = int(checkpoint["step"])
+    set_rng_state(checkpoint["rng"])
+
+
 def fit(
     model: nn.Module,
     train_data: Any,
@@ -192,24 +245,9 @@ def fit(
     history: list[dict[str, Any]] = []
     checkpoint = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None and resume else None
     if checkpoint is not None:
-        where = Path(checkpoint_dir) / "last.pt"  # type: ignore[arg-type]
-        _check_resume_config(checkpoint["config"], config, where)
-        try:
-            model.load_state_dict(checkpoint["model"])
-        except RuntimeError as err:
-            raise CheckpointError(f"{where}: model state does not match {type(model).__name__}: {err}") from None
-        with torch.no_grad():
-            for name, p in hook_params.items():
-                p.copy_(checkpoint["hook_params"][name])
-        load_optimizer_state_by_name(optimizer, checkpoint["optimizer"], names)
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        if scaler is not None and checkpoint.get("scaler"):
-            scaler.load_state_dict(checkpoint["scaler"])
-        for hook, hook_state in zip(hooks, checkpoint["hooks"]):
-            hook.load_state_dict(hook_state)
+        _restore(checkpoint, Path(checkpoint_dir) / "last.pt", state, hooks, hook_params, names, scaler)  # type: ignore[arg-type]
         history = list(checkpoint["history"])
-        start_epoch, state.step = int(checkpoint["epoch"]), int(checkpoint["step"])
-        set_rng_state(checkpoint["rng"])
+        start_epoch = int(checkpoint["epoch"])
     state.history = history
 
     net: nn.Module = model
@@ -237,19 +275,7 @@ def fit(
                 for hook in hooks:
                     hook.on_epoch_end(state)
                 if checkpoint_dir is not None and rank == 0:
-                    save_checkpoint(checkpoint_dir, {
-                        "epoch": epoch + 1,
-                        "step": state.step,
-                        "config": config_to_dict(config),
-                        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-                        "optimizer": optimizer_state_by_name(optimizer, names),
-                        "scheduler": scheduler.state_dict(),
-                        "scaler": scaler.state_dict() if scaler is not None else None,
-                        "hooks": [hook.state_dict() for hook in hooks],
-                        "hook_params": {name: p.detach().cpu() for name, p in hook_params.items()},
-                        "history": history,
-                        "rng": rng_state(),
-                    })
+                    save_checkpoint(checkpoint_dir, _payload(state, epoch + 1, hooks, hook_params, names, scaler))
                 if checkpoint_dir is not None:
                     ddp.barrier()
                 if rank == 0:
@@ -288,9 +314,7 @@ def _train_epoch(
     correct = torch.zeros((), dtype=torch.int64, device=device)
     samples = 0
     pending = 0
-    for i, (inputs, targets) in enumerate(loader):
-        if i >= state.steps_per_epoch:
-            break
+    for i, (inputs, targets) in enumerate(itertools.islice(loader, state.steps_per_epoch)):
         inputs, targets = to_device(inputs, device), targets.to(device, non_blocking=True)
         state.inputs, state.targets = inputs, targets
         with autocast(device, config.amp):

@@ -1,0 +1,253 @@
+"""Op rules for layers with weights and for products: conv, linear, norms, embedding, matmul, attention.
+
+Each rule says which parameter dims produce channels (``out``), consume them (``in``) or follow them (``norm``),
+couples the input's channel dim to the consumer dim, and records the op's MACs as a function of kept channels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from slimkit.graph.fields import Fields, MacsTerm
+from slimkit.graph.ops import _arg, broadcast_fields, couple, register_op, unknown
+
+if TYPE_CHECKING:
+    from slimkit.graph.tracer import Tracer
+
+
+def _bias(tr: Tracer, bias: Any, ids: torch.Tensor | None, why: str) -> None:
+    if isinstance(bias, torch.Tensor) and bias.numel() > 1:
+        couple(tr, ids, tr.param_fields(bias, {0: "out"}).get(0), why)
+
+
+def _pass_batch(tr: Tracer, fx: Fields, result: Fields, name: str, channel_dims: set[int]) -> None:
+    for d, ids in fx.items():
+        if d == 0:
+            result[0] = ids
+        elif d not in channel_dims:
+            tr.rec.block(ids, f"{name} over a channel dim")
+
+
+@register_op("conv1d", "conv2d", "conv3d")
+def conv(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Group-aware convolution: depthwise-like convs couple input channel c with its outputs (whole groups go);
+    other grouped convs lose the same in-group offsets in every group, so ``groups`` is kept."""
+    x, w = args[0], args[1]
+    bias = _arg(args, kwargs, 2, "bias")
+    groups = int(_arg(args, kwargs, 6, "groups", 1))
+    fx, fw = tr.fields(x), tr.param_fields(w, {0: "out", 1: "in"})
+    for kd in range(2, w.ndim):
+        if kd in fw:
+            tr.rec.block(fw[kd], "kernel dims are not channels")
+    out_ids, in_ids, w_in = fw.get(0), fx.get(1), fw.get(1)
+    n_out, per_group = w.shape[0], w.shape[1]
+    why = f"{name} input channels"
+    if groups == 1:
+        couple(tr, in_ids, w_in, why)
+    elif per_group == 1:
+        mult = n_out // groups
+        if out_ids is None or in_ids is None:
+            couple(tr, in_ids, out_ids, why)
+        else:
+            tr.rec.unify(out_ids.view(groups, mult), in_ids.view(groups, 1), why)
+    else:
+        if in_ids is None:
+            if w_in is not None:
+                tr.rec.block(w_in, why)
+        else:
+            couple(tr, in_ids.view(groups, per_group), None if w_in is None else w_in.view(1, per_group), why)
+        if out_ids is not None:
+            rows = out_ids.view(groups, n_out // groups)
+            tr.rec.unify(rows, rows[:1].expand_as(rows), "grouped conv output offsets")
+    _bias(tr, bias, out_ids, f"{name} bias")
+    result: Fields = {1: out_ids} if out_ids is not None else {}
+    _pass_batch(tr, fx, result, name, {1})
+    tr.set(out, result)
+    tr.rec.macs.append(MacsTerm(int(w.numel() * out[0, 0].numel() * out.shape[0]),
+                                [i for i in (out_ids, w_in) if i is not None]))
+
+
+@register_op("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
+def conv_transpose(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    x, w = args[0], args[1]
+    bias = _arg(args, kwargs, 2, "bias")
+    groups = int(_arg(args, kwargs, 6, "groups", 1))
+    fx, fw = tr.fields(x), tr.param_fields(w, {0: "in", 1: "out"})
+    for kd in range(2, w.ndim):
+        if kd in fw:
+            tr.rec.block(fw[kd], "kernel dims are not channels")
+    if groups != 1:
+        tr.rec.block_fields(fw, f"grouped {name} is not supported")
+        tr.rec.block_fields(fx, f"grouped {name} is not supported")
+        tr.set(out, {})
+        return
+    couple(tr, fx.get(1), fw.get(0), f"{name} input channels")
+    out_ids = fw.get(1)
+    _bias(tr, bias, out_ids, f"{name} bias")
+    result: Fields = {1: out_ids} if out_ids is not None else {}
+    _pass_batch(tr, fx, result, name, {1})
+    tr.set(out, result)
+    tr.rec.macs.append(MacsTerm(int(w.numel() * x[0, 0].numel() * x.shape[0]),
+                                [i for i in (out_ids, fw.get(0)) if i is not None]))
+
+
+@register_op("linear")
+def linear(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    x, w = args[0], args[1]
+    bias = _arg(args, kwargs, 2, "bias")
+    fx, fw = tr.fields(x), tr.param_fields(w, {0: "out", 1: "in"})
+    last = x.ndim - 1
+    couple(tr, fx.get(last), fw.get(1), "linear input features")
+    _bias(tr, bias, fw.get(0), "linear bias")
+    result = {d: ids for d, ids in fx.items() if d != last}
+    if 0 in fw:
+        result[out.ndim - 1] = fw[0]
+    tr.set(out, result)
+    tr.rec.macs.append(MacsTerm(int(w.numel() * (out.numel() // max(out.shape[-1], 1))),
+                                [i for i in (fw.get(0), fw.get(1)) if i is not None]))
+
+
+def _norm_params(tr: Tracer, ids: torch.Tensor | None, tensors: Sequence[Any], why: str) -> None:
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and t.numel() > 1:
+            couple(tr, ids, tr.param_fields(t, {0: "norm"}).get(0), why)
+
+
+@register_op("batch_norm", "instance_norm")
+def batch_norm(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    x = args[0]
+    fx = tr.fields(x)
+    keys = ("running_mean", "running_var", "weight", "bias")
+    _norm_params(tr, fx.get(1), [_arg(args, kwargs, i + 1, k) for i, k in enumerate(keys)], f"{name} channels")
+    tr.set(out, dict(fx))
+
+
+@register_op("layer_norm", "rms_norm")
+def layer_norm(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Channels in the normalized dims share statistics: their params couple, and removal is inexact."""
+    x = args[0]
+    shape = _arg(args, kwargs, 1, "normalized_shape")
+    k = len(shape) if isinstance(shape, (list, tuple, torch.Size)) else 1
+    fx = tr.fields(x)
+    params = [_arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias") if name == "layer_norm" else None]
+    for t in params:
+        if isinstance(t, torch.Tensor):
+            fp = tr.param_fields(t, {j: "norm" for j in range(t.ndim)})
+            for j in range(t.ndim):
+                if t.shape[j] > 1:
+                    couple(tr, fx.get(x.ndim - k + j), fp.get(j), f"{name} normalized dims")
+    for d in range(x.ndim - k, x.ndim):
+        if d in fx:
+            tr.rec.mark_inexact(fx[d])
+    tr.set(out, dict(fx))
+
+
+@register_op("group_norm")
+def group_norm(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Whole GroupNorm groups are removed (the other groups' statistics are untouched, so removal is exact)."""
+    x = args[0]
+    groups = int(_arg(args, kwargs, 1, "num_groups"))
+    fx = tr.fields(x)
+    ids = fx.get(1)
+    if ids is not None:
+        rows = ids.view(groups, -1)
+        tr.rec.unify(rows, rows[:, :1].expand_as(rows), "group_norm groups")
+    _norm_params(tr, ids, [_arg(args, kwargs, 2, "weight"), _arg(args, kwargs, 3, "bias")], "group_norm channels")
+    for d, i in fx.items():
+        if d >= 2:
+            tr.rec.mark_inexact(i)
+    tr.set(out, dict(fx))
+
+
+@register_op("prelu")
+def prelu(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    x, w = args[0], args[1]
+    fx = tr.fields(x)
+    if w.numel() > 1:
+        couple(tr, fx.get(1), tr.param_fields(w, {0: "aux"}).get(0), "prelu channels")
+    tr.set(out, dict(fx))
+
+
+@register_op("embedding")
+def embedding(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    w = args[1]
+    fw = tr.param_fields(w, {0: "aux", 1: "out"})
+    if 0 in fw:
+        tr.rec.block(fw[0], "embedding rows are vocabulary entries")
+    result = {d: ids for d, ids in tr.fields(args[0]).items()}
+    if 1 in fw:
+        result[out.ndim - 1] = fw[1]
+    tr.set(out, result)
+
+
+# ---------------------------------------------------------------------------------------------- products
+
+
+def _matmul_fields(tr: Tracer, a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, name: str) -> None:
+    fa, fb = tr.fields(a), tr.fields(b)
+    ka, kb = fa.get(a.ndim - 1), fb.get(b.ndim - 2)
+    couple(tr, ka, kb, f"{name} contraction")
+    for ids in (ka, kb):
+        if ids is not None:
+            tr.rec.contracted.append(ids[ids >= 0])
+    batch = broadcast_fields(
+        tr,
+        [({d: i for d, i in fa.items() if d < a.ndim - 2}, tuple(a.shape[:-2])),
+         ({d: i for d, i in fb.items() if d < b.ndim - 2}, tuple(b.shape[:-2]))],
+        tuple(out.shape[:-2]), name,
+    )
+    if a.ndim - 2 in fa:
+        batch[out.ndim - 2] = fa[a.ndim - 2]
+    if b.ndim - 1 in fb:
+        batch[out.ndim - 1] = fb[b.ndim - 1]
+    tr.set(out, batch)
+    contraction = [ka if ka is not None else kb] if (ka is not None or kb is not None) else []
+    tr.rec.macs.append(MacsTerm(int(a.shape[-1] * out.numel()), contraction + list(batch.values())))
+
+
+@register_op("matmul", "bmm", "mm")
+def matmul(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    a, b = args[0], args[1]
+    if a.ndim < 2 or b.ndim < 2:
+        return unknown(tr, name, func, args, kwargs, out)
+    _matmul_fields(tr, a, b, out, name)
+
+
+@register_op("rmatmul")
+def rmatmul(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    return matmul(tr, "matmul", func, (args[1], args[0]), kwargs, out)
+
+
+@register_op("scaled_dot_product_attention")
+def sdpa(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """q.k contracts the per-head dims (coupled; inexact without an explicit ``scale``, which depends on them)."""
+    q, k, v = args[0], args[1], args[2]
+    fq, fk, fv = tr.fields(q), tr.fields(k), tr.fields(v)
+    n = q.ndim
+    qk = fq.get(n - 1), fk.get(n - 1)
+    couple(tr, qk[0], qk[1], "attention q.k dims")
+    for ids in qk:
+        if ids is not None:
+            tr.rec.contracted.append(ids[ids >= 0])
+            if _arg(args, kwargs, 6, "scale") is None:
+                tr.rec.mark_inexact(ids)
+    couple(tr, fk.get(n - 2), fv.get(n - 2), "attention key/value tokens")
+    mask = _arg(args, kwargs, 3, "attn_mask")
+    if isinstance(mask, torch.Tensor):
+        tr.rec.block_fields(tr.fields(mask), "attention mask")
+    strip = [({d: i for d, i in f.items() if d < n - 2}, tuple(t.shape[:-2])) for f, t in ((fq, q), (fk, k), (fv, v))]
+    result = broadcast_fields(tr, strip, tuple(out.shape[:-2]), name)
+    if n - 2 in fq:
+        result[n - 2] = fq[n - 2]
+    if n - 1 in fv:
+        result[n - 1] = fv[n - 1]
+    tr.set(out, result)
+    tokens = q.shape[-2] * k.shape[-2] * math.prod(q.shape[:-2])
+    tr.rec.macs.append(MacsTerm(int(tokens * q.shape[-1]), [i for i in qk if i is not None][:1]))
+    tr.rec.macs.append(MacsTerm(int(tokens * v.shape[-1]), [fv[n - 1]] if n - 1 in fv else []))
+
+
