@@ -36,13 +36,14 @@ def main() -> None:
     parser.add_argument("--drop", type=float, default=1.0, help="allowed accuracy drop in points (target)")
     parser.add_argument("--step", type=float, default=0.1)
     parser.add_argument("--finetune-epochs", type=int, default=2, help="fine-tuning epochs per round")
+    parser.add_argument("--max-rounds", type=int, default=16)
     parser.add_argument("--per-macs", action="store_true", help="global ranking of importance per MAC saved")
     parser.add_argument("--out-dir", default="runs/benchmarks/progressive_global")
     args = parser.parse_args()
     q = args.quick
     torch.set_num_threads(1 if q else 2)
     subset, width = (4000, 0.125) if q else (None, 0.25)
-    epochs, rounds = (4, 8) if q else (15, 20)
+    epochs, rounds = (4, args.max_rounds) if q else (15, max(args.max_rounds, 20))
     data = slimkit.load_dataset("fashion_mnist", subset=subset, seed=0)
     x = torch.zeros(1, 1, 28, 28)
     model = slimkit.create_model("vgg11_bn", in_channels=1, width=width)
@@ -67,7 +68,7 @@ def main() -> None:
     for scope, (rep, test) in results.items():
         print(f"{scope:<8} {rep.final_accuracy:>8.4f} {test:>9.4f} {rep.macs_reduction:>7.2f} {rep.params_reduction:>9.2f}")
     print(json.dumps({
-        "benchmark": "progressive_global", "quick": q, "width": width, "train_subset": subset, "step": args.step, "finetune_epochs": args.finetune_epochs, "per_macs": args.per_macs,
+        "benchmark": "progressive_global", "quick": q, "width": width, "train_subset": subset, "step": args.step, "finetune_epochs": args.finetune_epochs, "per_macs": args.per_macs, "max_rounds": rounds,
         "target_acc": round(target, 4), "final_acc": round(g[0].final_accuracy, 4),
         "macs_reduction": round(g[0].macs_reduction, 3), "uniform_macs_reduction": round(u.macs_reduction, 3),
         "uniform_final_acc": round(u.final_accuracy, 4), "acc_dense_val": round(val_dense, 4),
