@@ -50,6 +50,13 @@ _EXPORTS: dict[str, str] = {
     "PruneConfig": "slimkit.prune.config:PruneConfig",
     "PruneReport": "slimkit.prune.structured:PruneReport",
     "register_importance": "slimkit.prune.importance:register_importance",
+    # pruning methods
+    "network_slimming": "slimkit.prune.methods.slimming:network_slimming",
+    "SlimmingConfig": "slimkit.prune.methods.slimming:SlimmingConfig",
+    "sensitivity_analysis": "slimkit.prune.methods.sensitivity:sensitivity_analysis",
+    "progressive_prune": "slimkit.prune.methods.progressive:progressive_prune",
+    "soft_filter_prune": "slimkit.prune.methods.soft_filter:soft_filter_prune",
+    "reconstruct_prune": "slimkit.prune.methods.reconstruction:reconstruct_prune",
     # data
     "load_dataset": "slimkit.data:load_dataset",
     "list_datasets": "slimkit.data:list_datasets",

@@ -1,0 +1,186 @@
+"""Progressive global pruning to an accuracy target: prune a step, fine-tune briefly, repeat while it holds.
+
+Every round scores all channels and neurons of all layers with de-biased scores (per-weight magnitudes,
+normalized per group, so layers of different fan-in compare fairly), removes ``step`` of the remaining channels in
+one global ranking, fine-tunes, and evaluates. A round whose accuracy falls below ``target_accuracy`` is rolled
+back, and the loop stops: the model returned is the smallest one that met the target. ``scope="local"`` runs the
+same loop with one uniform ratio per layer, the baseline this method is compared against.
+
+Example:
+    >>> rep = progressive_prune(model, (x,), splits.train, splits.val, target_accuracy=0.90, step=0.1,
+    ...                         finetune={"epochs": 1})
+    >>> rep.macs_reduction, rep.final_accuracy, rep.trajectory
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from torch import nn
+
+from slimkit.core.config import check_ratio
+from slimkit.core.errors import ConfigError
+from slimkit.prune.methods._common import accuracy, as_tuple, on_device, restore, state_copy
+from slimkit.prune.structured import PrunePlan, make_plan, plan_pruning
+
+
+@dataclass
+class Round:
+    round: int
+    accuracy: float
+    macs: int
+    params: int
+    accepted: bool
+
+
+@dataclass
+class ProgressiveReport:
+    """The trajectory (round 0 = the input model) and the model kept (the last round meeting the target)."""
+
+    target_accuracy: float
+    trajectory: list[Round]
+    macs_before: int
+    params_before: int
+    plots: list[str] = field(default_factory=list)
+
+    @property
+    def kept(self) -> Round:
+        return [r for r in self.trajectory if r.accepted][-1]
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.kept.accuracy
+
+    @property
+    def macs_reduction(self) -> float:
+        return self.macs_before / max(self.kept.macs, 1)
+
+    @property
+    def params_reduction(self) -> float:
+        return self.params_before / max(self.kept.params, 1)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(final_accuracy=self.final_accuracy, macs_reduction=self.macs_reduction,
+                 params_reduction=self.params_reduction)
+        return d
+
+    def table(self) -> str:
+        rows = [f"{'round':>5} {'accuracy':>9} {'MACs':>14} {'params':>11}  kept"]
+        for r in self.trajectory:
+            rows.append(f"{r.round:>5} {r.accuracy:>9.4f} {r.macs:>14,} {r.params:>11,}  {'yes' if r.accepted else 'no'}")
+        return "\n".join(rows)
+
+
+def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, val_data: Any, *,
+                      target_accuracy: float, step: float = 0.1, max_rounds: int = 20,
+                      finetune: dict[str, Any] | None = None, importance: str = "l1",
+                      scope: Literal["global", "local"] = "global", round_to: int | None = None,
+                      ignore: tuple[str, ...] = (), per_macs: bool = False,
+                      plot_path: str | os.PathLike | None = None) -> ProgressiveReport:
+    """Prune ``model`` in place, round by round, to the smallest model whose validation accuracy meets the target.
+
+    Args:
+        model: a trained model (changed in place; left as the last model that met the target).
+        example_inputs: a tensor or tuple to trace with.
+        train_data: data for the brief fine-tuning after each round.
+        val_data: data deciding whether a round meets ``target_accuracy``.
+        target_accuracy: accuracy in [0, 1] the result must keep on ``val_data``.
+        step: fraction of the remaining channels removed per round.
+        max_rounds: stop after this many rounds even if the target still holds.
+        finetune: :class:`slimkit.TrainConfig` fields of each round's fine-tuning (default one epoch); None
+            keeps the default, ``{"epochs": 0}`` disables it.
+        importance: criterion (per-weight de-biased and normalized per group before the global ranking).
+        scope: ``global`` (one ranking over all layers) or ``local`` (the same ratio in every layer: the baseline).
+        round_to, ignore: as in :class:`slimkit.PruneConfig`.
+        per_macs: (global scope) rank channels by normalized importance per MAC that removing them saves, so a
+            round takes channels where they are cheap in importance and expensive in compute (a greedy knapsack);
+            each round then removes ``step`` of the MACs, no layer losing more than half its channels at once.
+            Default False: ``step`` of the channels by normalized importance alone (on the quick VGG benchmark the
+            per-MAC ranking reached a smaller MACs reduction at the target: it thins the costly early layers,
+            which matter most for accuracy).
+        plot_path: write the trajectory (accuracy vs MACs) here.
+
+    Returns:
+        ProgressiveReport with the trajectory (accuracy, MACs, params per round) and the kept round.
+
+    Raises:
+        ConfigError: the input model itself is below ``target_accuracy``.
+    """
+    from slimkit.train import fit
+
+    check_ratio("step", step)
+    if not 0 < step < 1:
+        raise ConfigError(f"step must be in (0, 1), got {step}")
+    if not 0 <= target_accuracy <= 1:
+        raise ConfigError(f"target_accuracy must be in [0, 1], got {target_accuracy}")
+    ft = {"epochs": 1, "progress": False, **(finetune or {})}
+    inputs = as_tuple(example_inputs)
+    # a round may thin a layer at most twice the step: the ranking adapts across layers, but no narrow layer is
+    # emptied by one round's normalized-score outliers
+    options = dict(ratio=step, importance=importance, scope=scope, normalize="mean", debias=True,
+                   round_to=round_to, ignore=tuple(ignore), max_group_ratio=min(0.9, 2 * step))
+    plan = plan_pruning(model, inputs, options)
+    macs0, params0 = plan.report.macs_before, plan.report.params_before
+    acc0 = accuracy(model, val_data)
+    if acc0 < target_accuracy:
+        raise ConfigError(f"target_accuracy {target_accuracy:.4f} is above the model's own accuracy {acc0:.4f}")
+    trajectory = [Round(0, acc0, macs0, params0, True)]
+    for k in range(1, max_rounds + 1):
+        inputs = on_device(inputs, model)
+        kept_state = state_copy(model)
+        plan = _round_plan(model, inputs, options, per_macs and scope == "global")
+        if plan.report.macs_after >= plan.report.macs_before:
+            break  # nothing left to remove within the per-layer limits
+        report = plan.apply()
+        if ft["epochs"] > 0:
+            fit(model, train_data, ft, val_data=None)
+        acc = accuracy(model, val_data)
+        ok = acc >= target_accuracy
+        trajectory.append(Round(k, acc, report.macs_after, report.params_after, ok))
+        if not ok:
+            restore(model, kept_state)
+            break
+    result = ProgressiveReport(target_accuracy, trajectory, macs0, params0)
+    if plot_path is not None:
+        from slimkit.report.plots import plot_curves
+
+        xs = [macs0 / r.macs for r in trajectory]
+        result.plots.append(str(plot_curves({scope: (xs, [r.accuracy for r in trajectory])}, plot_path,
+                                            xlabel="MACs reduction (x)", ylabel="val accuracy",
+                                            title="progressive pruning trajectory", hline=target_accuracy)))
+    return result
+
+
+def _round_plan(model: nn.Module, inputs: tuple, options: dict[str, Any], per_macs: bool) -> PrunePlan:
+    """One round's plan: the engine's global ranking, optionally of importance per MAC saved."""
+    if not per_macs:
+        return plan_pruning(model, inputs, options)
+    from dataclasses import replace
+
+    import torch
+
+    from slimkit.core.config import parse_config
+    from slimkit.graph.groups import build_graph
+    from slimkit.prune.config import PruneConfig
+    from slimkit.prune.importance import ImportanceContext, channel_scores
+    from slimkit.prune.select import eligible_groups, select_for_budget
+
+    # a round removes `step` of the MACs (not of the channels), no layer losing more than half its channels at once
+    config = parse_config(PruneConfig, {**options, "normalize": "none", "max_group_ratio": 0.5})
+    graph = build_graph(model, inputs)
+    scores = channel_scores(graph, config.importance, ImportanceContext(debias=True, example_inputs=inputs))
+    groups, excluded = eligible_groups(graph, scores, config)
+    base = graph.macs()
+    adjusted = scores.clone()
+    for e in groups:  # one cost-model query per group (not per channel)
+        one = torch.zeros(graph.num_channels, dtype=torch.bool)
+        one[e.order[0]] = True
+        saved = max(base - graph.macs(one), 1)
+        s = scores[e.group.channels].double()
+        adjusted[e.group.channels] = (s / s.mean().clamp_min(1e-12) / saved).float()
+    config = replace(config, target_macs=base * (1 - config.ratio))
+    removed = select_for_budget(graph, adjusted, groups, config)
+    return make_plan(graph, removed, inputs, config, [(g.name, why) for g, why in excluded])

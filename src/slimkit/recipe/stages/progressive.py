@@ -1,0 +1,47 @@
+"""Stage ``progressive``: prune-finetune rounds with a global de-biased ranking until val accuracy would fall
+below ``target_accuracy``; keeps the last model meeting it. Writes ``trajectory.png`` and ``progressive.json``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from slimkit.core.io import atomic_write_json
+from slimkit.prune.methods._common import on_device
+from slimkit.prune.methods.progressive import progressive_prune
+from slimkit.recipe._registry import register_stage
+from slimkit.recipe.context import StageContext
+
+
+@dataclass(frozen=True)
+class ProgressiveStageConfig:
+    target_accuracy: float = 0.9
+    step: float = 0.1
+    max_rounds: int = 20
+    finetune: dict[str, Any] = field(default_factory=lambda: {"epochs": 1})
+    importance: str = "l1"
+    scope: Literal["global", "local"] = "global"
+    round_to: int | None = None
+    per_macs: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.step < 1:
+            raise ValueError(f"step must be in (0, 1), got {self.step}")
+        if not 0 <= self.target_accuracy <= 1:
+            raise ValueError(f"target_accuracy must be in [0, 1], got {self.target_accuracy}")
+        if self.max_rounds < 1:
+            raise ValueError(f"max_rounds must be >= 1, got {self.max_rounds}")
+
+
+@register_stage("progressive", ProgressiveStageConfig, compresses=True)
+def progressive_stage(ctx: StageContext, config: ProgressiveStageConfig) -> dict[str, Any]:
+    ctx.freeze_reference()
+    ctx.stage_dir.mkdir(parents=True, exist_ok=True)
+    report = progressive_prune(
+        ctx.model, on_device(tuple(ctx.example_inputs), ctx.model), ctx.data.train, ctx.data.val,
+        target_accuracy=config.target_accuracy, step=config.step, max_rounds=config.max_rounds,
+        finetune=config.finetune, importance=config.importance, scope=config.scope, round_to=config.round_to,
+        per_macs=config.per_macs, plot_path=ctx.stage_dir / "trajectory.png")
+    atomic_write_json(ctx.stage_dir / "progressive.json", report.to_dict())
+    return {"target_accuracy": config.target_accuracy, "val_accuracy": report.final_accuracy,
+            "macs_reduction": report.macs_reduction, "rounds": len(report.trajectory) - 1, "plots": report.plots}

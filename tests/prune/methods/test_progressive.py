@@ -1,0 +1,62 @@
+import copy
+
+import pytest
+import torch
+
+import slimkit
+from slimkit.core.errors import ConfigError
+from slimkit.prune.methods.progressive import progressive_prune
+
+X = torch.randn(1, 1, 8, 8)
+FT = {"epochs": 1, "batch_size": 32, "lr": 0.02, "device": "cpu"}
+
+
+def test_meets_the_target_and_keeps_the_last_model_meeting_it(trained, splits, tmp_path):
+    model = copy.deepcopy(trained)
+    base = slimkit.evaluate(model, splits.val)["accuracy"]
+    target = base - 0.1
+    rep = progressive_prune(model, X, splits.train, splits.val, target_accuracy=target, step=0.25, max_rounds=6,
+                            finetune=FT, per_macs=True, plot_path=tmp_path / "traj.png")
+    assert rep.trajectory[0].accuracy == pytest.approx(base) and rep.trajectory[0].round == 0
+    assert rep.final_accuracy >= target
+    assert len(rep.trajectory) >= 3, rep.table()  # at least one round kept on this learnable set
+    # the model left in place is the kept round: same accuracy and MACs as recorded
+    assert slimkit.evaluate(model, splits.val)["accuracy"] == pytest.approx(rep.final_accuracy)
+    assert slimkit.profile(model, X).macs >= 0
+    assert slimkit.plan_pruning(model, X, ratio=0.0).report.macs_before == rep.kept.macs
+    assert rep.macs_reduction > 1.0
+    macs = [r.macs for r in rep.trajectory]
+    assert all(b <= 0.75 * a for a, b in zip(macs, macs[1:]))  # per_macs: each round removes `step` of the MACs
+    assert all(r.accepted for r in rep.trajectory[:-1])
+    assert (tmp_path / "traj.png").exists()
+
+
+def test_a_failing_round_is_rolled_back_exactly(trained, splits):
+    model = copy.deepcopy(trained)
+    base = slimkit.evaluate(model, splits.val)["accuracy"]
+    x = torch.randn(4, 1, 8, 8)
+    expected = model(x)
+    rep = progressive_prune(model, X, splits.train, splits.val, target_accuracy=base, step=0.6,
+                            finetune={"epochs": 0})
+    assert len(rep.trajectory) == 2 and not rep.trajectory[1].accepted
+    assert rep.trajectory[1].accuracy < base
+    assert rep.macs_reduction == 1.0
+    torch.testing.assert_close(model(x), expected, atol=0, rtol=0)
+
+
+def test_target_above_the_model_is_a_config_error(trained, splits):
+    base = slimkit.evaluate(trained, splits.val)["accuracy"]
+    with pytest.raises(ConfigError, match="above"):
+        progressive_prune(copy.deepcopy(trained), X, splits.train, splits.val, target_accuracy=base + 0.01)
+    with pytest.raises(ConfigError, match="step"):
+        progressive_prune(copy.deepcopy(trained), X, splits.train, splits.val, target_accuracy=0.1, step=0.0)
+
+
+def test_plain_global_ranking_removes_a_step_of_the_channels(trained, splits):
+    model = copy.deepcopy(trained)
+    base = slimkit.evaluate(model, splits.val)["accuracy"]
+    rep = progressive_prune(model, X, splits.train, splits.val, target_accuracy=max(base - 0.5, 0.0), step=0.25,
+                            max_rounds=1, finetune={"epochs": 0})
+    assert [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)] != [8, 12, 12]
+    assert sum(m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)) == 32 - 8
+    assert len(rep.trajectory) == 2 and rep.trajectory[1].accepted
