@@ -32,7 +32,10 @@ def describe_stages(only: str | None = None) -> str:
     out = []
     for name in names:
         stage = registry.get(name)
-        doc = (stage.run.__doc__ or stage.config_cls.__doc__ or "").strip().splitlines()
+        config_doc = stage.config_cls.__doc__ or ""
+        if config_doc.startswith(stage.config_cls.__name__ + "("):  # dataclass's generated signature
+            config_doc = ""
+        doc = (stage.run.__doc__ or config_doc).strip().splitlines()
         out.append(f"{name}{'  (compresses)' if stage.compresses else ''}: {doc[0] if doc else ''}")
         for field in dataclasses.fields(stage.config_cls):
             out.append(f"    {field.name} = {_default(field)}")

@@ -19,6 +19,7 @@ from slimkit.recipe.context import StageContext
 
 @register_stage("decompose", DecomposeConfig, compresses=True)
 def decompose_stage(ctx: StageContext, config: DecomposeConfig) -> dict[str, Any]:
+    """Replace layers by low-rank factors (SVD, Tucker-2, CP) chosen by rank, energy, VBMF or a budget."""
     inputs = tuple(x.to(ctx.device) for x in ctx.example_inputs)
     report = decompose(ctx.model, inputs, config)
     atomic_write_bytes(ctx.stage_dir / "decompose.txt", (report.table() + "\n").encode())

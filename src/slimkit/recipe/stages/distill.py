@@ -37,6 +37,7 @@ class DistillStageConfig(TrainConfig):
 
 @register_stage("distill", DistillStageConfig)
 def distill_stage(ctx: StageContext, config: DistillStageConfig) -> dict[str, Any]:
+    """Recover accuracy by distilling from the reference model: soft targets plus optional FitNets hints."""
     teacher = ctx.freeze_reference()
     train_config = TrainConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(TrainConfig)})
     hooks = []

@@ -35,6 +35,7 @@ class ProgressiveStageConfig:
 
 @register_stage("progressive", ProgressiveStageConfig, compresses=True)
 def progressive_stage(ctx: StageContext, config: ProgressiveStageConfig) -> dict[str, Any]:
+    """Progressive global pruning: remove a step of channels per round, fine-tune, stop before accuracy falls below the target."""
     ctx.freeze_reference()
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     report = progressive_prune(

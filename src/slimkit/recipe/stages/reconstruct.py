@@ -31,6 +31,7 @@ class ReconstructStageConfig:
 
 @register_stage("reconstruct", ReconstructStageConfig, compresses=True)
 def reconstruct_stage(ctx: StageContext, config: ReconstructStageConfig) -> dict[str, Any]:
+    """Channel pruning without retraining: ThiNet or LASSO selection plus least-squares refit of the next layer."""
     ctx.freeze_reference()
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     inputs = on_device(tuple(ctx.example_inputs), ctx.model)

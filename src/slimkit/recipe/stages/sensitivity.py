@@ -45,6 +45,7 @@ class SensitivityStageConfig:
 
 @register_stage("sensitivity", SensitivityStageConfig, compresses=True)
 def sensitivity_stage(ctx: StageContext, config: SensitivityStageConfig) -> dict[str, Any]:
+    """Prune each group alone over a sweep of ratios, plot accuracy vs ratio, prune with the derived per-layer ratios."""
     ctx.freeze_reference()
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     inputs = on_device(tuple(ctx.example_inputs), ctx.model)

@@ -25,6 +25,7 @@ class SlimStageConfig(SlimmingConfig):
 
 @register_stage("slim", SlimStageConfig, compresses=True)
 def slim_stage(ctx: StageContext, config: SlimStageConfig) -> dict[str, Any]:
+    """Network slimming: L1 sparsity training on BN scales, one global |gamma| threshold, removal, fine-tuning."""
     ctx.freeze_reference()
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     report = network_slimming(ctx.model, on_device(tuple(ctx.example_inputs), ctx.model), ctx.data.train, config,

@@ -26,6 +26,7 @@ class SoftFilterStageConfig:
 
 @register_stage("soft_filter", SoftFilterStageConfig, compresses=True)
 def soft_filter_stage(ctx: StageContext, config: SoftFilterStageConfig) -> dict[str, Any]:
+    """Soft filter pruning: zero the weakest filters each epoch while they keep training, remove them at the end."""
     ctx.freeze_reference()
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     report = soft_filter_prune(ctx.model, on_device(tuple(ctx.example_inputs), ctx.model), ctx.data.train,
