@@ -19,8 +19,14 @@ def _cnn(*, num_classes: int = 10) -> nn.Module:
     )
 
 
-MODELS.add("codec_test_mlp", _mlp, overwrite=True)
-MODELS.add("codec_test_cnn", _cnn, overwrite=True)
+@pytest.fixture(autouse=True, scope="module")
+def codec_test_models():
+    """Register the tiny test models only while a codec test runs, so the zoo-wide tests never see them."""
+    MODELS.add("codec_test_mlp", _mlp, overwrite=True)
+    MODELS.add("codec_test_cnn", _cnn, overwrite=True)
+    yield
+    MODELS.remove("codec_test_mlp")
+    MODELS.remove("codec_test_cnn")
 
 
 def _prune(model: nn.Module, ratio: float) -> None:

@@ -154,5 +154,8 @@ def test_docs_list_every_stage_type():
     from pathlib import Path
 
     text = (Path(__file__).parents[2] / "docs" / "recipes.md").read_text()
-    for name in load_stages().names():
+    registry = load_stages()
+    for name in registry.names():
+        if not registry.get(name).run.__module__.startswith("slimkit."):
+            continue  # registered by a test
         assert f"\n{name}" in text, f"docs/recipes.md lacks stage {name!r} (regenerate with `slimkit stages`)"

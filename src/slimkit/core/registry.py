@@ -46,6 +46,10 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self._items)) or '(none)'}"
             ) from None
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (e.g. a model registered only for one test)."""
+        self._items.pop(name.lower(), None)
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._items
 

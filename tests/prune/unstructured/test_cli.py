@@ -18,7 +18,12 @@ def _cli_tiny(*, in_channels: int = 1, num_classes: int = 3, width: float = 1.0)
     return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 16, 20), nn.ReLU(), nn.Linear(20, num_classes))
 
 
-MODELS.add("unstructured_cli_tiny", _cli_tiny, overwrite=True)
+@pytest.fixture(autouse=True)
+def _registered_tiny_model():
+    """Registered only while this file's tests run, so zoo-wide tests never see it."""
+    MODELS.add("unstructured_cli_tiny", _cli_tiny, overwrite=True)
+    yield
+    MODELS.remove("unstructured_cli_tiny")
 pytestmark = pytest.mark.cli
 
 

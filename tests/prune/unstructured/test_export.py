@@ -31,7 +31,12 @@ def _tiny(*, in_channels: int = 1, num_classes: int = 3, width: float = 1.0) -> 
     return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 16, hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
 
 
-MODELS.add("unstructured_test_tiny", _tiny, overwrite=True)
+@pytest.fixture(autouse=True)
+def _registered_tiny_model():
+    """Registered only while this file's tests run, so zoo-wide tests never see it."""
+    MODELS.add("unstructured_test_tiny", _tiny, overwrite=True)
+    yield
+    MODELS.remove("unstructured_test_tiny")
 
 
 def test_masks_stay_out_of_the_state_dict(convnet: nn.Module) -> None:
