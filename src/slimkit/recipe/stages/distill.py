@@ -16,6 +16,7 @@ from typing import Any
 from slimkit.distill.hints import HintHook
 from slimkit.recipe._registry import register_stage
 from slimkit.recipe.context import StageContext
+from slimkit.recipe.stages.train import train_and_report
 from slimkit.train import TrainConfig
 
 
@@ -43,13 +44,6 @@ def distill_stage(ctx: StageContext, config: DistillStageConfig) -> dict[str, An
     hooks = []
     if config.hints:
         hooks.append(HintHook(config.hints, weight=config.hint_weight, example_inputs=ctx.example_inputs))
-    result = ctx.fit(train_config, teacher=teacher, hooks=hooks)
-    metrics = ctx.evaluate(split="test")
-    last = result.history[-1] if result.history else {}
-    return {
-        "accuracy": metrics["accuracy"],
-        "loss": metrics["loss"],
-        "val_accuracy": last.get("val_accuracy"),
-        "epochs": len(result.history),
-        "hint_layers": len(config.hints),
-    }
+    metrics = train_and_report(ctx, train_config, teacher=teacher, hooks=hooks)
+    metrics["hint_layers"] = len(config.hints)
+    return metrics

@@ -11,8 +11,9 @@ from slimkit.recipe.context import StageContext
 from slimkit.train import TrainConfig
 
 
-def _train(ctx: StageContext, config: TrainConfig, *, teacher: Any = None) -> dict[str, Any]:
-    result = ctx.fit(config, teacher=teacher)
+def train_and_report(ctx: StageContext, config: TrainConfig, *, teacher: Any = None, hooks: Any = ()) -> dict[str, Any]:
+    """Train ``ctx.model`` and return the metrics every training-like stage records."""
+    result = ctx.fit(config, teacher=teacher, hooks=hooks)
     metrics = ctx.evaluate(split="test")
     last = result.history[-1] if result.history else {}
     return {
@@ -27,7 +28,7 @@ def _train(ctx: StageContext, config: TrainConfig, *, teacher: Any = None) -> di
 @register_stage("train", TrainConfig)
 def train_stage(ctx: StageContext, config: TrainConfig) -> dict[str, Any]:
     """Train the model from its current weights with the given schedule."""
-    return _train(ctx, config)
+    return train_and_report(ctx, config)
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class FinetuneConfig(TrainConfig):
 def finetune_stage(ctx: StageContext, config: FinetuneConfig) -> dict[str, Any]:
     """Recover accuracy after compression; distills from the reference model when ``distill_alpha > 0``."""
     teacher = ctx.freeze_reference() if config.distill_alpha > 0 else None
-    return _train(ctx, config, teacher=teacher)
+    return train_and_report(ctx, config, teacher=teacher)
 
 
 @dataclass(frozen=True)
