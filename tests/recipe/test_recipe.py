@@ -159,3 +159,13 @@ def test_docs_list_every_stage_type():
         if not registry.get(name).run.__module__.startswith("slimkit."):
             continue  # registered by a test
         assert f"\n{name}" in text, f"docs/recipes.md lacks stage {name!r} (regenerate with `slimkit stages`)"
+
+
+def test_non_zero_rank_keeps_its_files_apart_and_quiet(tmp_path, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    lines = []
+    result = run_recipe(parse_recipe(_recipe([{"type": "evaluate"}])), tmp_path / "run", echo=lines.append)
+    assert lines == []
+    assert result.run_dir == tmp_path / "run.rank1"
+    assert (tmp_path / "run.rank1" / "manifest.json").is_file()
+    assert not (tmp_path / "run" / "manifest.json").exists()

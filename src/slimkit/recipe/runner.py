@@ -13,6 +13,7 @@ Run folder layout::
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import time
@@ -42,6 +43,10 @@ class RunResult:
     summary: dict[str, Any]
     table: str
     model: torch.nn.Module
+
+
+def _silent(*_: Any) -> None:
+    return None
 
 
 def _seed_everything(seed: int) -> None:
@@ -95,6 +100,12 @@ def run_recipe(
         echo: where progress lines go (``print`` by default).
     """
     run_dir = Path(run_dir)
+    rank = int(os.environ.get("RANK", "0") or 0)
+    if rank > 0:
+        # under torchrun every rank runs the recipe (training is data-parallel inside fit); rank 0 owns the run
+        # folder and the console, the others keep their own files apart so no rank overwrites another's
+        run_dir = run_dir.with_name(f"{run_dir.name}.rank{rank}")
+        echo = _silent
     registry = load_stages()
     manifest = _prepare_run_dir(recipe, run_dir, resume=resume, overwrite=overwrite)
     _seed_everything(recipe.seed)

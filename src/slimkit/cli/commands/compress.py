@@ -28,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.recipe}: valid ({len(recipe.stages)} stages: {', '.join(s.name for s in recipe.stages)})")
         return 0
     run_dir = Path(args.run_dir or Path("runs") / recipe.name)
-    run_recipe(recipe, run_dir, resume=args.resume, overwrite=args.overwrite)
-    print(f"run folder: {run_dir}")
+    result = run_recipe(recipe, run_dir, resume=args.resume, overwrite=args.overwrite)
+    if result.run_dir == run_dir:  # rank 0 (or a single process) owns the console
+        print(f"run folder: {run_dir}")
     return 0
