@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimkit.core.errors import CheckpointError
+from slimkit.core.errors import CheckpointError, SlimkitError
 from slimkit.core.io import atomic_write
 from slimkit.core.shapes import resize_to_state_dict
 from slimkit.models._registry import create_model, model_spec
@@ -70,8 +70,6 @@ def _restore_structure(model: nn.Module, metadata: dict[str, Any]) -> None:
 
 def load_model(path: str | os.PathLike) -> nn.Module:
     """Rebuild the model saved by :func:`save_model`: pruned shapes and decomposed layers included."""
-    from slimkit.core.errors import SlimkitError
-
     payload = read_checkpoint(path)
     spec = payload["spec"]
     model = create_model(spec["name"], **spec["kwargs"])

@@ -13,6 +13,7 @@ Run folder layout::
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -65,8 +66,6 @@ def _prepare_run_dir(recipe: Recipe, run_dir: Path, *, resume: bool, overwrite: 
     if resume:
         if not manifest_path.is_file():
             raise ConfigError(f"{run_dir}: nothing to resume (no manifest.json); run without --resume")
-        import json
-
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("fingerprint") != recipe.fingerprint():
             raise ConfigError(

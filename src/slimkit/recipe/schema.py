@@ -17,7 +17,6 @@ that stage type's options. Every error names the field: ``stages[1] (prune).rati
 from __future__ import annotations
 
 import copy
-import dataclasses
 import hashlib
 import json
 import os
@@ -175,6 +174,3 @@ def load_recipe(path: str | os.PathLike, *, overrides: list[str] | None = None) 
         raw = apply_overrides(raw if isinstance(raw, dict) else {}, overrides)
     return parse_recipe(raw, source=str(path))
 
-
-def replace_stage_config(spec: StageSpec, **changes: Any) -> StageSpec:
-    return dataclasses.replace(spec, config=dataclasses.replace(spec.config, **changes))
