@@ -63,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     # train
     "fit": "slimkit.train:fit",
     "evaluate": "slimkit.train:evaluate",
+    "recalibrate_bn": "slimkit.train:recalibrate_bn",
     "TrainConfig": "slimkit.train:TrainConfig",
     "TrainResult": "slimkit.train:TrainResult",
     "Hook": "slimkit.train:Hook",

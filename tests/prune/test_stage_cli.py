@@ -62,3 +62,20 @@ def test_cli_dry_run_and_errors(tmp_path, capsys):
     assert "no such model file" in capsys.readouterr().err
     assert main(["prune", str(src), "--ratio", "3", "--out", str(tmp_path / "o.pt")]) == 2
     assert "ratio" in capsys.readouterr().err
+
+
+def test_prune_stage_recalibrates_batchnorm_and_takes_every_prune_option(tmp_path):
+    stage = load_stages().get("prune")
+    config = parse_config(stage.config_cls, {"ratio": 0.5, "recalibrate_batches": 2, "debias": True,
+                                             "attention": "heads", "latency_weight": 0.0})
+    data = slimkit.load_dataset("synthetic", num_samples=64, in_channels=3, image_size=8, num_classes=3)
+    model, x = build_arch("resnet")
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for bn in norms:
+        bn.running_mean.fill_(5.0)  # stale statistics the stage must replace
+    ctx = StageContext(model=model, data=data, example_inputs=x, run_dir=tmp_path, stage_dir=tmp_path / "prune",
+                       device=torch.device("cpu"), batch_size=16)
+    stage.run(ctx, config)
+    assert norms and all(not bool((bn.running_mean == 5.0).any()) for bn in norms)
+    with pytest.raises(ConfigError, match="recalibrate_batches"):
+        parse_config(stage.config_cls, {"recalibrate_batches": -1})

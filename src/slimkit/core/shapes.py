@@ -67,10 +67,23 @@ def _groupnorm(m: nn.Module) -> None:
 
 @register_syncer(nn.MultiheadAttention)
 def _multihead_attention(m: nn.Module) -> None:
-    # every head loses the same per-head dims: num_heads stays, head_dim shrinks
+    # num_heads is set first by whoever removed whole heads (the pruner, or load_model from the saved count);
+    # otherwise every head lost the same per-head dims: num_heads stays, head_dim shrinks
     if m.in_proj_weight is not None:
         m.embed_dim = m.kdim = m.vdim = m.in_proj_weight.shape[1]
         m.head_dim = m.embed_dim // m.num_heads
+
+
+def restore_attention_heads(model: nn.Module, heads: Mapping[str, int]) -> None:
+    """Set the saved ``num_heads`` of each ``nn.MultiheadAttention`` (before its weights are resized and loaded)."""
+    for name, count in heads.items():
+        try:
+            module = model.get_submodule(name) if name else model
+        except AttributeError:
+            raise CheckpointError(f"attention_heads: the model has no module {name!r}") from None
+        if not isinstance(module, nn.MultiheadAttention) or not isinstance(count, int) or count < 1:
+            raise CheckpointError(f"attention_heads: {name!r} is not an attention layer with a positive head count")
+        module.num_heads = count
 
 
 @register_syncer(nn.LayerNorm)

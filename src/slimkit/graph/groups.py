@@ -63,6 +63,7 @@ class ChannelGraph:
         self.macs_terms: list[MacsTerm] = rec.macs
         self.activity = rec.activity
         self.module_ms = tracer.module_ms
+        self.whole_heads = tracer.whole_heads
         self.assumptions = sorted(tracer.assumptions)
         self.unknown_ops = sorted(tracer.unknown_ops)
         self.shapes = [tuple(t.shape) for t in self.tensors]
@@ -215,10 +216,13 @@ class ChannelGraph:
         }
 
 
-def build_graph(model: nn.Module, example_inputs: Any, *, record_activity: bool = False) -> ChannelGraph:
+def build_graph(model: nn.Module, example_inputs: Any, *, record_activity: bool = False,
+                attention: str = "head_dims") -> ChannelGraph:
     """Trace ``model`` on ``example_inputs`` and resolve its channels and groups.
 
     ``record_activity`` also keeps the per-channel fraction of zeros after each ReLU (used by ``apoz``).
+    ``attention`` is the unit removed from ``nn.MultiheadAttention``: ``head_dims`` (the same dims in every head;
+    ``num_heads`` stays) or ``heads`` (whole heads; ``head_dim`` stays).
 
     Raises:
         GraphError: naming the module where the forward pass failed.
@@ -227,7 +231,10 @@ def build_graph(model: nn.Module, example_inputs: Any, *, record_activity: bool 
 
     t0 = time.perf_counter()
     tracer = Tracer(model)
+    if attention not in ("head_dims", "heads"):
+        raise ValueError(f"attention must be 'head_dims' or 'heads', got {attention!r}")
     tracer.record_activity = record_activity
+    tracer.attention = attention
     with torch.no_grad():
         out = tracer.run(example_inputs)
     graph = ChannelGraph(model, tracer, time.perf_counter() - t0)

@@ -1,4 +1,4 @@
-"""Modules traced as single nodes: ``nn.MultiheadAttention`` (pruned by per-head dims) and recurrent layers (untouched).
+"""Modules traced as single nodes: ``nn.MultiheadAttention`` (per-head dims or whole heads) and recurrent layers (untouched).
 
 Register your own with :func:`slimkit.graph.register_leaf` (a handler) or :func:`register_untouched` (a type the
 engine must leave alone: channels reaching it are blocked and reported).
@@ -26,11 +26,15 @@ register_untouched(nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell)
 
 @register_leaf(nn.MultiheadAttention)
 def multihead_attention(tr: Tracer, m: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
-    """Embedding slot ``i`` of q, k, v and the output are one channel; slot ``d`` is pruned in every head.
+    """Embedding slot ``i`` of q, k, v and the output are one channel; the unit removed is per-head dims or heads.
 
     ``nn.MultiheadAttention`` ties its input width, its per-head q/k/v widths and its output width to one
     ``embed_dim`` (``in_proj_weight`` is ``(3E, E)``), so slot ``i`` couples input column ``i``, q/k/v row ``i`` and
-    output row ``i``; every head loses the same per-head dims so ``num_heads`` stays and ``head_dim`` shrinks.
+    output row ``i``. With ``tr.attention == "head_dims"`` every head loses the same per-head dims (``num_heads``
+    stays, ``head_dim`` shrinks, and the softmax scale 1/sqrt(head_dim) changes, so the cut is inexact); with
+    ``"heads"`` the ``head_dim`` slots of a head are one unit, removed whole (``head_dim`` and the scale stay, so
+    a head with no effect is removed exactly). Because the module cannot give its input a width other than
+    ``embed_dim``, the input channels at a removed head's slots go with it.
     """
     query, key, value = (_arg(args, kwargs, i, n) for i, n in enumerate(("query", "key", "value")))
     tensors = [t for t in (query, key, value) if isinstance(t, torch.Tensor)]
@@ -41,7 +45,12 @@ def multihead_attention(tr: Tracer, m: nn.Module, args: tuple, kwargs: dict, out
     e, h = m.embed_dim, m.num_heads
     slots = tr.rec.fresh(e)
     grid = slots.view(h, e // h)
-    tr.rec.unify(grid, grid[:1].expand_as(grid), "attention heads keep equal widths")
+    whole = tr.attention == "heads"
+    if whole:
+        tr.rec.unify(grid, grid[:, :1].expand_as(grid), "a head is removed whole")
+        tr.whole_heads.append(m)
+    else:
+        tr.rec.unify(grid, grid[:1].expand_as(grid), "attention heads keep equal widths")
     k_in = tr.tensor_index(m.in_proj_weight)
     tr.param_fields(m.in_proj_weight, {})  # make sure its ids exist, then pin them to the slots
     fw = tr.fields(m.in_proj_weight)
@@ -57,7 +66,8 @@ def multihead_attention(tr: Tracer, m: nn.Module, args: tuple, kwargs: dict, out
         f = tr.param_fields(t, roles)
         for d in f:
             tr.rec.unify(f[d], slots.repeat(t.shape[d] // e))
-    tr.rec.contracted.append(slots)
+    if not whole:
+        tr.rec.contracted.append(slots)
     for t in tensors:
         f = tr.fields(t)
         last = t.ndim - 1

@@ -108,6 +108,8 @@ class Tracer:
         self.module_ids: list[int] = []
         self.module_ms: dict[int, float] = {}  # compute time of each module's own ops during the trace
         self.record_activity = False  # per-channel zero fractions after ReLUs (for APoZ)
+        self.attention = "head_dims"  # nn.MultiheadAttention: remove the same dims in every head, or whole heads
+        self.whole_heads: list[nn.Module] = []  # attention modules traced with whole heads as their unit
         for fqn, module in model.named_modules(remove_duplicate=False):
             for table, is_param in ((module._parameters, True), (module._buffers, False)):
                 for attr, t in table.items():

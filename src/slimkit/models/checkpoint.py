@@ -33,7 +33,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, *, metadata: dict[str,
         "format": FORMAT,
         "spec": spec,
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "metadata": metadata or {},
+        "metadata": {**_structure_metadata(model), **(metadata or {})},
     }
     return atomic_write(path, lambda f: torch.save(payload, f))
 
@@ -56,7 +56,14 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 # functions are named here, so a file cannot make the loader import anything else.
 STRUCTURE_RESTORERS: dict[str, str] = {
     "lowrank_plan": "slimkit.lowrank.api:apply_plan",
+    "attention_heads": "slimkit.core.shapes:restore_attention_heads",
 }
+
+
+def _structure_metadata(model: nn.Module) -> dict[str, Any]:
+    """What the weights' shapes alone cannot tell: the head count of attention layers (whole heads pruned)."""
+    heads = {name: m.num_heads for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)}
+    return {"attention_heads": heads} if heads else {}
 
 
 def _restore_structure(model: nn.Module, metadata: dict[str, Any]) -> None:

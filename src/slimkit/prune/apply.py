@@ -113,6 +113,9 @@ def apply_removal(graph: ChannelGraph, removed: torch.Tensor, example_inputs: An
             for fqn, module, attr, is_param in graph.locations[k]:
                 (module._parameters if is_param else module._buffers)[attr] = new
                 touched[id(module)] = (fqn, module)
+        for module in graph.whole_heads:
+            if id(module) in touched:  # whole heads went: head_dim stays, the head count follows the width
+                module.num_heads = module.in_proj_weight.shape[1] // module.head_dim
         for fqn, module in touched.values():
             try:
                 sync_attributes(module)

@@ -50,6 +50,8 @@ class PruneConfig:
         latency_weight: hardware-aware global ranking by ``importance / (ms saved) ** latency_weight``, the
             per-layer latency measured on ``latency_device`` (0: off; 1: importance per millisecond; 2: favour
             speed more). Under a MACs budget the cut then lands where it buys the most time.
+        attention: unit removed from ``nn.MultiheadAttention``: ``head_dims`` (the same dims in every head) or
+            ``heads`` (whole heads; exact for a head without effect, and the kernels keep their head size).
         round_to: keep channel counts at multiples of this (8 for tensor cores / SIMD widths).
         min_channels: never keep fewer channels than this in a group.
         max_group_ratio: never remove more than this fraction of one group (global/budget modes).
@@ -76,6 +78,7 @@ class PruneConfig:
     latency_device: str = "cpu"
     latency_batch_size: int = 1
     latency_weight: float = 0.0
+    attention: Literal["head_dims", "heads"] = "head_dims"
     round_to: int | None = None
     min_channels: int = 1
     max_group_ratio: float = 0.9
@@ -93,6 +96,8 @@ class PruneConfig:
         object.__setattr__(self, "normalize", Normalize(self.normalize))
         object.__setattr__(self, "aggregate", Aggregate(self.aggregate))
         object.__setattr__(self, "ignore", tuple(self.ignore))
+        if self.attention not in ("head_dims", "heads"):
+            raise ValueError(f"attention must be 'head_dims' or 'heads', got {self.attention!r}")
         if self.round_to is not None and self.round_to < 1:
             raise ValueError(f"round_to must be >= 1, got {self.round_to}")
         if self.min_channels < 1:

@@ -173,7 +173,8 @@ def plan_pruning(model: nn.Module, example_inputs: Any, config: PruneConfig | di
             config = replace(config, **options)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"PruneConfig: {err}") from None
-    graph = build_graph(model, _as_tuple(example_inputs), record_activity=config.importance == "apoz")
+    graph = build_graph(model, _as_tuple(example_inputs), record_activity=config.importance == "apoz",
+                        attention=config.attention)
     if config.strict:
         for g in graph.skipped:
             if "model output" not in g.reason:

@@ -24,6 +24,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--scope", default="global", choices=["global", "local"], help="ranking scope (default global)")
     p.add_argument("--macs-reduction", type=float, default=None, help="prune until MACs fall by this factor")
     p.add_argument("--round-to", type=int, default=None, help="keep channel counts at multiples of this")
+    p.add_argument("--debias", action="store_true", help="score per weight element so wide layers do not dominate")
+    p.add_argument("--attention", default="head_dims", choices=["head_dims", "heads"],
+                   help="unit removed from nn.MultiheadAttention: the same dims in every head, or whole heads")
+    p.add_argument("--latency-weight", type=float, default=0.0,
+                   help="rank by importance / (CPU ms saved)**w, so the cut lands where it buys time (default 0)")
     p.add_argument("--ignore", action="append", default=[], help="module name or glob to leave untouched (repeat)")
     p.add_argument("--input-size", type=str, default=None, help="input HxW for tracing (default 28 or 32)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
@@ -53,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     h, w = _size(args.input_size, in_channels)
     example = (torch.randn(1, in_channels, h, w),)
     options = {"ratio": args.ratio, "importance": args.importance, "scope": args.scope,
-               "macs_reduction": args.macs_reduction, "round_to": args.round_to, "ignore": tuple(args.ignore)}
+               "macs_reduction": args.macs_reduction, "round_to": args.round_to, "ignore": tuple(args.ignore),
+               "debias": args.debias, "attention": args.attention, "latency_weight": args.latency_weight}
     plan = plan_pruning(model, example, options)
     report = plan.report if args.dry_run else plan.apply()
     if not args.dry_run:

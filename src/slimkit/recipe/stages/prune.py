@@ -5,56 +5,43 @@ Writes the per-group table to ``prune.txt`` and the report to ``prune.json`` in 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
 
 from slimkit.core.io import atomic_write_bytes, atomic_write_json
 from slimkit.core.modules import model_device
-from slimkit.prune.config import Aggregate, Normalize, Scope
+from slimkit.prune.config import PruneConfig
 from slimkit.prune.structured import prune_channels
 from slimkit.recipe._registry import register_stage
 from slimkit.recipe.context import StageContext
+from slimkit.train.bn_recalibration import recalibrate_bn
 
 
 @dataclass(frozen=True)
-class PruneStageConfig:
-    """Options of the ``prune`` stage: the fields of :class:`slimkit.PruneConfig`, plus data for the criteria.
+class PruneStageConfig(PruneConfig):
+    """Options of the ``prune`` stage: every field of :class:`slimkit.PruneConfig`, plus data the stage feeds.
 
     Attributes:
         calibration_batches: training batches used by ``taylor`` (gradients) and ``apoz`` (activations).
+        recalibrate_batches: after the cut, re-estimate BatchNorm statistics on this many training batches
+            (``slimkit.recalibrate_bn``; 0 = off). A freshly pruned network evaluated on stale statistics can
+            score near chance; this costs forward passes only.
     """
 
-    ratio: float = 0.5
-    importance: str = "l1"
-    scope: Scope = Scope.GLOBAL
-    normalize: Normalize = Normalize.MEAN
-    aggregate: Aggregate = Aggregate.MEAN
-    ignore: tuple[str, ...] = ()
-    ratios: dict[str, float] = field(default_factory=dict)
-    target_macs: float | None = None
-    macs_reduction: float | None = None
-    target_params: float | None = None
-    round_to: int | None = None
-    min_channels: int = 1
-    max_group_ratio: float = 0.9
-    allow_inexact: bool = True
-    strict: bool = False
     calibration_batches: int = 4
+    recalibrate_batches: int = 0
 
     def __post_init__(self) -> None:
-        self.prune_config()  # validates every shared field
+        super().__post_init__()
         if self.calibration_batches < 1:
             raise ValueError(f"calibration_batches must be >= 1, got {self.calibration_batches}")
+        if self.recalibrate_batches < 0:
+            raise ValueError(f"recalibrate_batches must be >= 0, got {self.recalibrate_batches}")
 
-    def prune_config(self) -> Any:
-        from dataclasses import fields
-
-        from slimkit.prune.config import PruneConfig
-
-        names = {f.name for f in fields(PruneConfig)}
-        return PruneConfig(**{f.name: getattr(self, f.name) for f in fields(self) if f.name in names})
+    def prune_config(self) -> PruneConfig:
+        return PruneConfig(**{f.name: getattr(self, f.name) for f in fields(PruneConfig)})
 
 
 def _on(inputs: tuple, device: torch.device) -> tuple:
@@ -74,6 +61,9 @@ def prune_stage(ctx: StageContext, config: PruneStageConfig) -> dict[str, Any]:
         if config.importance == "apoz":
             inputs = (data[0][0],)
     report = prune_channels(ctx.model, inputs, config.prune_config(), importance_data=data)
+    if config.recalibrate_batches:
+        recalibrate_bn(ctx.model, ctx.data.train, batches=config.recalibrate_batches, batch_size=ctx.batch_size,
+                       seed=ctx.seed)
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(ctx.stage_dir / "prune.txt", (report.table(limit=1000) + "\n").encode())
     atomic_write_json(ctx.stage_dir / "prune.json", report.to_dict())
