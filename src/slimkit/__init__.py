@@ -7,6 +7,7 @@ Everything not listed here is internal.
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 __version__ = "0.1.0"
@@ -92,6 +93,11 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'slimkit' has no attribute {name!r}")
     module_name, _, attr = target.partition(":")
     value = getattr(importlib.import_module(module_name), attr)
+    package = sys.modules.get(f"{__name__}.{name}")
+    if package is not None and callable(package):
+        # a verb named like its package (``profile``): keep the callable package bound, so that
+        # ``import slimkit.profile as p`` still yields the package after the verb was used
+        value = package
     globals()[name] = value
     return value
 

@@ -76,6 +76,20 @@ def test_transaction_restores_everything_on_error():
     assert torch.equal(model(x), before)
 
 
+def test_transaction_that_only_replaces_keeps_references_not_copies():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8))
+    conv, weight, mean = model[0], model[0].weight, model[1].running_mean
+    reference = weight.detach().clone()
+    with pytest.raises(RuntimeError, match="boom"):
+        with transaction(model, replaces_only=True):
+            conv.weight = nn.Parameter(weight[:4].clone())
+            model[1].running_mean = mean[:4].clone()
+            conv.out_channels = 4
+            raise RuntimeError("boom")
+    assert conv.weight is weight and model[1].running_mean is mean and conv.out_channels == 8
+    assert torch.equal(conv.weight, reference)
+
+
 def test_module_helpers():
     model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.Linear(4, 2)))
     assert label("1.0", model[1][0]) == "1.0 (Linear)"

@@ -12,7 +12,7 @@ from torch import nn
 class _Snapshot:
     """Per-module attribute dicts and tensor contents, enough to undo slicing, replacement and in-place edits."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, copy_data: bool = True) -> None:
         self.modules: list[tuple[nn.Module, dict, dict, dict, dict]] = []
         self.tensors: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = {}
         for module in model.modules():
@@ -20,7 +20,7 @@ class _Snapshot:
                 (module, dict(module.__dict__), dict(module._parameters), dict(module._buffers), dict(module._modules))
             )
             for tensor in list(module._parameters.values()) + list(module._buffers.values()):
-                if tensor is not None and id(tensor) not in self.tensors:
+                if copy_data and tensor is not None and id(tensor) not in self.tensors:
                     grad = tensor.grad.detach().clone() if tensor.grad is not None else None
                     self.tensors[id(tensor)] = (tensor, tensor.detach().clone(), grad)
 
@@ -38,14 +38,18 @@ class _Snapshot:
 
 
 @contextlib.contextmanager
-def transaction(model: nn.Module) -> Iterator[None]:
+def transaction(model: nn.Module, *, replaces_only: bool = False) -> Iterator[None]:
     """Run the body; if it raises, put ``model`` back exactly as before and re-raise.
+
+    ``replaces_only=True`` promises that the body swaps parameters/buffers for new tensors and sets attributes
+    but never writes into an existing tensor (structured pruning slices into new tensors): then only references
+    are kept, not copies of every weight, which saves a full copy of the model (tens of ms for a ResNet-50).
 
     Example:
         >>> with transaction(model):
         ...     slice_everything(model)   # any error here leaves model untouched
     """
-    snapshot = _Snapshot(model)
+    snapshot = _Snapshot(model, copy_data=not replaces_only)
     try:
         yield
     except BaseException:

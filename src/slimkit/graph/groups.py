@@ -162,8 +162,12 @@ class ChannelGraph:
 
     # -- costs -------------------------------------------------------------------------------------
     def _cost_index(self) -> None:
-        """Flatten the cost model once: every (term, id list) pair becomes a segment of one long index."""
-        comps, seg, seg_term, seg_len, weights = [], [], [], [], []
+        """Flatten the cost model once: every distinct id list becomes a segment of one long index.
+
+        A channel's ids recur in many places (a conv's output rows, its BN's four vectors, the next conv's input
+        columns), so identical lists are stored once and each (term, list) pair points at its segment: the
+        budget bisection evaluates the model dozens of times, and each evaluation then touches every id once.
+        """
         terms: list[tuple[float, list[torch.Tensor]]] = [(float(t.macs), t.ids) for t in self.macs_terms]
         per_dim: dict[int, dict[int, torch.Tensor]] = {}
         for o in self.occurrences:
@@ -172,18 +176,27 @@ class ChannelGraph:
         for k, t in enumerate(self.tensors):
             if any(p for *_, p in self.locations[k]):
                 terms.append((float(t.numel()), list(per_dim.get(k, {}).values())))
+        unique: dict[bytes, int] = {}
+        comps, seg_len, weights, use_seg, use_term = [], [], [], [], []
         for i, (w, ids_list) in enumerate(terms):
             weights.append(w)
             for ids in ids_list:
-                comps.append(self.comp[ids])
-                seg.append(torch.full((len(ids),), len(seg_len), dtype=torch.long))
-                seg_term.append(i)
-                seg_len.append(len(ids))
+                c = self.comp[ids]
+                key = c.numpy().tobytes()
+                u = unique.get(key)
+                if u is None:
+                    u = unique[key] = len(seg_len)
+                    comps.append(c)
+                    seg_len.append(len(c))
+                use_seg.append(u)
+                use_term.append(i)
+        lengths = torch.tensor(seg_len, dtype=torch.long)
         self._cost = (
             torch.cat(comps) if comps else torch.zeros(0, dtype=torch.long),
-            torch.cat(seg) if seg else torch.zeros(0, dtype=torch.long),
-            torch.tensor(seg_term, dtype=torch.long),
-            torch.tensor(seg_len, dtype=torch.float64),
+            torch.repeat_interleave(torch.arange(len(seg_len)), lengths),
+            lengths.double(),
+            torch.tensor(use_seg, dtype=torch.long),
+            torch.tensor(use_term, dtype=torch.long),
             torch.tensor(weights, dtype=torch.float64),
             n_macs,
         )
@@ -191,11 +204,12 @@ class ChannelGraph:
     def _costs(self, removed: torch.Tensor | None) -> tuple[float, float]:
         if not hasattr(self, "_cost"):
             self._cost_index()
-        comps, seg, seg_term, seg_len, weights, n_macs = self._cost
+        comps, seg, seg_len, use_seg, use_term, weights, n_macs = self._cost
         factor = torch.ones(len(weights), dtype=torch.float64)
         if removed is not None and len(seg_len):
-            kept = torch.zeros(len(seg_len), dtype=torch.float64).index_add_(0, seg, (~removed[comps]).double())
-            factor.scatter_reduce_(0, seg_term, kept / seg_len.clamp_min(1), reduce="prod")
+            keep = (~removed).double()
+            kept = torch.zeros(len(seg_len), dtype=torch.float64).index_add_(0, seg, keep[comps])
+            factor.scatter_reduce_(0, use_term, (kept / seg_len.clamp_min(1))[use_seg], reduce="prod")
         total = weights * factor
         return float(total[:n_macs].sum()), float(total[n_macs:].sum())
 

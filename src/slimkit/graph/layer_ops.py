@@ -19,9 +19,15 @@ if TYPE_CHECKING:
     from slimkit.graph.tracer import Tracer
 
 
+def _all_channels(ids: torch.Tensor | None) -> bool:
+    return ids is not None and bool((ids >= 0).all())
+
+
 def _bias(tr: Tracer, bias: Any, ids: torch.Tensor | None, why: str) -> None:
     if isinstance(bias, torch.Tensor) and bias.numel() > 1:
-        couple(tr, ids, tr.param_fields(bias, {0: "out"}).get(0), why)
+        own = tr.param_fields(bias, {0: "out"}, {0: ids} if _all_channels(ids) else None).get(0)
+        if own is not ids:
+            couple(tr, ids, own, why)
 
 
 def _pass_batch(tr: Tracer, fx: Fields, result: Fields, name: str, channel_dims: set[int]) -> None:
@@ -39,15 +45,16 @@ def conv(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: 
     x, w = args[0], args[1]
     bias = _arg(args, kwargs, 2, "bias")
     groups = int(_arg(args, kwargs, 6, "groups", 1))
-    fx, fw = tr.fields(x), tr.param_fields(w, {0: "out", 1: "in"})
-    for kd in range(2, w.ndim):
-        if kd in fw:
-            tr.rec.block(fw[kd], "kernel dims are not channels")
-    out_ids, in_ids, w_in = fw.get(0), fx.get(1), fw.get(1)
+    fx = tr.fields(x)
+    in_ids = fx.get(1)
+    adopt = {1: in_ids} if groups == 1 and _all_channels(in_ids) else None
+    fw = tr.param_fields(w, {0: "out", 1: "in"}, adopt, dims=(0, 1))  # kernel dims are never channels
+    out_ids, w_in = fw.get(0), fw.get(1)
     n_out, per_group = w.shape[0], w.shape[1]
     why = f"{name} input channels"
     if groups == 1:
-        couple(tr, in_ids, w_in, why)
+        if w_in is not in_ids:
+            couple(tr, in_ids, w_in, why)
     elif per_group == 1:
         mult = n_out // groups
         if out_ids is None or in_ids is None:
@@ -112,9 +119,12 @@ def linear(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out
 
 
 def _norm_params(tr: Tracer, ids: torch.Tensor | None, tensors: Sequence[Any], why: str) -> None:
+    adopt = {0: ids} if ids is not None and bool((ids >= 0).all()) else None  # one check for all four vectors
     for t in tensors:
         if isinstance(t, torch.Tensor) and t.numel() > 1:
-            couple(tr, ids, tr.param_fields(t, {0: "norm"}).get(0), why)
+            own = tr.param_fields(t, {0: "norm"}, adopt).get(0)
+            if own is not ids:
+                couple(tr, ids, own, why)
 
 
 @register_op("batch_norm", "instance_norm")

@@ -8,7 +8,7 @@ input takes. Tensors are tracked by identity, kept alive for the duration of the
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -127,8 +127,15 @@ class Tracer:
     def tensor_index(self, t: torch.Tensor) -> int | None:
         return self._index.get(id(t))
 
-    def param_fields(self, t: torch.Tensor, roles: dict[int, str]) -> Fields:
-        """Fields of a parameter/buffer: fresh ids per dim (size > 1), each registered as an occurrence."""
+    def param_fields(self, t: torch.Tensor, roles: dict[int, str], adopt: Fields | None = None,
+                     dims: Sequence[int] | None = None) -> Fields:
+        """Fields of a parameter/buffer: fresh ids per dim (size > 1), each registered as an occurrence.
+
+        ``adopt`` gives ids (all channels, no fixed position) that a dim is coupled to anyway, e.g. a BatchNorm
+        vector and its input's channels: on the tensor's first use they become its ids directly, which saves
+        making fresh ids and a coupling edge per vector (tracing cost, graph size). ``dims`` limits labelling to
+        those dims (a conv kernel's spatial dims are never channels, so they get no ids at all).
+        """
         k = self._index.get(id(t))
         if k is None:
             return self._fields.get(id(t), {})
@@ -136,8 +143,9 @@ class Tracer:
             self._param_done.add(k)
             fields: Fields = {}
             for d, n in enumerate(t.shape):
-                if n > 1:
-                    fields[d] = self.rec.fresh(n)
+                if n > 1 and (dims is None or d in dims):
+                    given = adopt.get(d) if adopt else None
+                    fields[d] = given if given is not None and given.shape == (n,) else self.rec.fresh(n)
                     self.rec.occur(k, d, fields[d], roles.get(d, "aux"))
             self._fields[id(t)] = fields
         elif "in" in roles.values():  # a tied tensor also consumed here: zeroing it as a consumer is what's safe

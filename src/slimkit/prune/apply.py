@@ -98,7 +98,7 @@ def apply_removal(graph: ChannelGraph, removed: torch.Tensor, example_inputs: An
         return plan
     before = graph.output_shapes
     replaced: dict[int, torch.Tensor] = {}
-    with transaction(model):
+    with transaction(model, replaces_only=True):  # slicing makes new tensors; the old ones stay intact
         touched: dict[int, tuple[str, nn.Module]] = {}
         for k, dims in plan.items():
             old = graph.tensors[k]

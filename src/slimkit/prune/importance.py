@@ -46,9 +46,8 @@ def _per_slice(graph: ChannelGraph, values: Callable[[torch.Tensor, int], torch.
                params_only: bool = True) -> Scores:
     """Aggregate ``values(tensor, dim) -> per-position score`` over every occurrence into per-channel scores."""
     nc = graph.num_channels
-    total = torch.zeros(nc, dtype=torch.float64)
-    count = torch.zeros(nc, dtype=torch.float64)
-    best = torch.zeros(nc, dtype=torch.float64)
+    all_comps: list[torch.Tensor] = []
+    all_values: list[torch.Tensor] = []
     for o in graph.occurrences:
         if o.role not in roles:
             continue
@@ -63,10 +62,14 @@ def _per_slice(graph: ChannelGraph, values: Callable[[torch.Tensor, int], torch.
         v = v.double().reshape(-1)
         if ctx.debias:
             v = v / max(t.numel() // max(t.shape[o.dim], 1), 1)
-        comps = graph.comp[o.ids]
-        total.index_add_(0, comps, v)
-        count.index_add_(0, comps, torch.ones_like(v))
-        best.scatter_reduce_(0, comps, v, reduce="amax")
+        all_comps.append(graph.comp[o.ids])
+        all_values.append(v)
+    # one scatter per statistic over every occurrence at once (hundreds of tiny scatters cost more than the math)
+    comps = torch.cat(all_comps) if all_comps else torch.zeros(0, dtype=torch.long)
+    v = torch.cat(all_values) if all_values else torch.zeros(0, dtype=torch.float64)
+    total = torch.zeros(nc, dtype=torch.float64).index_add_(0, comps, v)
+    count = torch.bincount(comps, minlength=nc).double()
+    best = torch.zeros(nc, dtype=torch.float64).scatter_reduce_(0, comps, v, reduce="amax")
     valid = count > 0
     if ctx.aggregate == "sum":
         scores = total

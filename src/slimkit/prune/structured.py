@@ -18,6 +18,7 @@ from torch import nn
 
 from slimkit.core.config import parse_config
 from slimkit.core.errors import ConfigError, GraphError
+from slimkit.core.gc_pause import gc_paused
 from slimkit.graph.groups import ChannelGraph, build_graph
 from slimkit.prune.apply import apply_removal
 from slimkit.prune.config import PruneConfig
@@ -173,32 +174,33 @@ def plan_pruning(model: nn.Module, example_inputs: Any, config: PruneConfig | di
             config = replace(config, **options)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"PruneConfig: {err}") from None
-    graph = build_graph(model, _as_tuple(example_inputs), record_activity=config.importance == "apoz",
-                        attention=config.attention)
-    if config.strict:
-        for g in graph.skipped:
-            if "model output" not in g.reason:
-                raise GraphError(f"cannot prune group {g.name}: {g.reason}")
-    ctx = ImportanceContext(config.aggregate.value, config.debias, config.seed, _as_tuple(example_inputs),
-                            importance_data, loss_fn)
-    scores = channel_scores(graph, config.importance, ctx) if graph.num_channels else torch.zeros(0)
-    groups, excluded = eligible_groups(graph, scores, config)
-    trail: list[tuple[float, float]] = []
-    cost = None
-    if config.latency_weight > 0 and config.scope == "global":
-        from slimkit.prune.latency import latency_per_channel
+    with gc_paused():
+        graph = build_graph(model, _as_tuple(example_inputs), record_activity=config.importance == "apoz",
+                            attention=config.attention)
+        if config.strict:
+            for g in graph.skipped:
+                if "model output" not in g.reason:
+                    raise GraphError(f"cannot prune group {g.name}: {g.reason}")
+        ctx = ImportanceContext(config.aggregate.value, config.debias, config.seed, _as_tuple(example_inputs),
+                                importance_data, loss_fn)
+        scores = channel_scores(graph, config.importance, ctx) if graph.num_channels else torch.zeros(0)
+        groups, excluded = eligible_groups(graph, scores, config)
+        trail: list[tuple[float, float]] = []
+        cost = None
+        if config.latency_weight > 0 and config.scope == "global":
+            from slimkit.prune.latency import latency_per_channel
 
-        cost = latency_per_channel(graph, _as_tuple(example_inputs), config)
-    if config.target_latency_ms is not None:
-        from slimkit.prune.latency import select_for_latency
+            cost = latency_per_channel(graph, _as_tuple(example_inputs), config)
+        if config.target_latency_ms is not None:
+            from slimkit.prune.latency import select_for_latency
 
-        removed, trail = select_for_latency(graph, scores, groups, config, _as_tuple(example_inputs), cost=cost)
-    elif config.target_macs is not None or config.macs_reduction is not None or config.target_params is not None:
-        removed = select_for_budget(graph, scores, groups, config, cost)
-    else:
-        removed = select_channels(graph, scores, groups, config, config.ratio, cost)
-    plan = make_plan(graph, removed, example_inputs, config, [(g.name, why) for g, why in excluded])
-    plan.report.latency_trail = trail
+            removed, trail = select_for_latency(graph, scores, groups, config, _as_tuple(example_inputs), cost=cost)
+        elif config.target_macs is not None or config.macs_reduction is not None or config.target_params is not None:
+            removed = select_for_budget(graph, scores, groups, config, cost)
+        else:
+            removed = select_channels(graph, scores, groups, config, config.ratio, cost)
+        plan = make_plan(graph, removed, example_inputs, config, [(g.name, why) for g, why in excluded])
+        plan.report.latency_trail = trail
     return plan
 
 
@@ -222,4 +224,5 @@ def prune_channels(model: nn.Module, example_inputs: Any, config: PruneConfig | 
         >>> report.macs_reduction
     """
     plan = plan_pruning(model, example_inputs, config, importance_data=importance_data, loss_fn=loss_fn, **options)
-    return plan.apply(optimizer=optimizer)
+    with gc_paused():
+        return plan.apply(optimizer=optimizer)
