@@ -264,6 +264,20 @@ def test_latency_aware_ranking_uses_measured_per_layer_costs():
     assert model(x[0]).shape == (2, 5)
 
 
+def test_latency_of_weightless_modules_goes_to_the_channels_they_produce():
+    from slimkit.prune.latency import latency_per_channel
+
+    model = nn.Sequential(nn.Conv2d(3, 6, 1), nn.ReLU(), nn.Conv2d(6, 2, 1))
+    x = torch.randn(1, 3, 4, 4)
+    plan = slimkit.plan_pruning(model, x, ratio=0.5, latency_weight=1.0)
+    graph = plan.graph
+    graph.module_ms = {id(model[1]): 3.0}  # only the activation took time
+    cost = latency_per_channel(graph, (x,), plan.config)
+    (hidden,) = [g for g in graph.groups if "0" in g.modules]
+    torch.testing.assert_close(cost[hidden.channels], torch.full((6,), 0.5))
+    assert float(cost.sum()) == pytest.approx(3.0)
+
+
 def test_plan_group_costs_add_up_for_independent_groups():
     model, x = build_arch("conv_bn_relu")
     plan = slimkit.plan_pruning(model, x, ratio=0.5, scope="local")

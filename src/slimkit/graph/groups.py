@@ -64,6 +64,7 @@ class ChannelGraph:
         self.activity = rec.activity
         self.module_ms = tracer.module_ms
         self.whole_heads = tracer.whole_heads
+        self.module_channels = tracer.module_channels
         self.assumptions = sorted(tracer.assumptions)
         self.unknown_ops = sorted(tracer.unknown_ops)
         self.shapes = [tuple(t.shape) for t in self.tensors]

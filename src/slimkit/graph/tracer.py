@@ -73,15 +73,19 @@ class _Mode(TorchFunctionMode):
     def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
         tr = self.tracer
-        t0 = time.perf_counter()
+        # CPU time, not wall time: on a busy machine wall time also counts the waits for a core, which land on
+        # random ops and would make the per-layer latency table (``latency_weight``) noise
+        t0 = time.process_time()
         out = func(*args, **kwargs)
         if tr.module_ids and not tr.busy:  # compute time of the op, charged to the module running it
             key = tr.module_ids[-1]
-            tr.module_ms[key] = tr.module_ms.get(key, 0.0) + (time.perf_counter() - t0) * 1e3
+            tr.module_ms[key] = tr.module_ms.get(key, 0.0) + (time.process_time() - t0) * 1e3
         if not tr.busy and not tr.leaf_depth:
             tr.busy = True
             try:
                 tr.record(func, args, kwargs, out)
+                if tr.module_ids:
+                    tr.note_module_output(out)
             finally:
                 tr.busy = False
         return out
@@ -107,6 +111,7 @@ class Tracer:
         self.assumptions: set[str] = set()  # rules the graph relies on that a verification forward should check
         self.module_ids: list[int] = []
         self.module_ms: dict[int, float] = {}  # compute time of each module's own ops during the trace
+        self.module_channels: dict[int, list[torch.Tensor]] = {}  # channel ids produced by each module's own ops
         self.record_activity = False  # per-channel zero fractions after ReLUs (for APoZ)
         self.attention = "head_dims"  # nn.MultiheadAttention: remove the same dims in every head, or whole heads
         self.whole_heads: list[nn.Module] = []  # attention modules traced with whole heads as their unit
@@ -166,6 +171,13 @@ class Tracer:
         self._fields[id(t)] = fields
         self._alive.append(t)
         self.rec.mark_flow(fields)
+
+    def note_module_output(self, out: Any) -> None:
+        """Remember which channels the running module's op produced (to share its time among them)."""
+        if isinstance(out, torch.Tensor):
+            fields = self._fields.get(id(out))
+            if fields:
+                self.module_channels.setdefault(self.module_ids[-1], []).extend(fields.values())
 
     # -- recording ---------------------------------------------------------------------------------
     def record(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:

@@ -132,7 +132,9 @@ def latency_per_channel(graph: ChannelGraph, example_inputs: tuple, config: Prun
     size, the compute time of each module's ops recorded during tracing is used: no extra forward passes).
 
     A layer counts once per sliced dim (a conv's outputs and its inputs; a BatchNorm once), so a channel that
-    slices big, slow layers at high resolution is cheap to keep in MACs terms but expensive in time.
+    slices big, slow layers at high resolution is cheap to keep in MACs terms but expensive in time. Modules
+    without weights (activations, a block's residual add) share their time among the channels their ops
+    produced: at batch 1 on a CPU these memory-bound ops are a large part of the latency but no part of the MACs.
     """
     first = next((t for t in example_inputs if isinstance(t, torch.Tensor)), None)
     traced_here = (config.latency_device == "cpu" and first is not None and first.device.type == "cpu"
@@ -141,12 +143,22 @@ def latency_per_channel(graph: ChannelGraph, example_inputs: tuple, config: Prun
     per_module = graph.module_ms if traced_here else layer_latency_ms(graph.model, example_inputs, config)
     saving = torch.zeros(graph.num_channels, dtype=torch.float64)
     seen: set[tuple[int, int]] = set()
+    weighted: set[int] = set()
     for o in graph.occurrences:
         module = graph.locations[o.tensor][0][1]
+        weighted.add(id(module))
         ms = per_module.get(id(module))
         if ms is None or (id(module), o.dim) in seen:
             continue
         seen.add((id(module), o.dim))
         share = torch.full((len(o.ids),), ms / len(o.ids), dtype=torch.float64)
         saving.index_add_(0, graph.comp[o.ids], share)
+    for key, fields in graph.module_channels.items():
+        ms = per_module.get(key)
+        if ms is None or key in weighted or not fields:
+            continue
+        ids = torch.cat(fields)
+        comps = graph.comp[ids[ids >= 0]]
+        if comps.numel():
+            saving.index_add_(0, comps, torch.full((comps.numel(),), ms / comps.numel(), dtype=torch.float64))
     return saving.float()
