@@ -18,21 +18,17 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
-import time
 from pathlib import Path
 
-import torch
+from _fmnist import add_common_args, train_dense
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-import slimkit  # noqa: E402
-from slimkit.prune.methods.progressive import progressive_prune  # noqa: E402
+import slimkit
+from slimkit.prune.methods.progressive import progressive_prune
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    add_common_args(parser)
     parser.add_argument("--drop", type=float, default=1.0, help="allowed accuracy drop in points (target)")
     parser.add_argument("--step", type=float, default=0.1)
     parser.add_argument("--finetune-epochs", type=int, default=2, help="fine-tuning epochs per round")
@@ -41,17 +37,11 @@ def main() -> None:
     parser.add_argument("--out-dir", default="runs/benchmarks/progressive_global")
     args = parser.parse_args()
     q = args.quick
-    torch.set_num_threads(1 if q else 2)
-    subset, width = (4000, 0.125) if q else (None, 0.25)
+    width = 0.125 if q else 0.25
     epochs, rounds = (4, args.max_rounds) if q else (15, max(args.max_rounds, 20))
-    data = slimkit.load_dataset("fashion_mnist", subset=subset, seed=0)
-    x = torch.zeros(1, 1, 28, 28)
-    model = slimkit.create_model("vgg11_bn", in_channels=1, width=width)
-    base = {"batch_size": 128, "lr": 0.05, "weight_decay": 1e-4, "progress": False, "device": "cpu"}
-    t0 = time.perf_counter()
-    slimkit.fit(model, data.train, {**base, "epochs": epochs}, val_data=data.val)
-    val_dense = slimkit.evaluate(model, data.val)["accuracy"]
-    acc_dense = slimkit.evaluate(model, data.test)["accuracy"]
+    dense = train_dense(args, "vgg11_bn", width=width, epochs=epochs, lr=0.05, weight_decay=1e-4)
+    data, model, x, base, subset = dense.data, dense.model, dense.example, dense.train, dense.subset
+    val_dense, acc_dense = dense.acc_dense_val, dense.acc_dense
     target = val_dense - args.drop / 100
     results = {}
     for scope in ("global", "local"):
@@ -62,7 +52,7 @@ def main() -> None:
                                 plot_path=Path(args.out_dir) / f"trajectory_{scope}.png")
         results[scope] = (rep, slimkit.evaluate(m, data.test)["accuracy"])
         print(f"-- {scope}\n{rep.table()}")
-    seconds = time.perf_counter() - t0
+    seconds = dense.seconds()
     g, (u, u_test) = results["global"], results["local"]
     print(f"{'scope':<8} {'val acc':>8} {'test acc':>9} {'MACs x':>7} {'params x':>9}  (target val {target:.4f})")
     for scope, (rep, test) in results.items():

@@ -17,38 +17,26 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
-import time
-from pathlib import Path
 
-import torch
+from _fmnist import add_common_args, train_dense
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-import slimkit  # noqa: E402
+import slimkit
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    add_common_args(parser)
     parser.add_argument("--model", default="resnet20")
     parser.add_argument("--macs-reduction", type=float, default=2.0)
     parser.add_argument("--epochs", type=int, default=None, help="dense epochs (default 15; 4 with --quick)")
     parser.add_argument("--finetune-epochs", type=int, default=None, help="default 10; 3 with --quick")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default 1 quick, 2 full)")
     args = parser.parse_args()
     q = args.quick
-    torch.set_num_threads(args.threads or (1 if q else 2))
-    subset = 4000 if q else None
     epochs = args.epochs if args.epochs is not None else (4 if q else 15)
     finetune_epochs = args.finetune_epochs if args.finetune_epochs is not None else (3 if q else 10)
-    data = slimkit.load_dataset("fashion_mnist", subset=subset, seed=0)
-    x = torch.zeros(1, 1, 28, 28)
-    model = slimkit.create_model(args.model, in_channels=1)
-    base = {"batch_size": 128, "lr": 0.1, "weight_decay": 5e-4, "progress": False, "device": "cpu"}
-    t0 = time.perf_counter()
-    slimkit.fit(model, data.train, {**base, "epochs": epochs}, val_data=data.val)
-    acc_dense = slimkit.evaluate(model, data.test)["accuracy"]
+    dense = train_dense(args, args.model, width=1.0, epochs=epochs, lr=0.1, weight_decay=5e-4)
+    data, model, x, base, subset, acc_dense = (dense.data, dense.model, dense.example, dense.train, dense.subset,
+                                               dense.acc_dense)
     teacher = copy.deepcopy(model).eval()
     report = slimkit.prune_channels(model, x, macs_reduction=args.macs_reduction, importance="l1", debias=True)
     acc_cut = slimkit.evaluate(model, data.test)["accuracy"]
@@ -57,7 +45,7 @@ def main() -> None:
     slimkit.fit(model, data.train, {**base, "epochs": finetune_epochs, "lr": 0.02, "distill_alpha": 0.7},
                 val_data=data.val, teacher=teacher)
     acc_pruned = slimkit.evaluate(model, data.test)["accuracy"]
-    seconds = time.perf_counter() - t0
+    seconds = dense.seconds()
     print(report.table(limit=25))
     print(f"{'model':<10} {'MACs':>14} {'params':>10} {'test acc':>9}")
     print(f"{'dense':<10} {report.macs_before:>14,} {report.params_before:>10,} {acc_dense:>9.4f}")

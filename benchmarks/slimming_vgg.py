@@ -16,50 +16,39 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
-import time
-from pathlib import Path
 
-import torch
+from _fmnist import add_common_args, train_dense
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-import slimkit  # noqa: E402
-from slimkit.prune.methods.slimming import network_slimming  # noqa: E402
+import slimkit
+from slimkit.prune.methods.slimming import network_slimming
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    add_common_args(parser)
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--strength", type=float, default=None,
                         help="L1 lambda on BN scales (default 5e-3; 1e-2 with --quick). Each step moves a gamma by "
                              "lr * lambda, so a few epochs need a far larger lambda than the paper's 1e-4 over 160")
     parser.add_argument("--finetune-epochs", type=int, default=None, help="default 8; 3 with --quick")
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default 1 quick, 2 full)")
     parser.add_argument("--out-dir", default="runs/benchmarks/slimming_vgg")
     args = parser.parse_args()
     q = args.quick
-    torch.set_num_threads(args.threads or (1 if q else 2))
-    subset, width = (4000, 0.125) if q else (None, 0.25)
+    width = 0.125 if q else 0.25
     epochs, sparsity_epochs, finetune_epochs = (4, 3, 3) if q else (15, 10, 8)
     if args.finetune_epochs is not None:
         finetune_epochs = args.finetune_epochs
     strength = args.strength if args.strength is not None else (1e-2 if q else 5e-3)
-    data = slimkit.load_dataset("fashion_mnist", subset=subset, seed=0)
-    x = torch.zeros(1, 1, 28, 28)
-    model = slimkit.create_model("vgg11_bn", in_channels=1, width=width)
-    base = {"batch_size": 128, "lr": 0.05, "weight_decay": 1e-4, "progress": False, "device": "cpu"}
-    t0 = time.perf_counter()
-    slimkit.fit(model, data.train, {**base, "epochs": epochs}, val_data=data.val)
-    acc_dense = slimkit.evaluate(model, data.test)["accuracy"]
+    trained = train_dense(args, "vgg11_bn", width=width, epochs=epochs, lr=0.05, weight_decay=1e-4)
+    data, model, x, base, subset = trained.data, trained.model, trained.example, trained.train, trained.subset
+    acc_dense = trained.acc_dense
     dense = copy.deepcopy(model).eval()
     report = network_slimming(model, x, data.train, val_data=data.val, ratio=args.ratio, strength=strength,
                               sparsity_train={**base, "epochs": sparsity_epochs},
                               finetune={**base, "epochs": finetune_epochs, "lr": 0.02}, plot_dir=args.out_dir)
     model.eval()
     acc_pruned = slimkit.evaluate(model, data.test)["accuracy"]
-    seconds = time.perf_counter() - t0
+    seconds = trained.seconds()
     lat_dense, lat_slim, speedup = slimkit.compare_latency(dense, model, x, repeats=60 if q else 200, num_threads=1)
     print(f"{'model':<10} {'BN channels':>12} {'MACs':>14} {'test acc':>9} {'bs1 ms':>8}")
     print(f"{'dense':<10} {report.channels_before:>12} {report.macs_before:>14,} {acc_dense:>9.4f} "

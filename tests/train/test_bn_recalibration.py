@@ -54,6 +54,15 @@ def test_recovers_accuracy_after_channels_are_removed():
     assert slimkit.evaluate(model, data.train)["loss"] < stale
 
 
+def test_a_list_of_batches_is_used_as_is(blobs, mlp):
+    model = mlp()
+    inputs = [blobs.x[:64], blobs.x[64:128]]
+    assert recalibrate_bn(model, inputs, batches=5) == 128
+    torch.testing.assert_close(model[1].running_mean, model[0](blobs.x[:128]).mean(0), atol=1e-5, rtol=1e-5)
+    pairs = [(blobs.x[:32], blobs.y[:32])]
+    assert recalibrate_bn(model, pairs) == 32
+
+
 def test_model_without_batchnorm_is_untouched(blobs):
     model = nn.Linear(8, 3)
     assert recalibrate_bn(model, blobs) == 0
@@ -69,6 +78,8 @@ def test_empty_data_is_refused_and_statistics_restored(mlp):
     assert torch.equal(model[1].running_mean, before)
     with pytest.raises(ValueError, match="batches"):
         recalibrate_bn(model, [], batches=0)
+    with pytest.raises(DataError, match="no batch"):
+        recalibrate_bn(model, [])
 
 
 def test_public_verb():

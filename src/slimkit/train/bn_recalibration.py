@@ -33,7 +33,8 @@ def recalibrate_bn(
 
     The statistics become the exact average over the batches seen (cumulative moving average), not a momentum
     blend with the stale values; weights, biases and every module's train/eval flag are left as they were.
-    ``data`` is a dataset or a :class:`~slimkit.data.loader.Loader` yielding ``(inputs, targets)``.
+    ``data`` is a dataset (``torch.utils.data.Dataset``: batches are drawn from it, shuffled by ``seed``) or any
+    iterable of batches: a DataLoader, a list of input tensors or of ``(inputs, targets)`` pairs.
     Returns the number of samples used (0 when the model has no BatchNorm with running statistics).
     """
     if batches < 1:
@@ -42,7 +43,10 @@ def recalibrate_bn(
     if not norms:
         return 0
     target = torch.device(device) if device is not None else model_device(model)
-    loader = as_loader(data, batch_size=batch_size, shuffle=True, seed=seed)
+    if isinstance(data, torch.utils.data.Dataset):
+        loader = as_loader(data, batch_size=batch_size, shuffle=True, seed=seed)
+    else:
+        loader = data
     saved = [(m, m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
              for m in norms]
     flags = [(m, m.training) for m in model.modules()]
