@@ -41,7 +41,7 @@ def register_importance(name: str) -> Callable[[Criterion], Criterion]:
     return CRITERIA.register(name)
 
 
-def _per_slice(graph: ChannelGraph, values: Callable[[torch.Tensor, int], torch.Tensor | None],
+def per_slice_scores(graph: ChannelGraph, values: Callable[[torch.Tensor, int], torch.Tensor | None],
                ctx: ImportanceContext, roles: tuple[str, ...] = ("out", "in", "norm", "aux"),
                params_only: bool = True) -> Scores:
     """Aggregate ``values(tensor, dim) -> per-position score`` over every occurrence into per-channel scores."""
@@ -85,7 +85,7 @@ def _reduce_except(t: torch.Tensor, dim: int, fn: Callable[[torch.Tensor, tuple[
     return fn(t.float(), other) if other else fn(t.float().unsqueeze(1), (1,))
 
 
-def _norms(order: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
+def slice_norms(order: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """Per-slice L1/L2 norms. For weights, ``|W|`` (or ``W**2``) is reduced once to an (out, in) matrix whose
     row and column sums come from two matrix-vector products: one pass over each tensor however it is sliced."""
     cache: dict[int, torch.Tensor] = {}
@@ -114,13 +114,13 @@ def _norms(order: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
 @register_importance("l1")
 def l1(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     """Sum of absolute weights of every slice the channel removes (Li et al., 2017)."""
-    return _per_slice(graph, _norms(1), ctx)
+    return per_slice_scores(graph, slice_norms(1), ctx)
 
 
 @register_importance("l2")
 def l2(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     """Euclidean norm of every slice the channel removes."""
-    return _per_slice(graph, _norms(2), ctx)
+    return per_slice_scores(graph, slice_norms(2), ctx)
 
 
 @register_importance("fpgm")
@@ -136,13 +136,13 @@ def fpgm(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
         rows = t.float().movedim(d, 0).reshape(t.shape[d], -1)
         return torch.cdist(rows, rows).sum(1)
 
-    return _per_slice(graph, dist, ctx, roles=("out",))
+    return per_slice_scores(graph, dist, ctx, roles=("out",))
 
 
 @register_importance("bn_scale")
 def bn_scale(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     """|gamma| of the normalization layers (network slimming, Liu et al., 2017); other groups fall back to L1."""
-    return _per_slice(graph, lambda t, d: t.float().abs() if t.ndim == 1 else None, ctx, roles=("norm",))
+    return per_slice_scores(graph, lambda t, d: t.float().abs() if t.ndim == 1 else None, ctx, roles=("norm",))
 
 
 @register_importance("random")

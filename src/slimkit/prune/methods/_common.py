@@ -10,7 +10,7 @@ from torch import nn
 
 from slimkit.core.errors import ConfigError
 from slimkit.core.shapes import resize_to_state_dict
-from slimkit.graph.groups import ChannelGraph, Group
+from slimkit.prune.engine import ChannelGraph, Group
 
 
 def as_tuple(example_inputs: Any) -> tuple:

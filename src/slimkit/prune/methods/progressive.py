@@ -22,8 +22,18 @@ from torch import nn
 
 from slimkit.core.config import check_ratio
 from slimkit.core.errors import ConfigError
+from slimkit.prune.engine import (
+    ImportanceContext,
+    PruneConfig,
+    PrunePlan,
+    build_graph,
+    channel_scores,
+    eligible_groups,
+    make_plan,
+    plan_pruning,
+    select_for_budget,
+)
 from slimkit.prune.methods._common import accuracy, as_tuple, on_device, restore, state_copy
-from slimkit.prune.structured import PrunePlan, make_plan, plan_pruning
 
 
 @dataclass
@@ -163,10 +173,6 @@ def _round_plan(model: nn.Module, inputs: tuple, options: dict[str, Any], per_ma
     import torch
 
     from slimkit.core.config import parse_config
-    from slimkit.graph.groups import build_graph
-    from slimkit.prune.config import PruneConfig
-    from slimkit.prune.importance import ImportanceContext, channel_scores
-    from slimkit.prune.select import eligible_groups, select_for_budget
 
     # a round removes `step` of the MACs (not of the channels), no layer losing more than half its channels at once
     config = parse_config(PruneConfig, {**options, "normalize": "none", "max_group_ratio": 0.5})

@@ -34,10 +34,16 @@ from torch import nn
 
 from slimkit.core.config import check_ratio
 from slimkit.core.errors import ConfigError
-from slimkit.graph.groups import ChannelGraph, Group, build_graph
-from slimkit.prune.importance import ImportanceContext, channel_scores
+from slimkit.prune.engine import (
+    ChannelGraph,
+    Group,
+    ImportanceContext,
+    PruneConfig,
+    build_graph,
+    channel_scores,
+    make_plan,
+)
 from slimkit.prune.methods._common import as_tuple, find_group
-from slimkit.prune.structured import make_plan
 
 Method = Literal["thinet", "lasso", "l1"]
 
@@ -329,6 +335,5 @@ def _inputs_of(batch: Any) -> tuple:
 
 
 def _config() -> Any:
-    from slimkit.prune.config import PruneConfig
 
     return PruneConfig(scope="local", ratio=0.0)

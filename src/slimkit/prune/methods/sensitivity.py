@@ -25,10 +25,15 @@ from tqdm import tqdm
 
 from slimkit.core.config import check_ratio
 from slimkit.core.errors import ConfigError
-from slimkit.graph.groups import ChannelGraph, build_graph
-from slimkit.prune.importance import ImportanceContext, channel_scores
+from slimkit.prune.engine import (
+    ChannelGraph,
+    ImportanceContext,
+    PruneConfig,
+    build_graph,
+    channel_scores,
+    make_plan,
+)
 from slimkit.prune.methods._common import accuracy, as_tuple, find_group, lowest
-from slimkit.prune.structured import make_plan
 
 
 @dataclass
@@ -177,6 +182,5 @@ def _trial(model: nn.Module, inputs: tuple, name: str, scores: torch.Tensor, gra
 
 
 def _config() -> Any:
-    from slimkit.prune.config import PruneConfig
 
     return PruneConfig(scope="local", ratio=0.0)

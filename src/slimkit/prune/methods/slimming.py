@@ -23,9 +23,8 @@ import torch
 from torch import nn
 
 from slimkit.core.config import check_ratio, parse_config
-from slimkit.graph.groups import ChannelGraph, build_graph
+from slimkit.prune.engine import ChannelGraph, PruneConfig, build_graph, make_plan
 from slimkit.prune.methods._common import accuracy, as_tuple, on_device
-from slimkit.prune.structured import make_plan
 from slimkit.train.hooks import Hook, TrainState
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -254,7 +253,6 @@ def network_slimming(model: nn.Module, example_inputs: Any, train_data: Any = No
 
 
 def _prune_config() -> Any:
-    from slimkit.prune.config import PruneConfig
 
     return PruneConfig(importance="bn_scale", normalize="none")
 

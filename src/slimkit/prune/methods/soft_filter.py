@@ -18,19 +18,21 @@ import torch
 from torch import nn
 
 from slimkit.core.config import check_ratio
-from slimkit.graph.groups import ChannelGraph, build_graph
-from slimkit.prune.config import PruneConfig
-from slimkit.prune.importance import (
+from slimkit.prune.engine import (
+    ChannelGraph,
     ImportanceContext,
+    PruneConfig,
     Scores,
-    _norms,
-    _per_slice,
+    build_graph,
     channel_scores,
+    eligible_groups,
+    make_plan,
+    per_slice_scores,
     register_importance,
+    select_channels,
+    slice_norms,
 )
 from slimkit.prune.methods._common import accuracy, as_tuple, on_device
-from slimkit.prune.select import eligible_groups, select_channels
-from slimkit.prune.structured import make_plan
 from slimkit.train.hooks import Hook, TrainState
 
 
@@ -38,7 +40,7 @@ from slimkit.train.hooks import Hook, TrainState
 def filter_l2(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     """L2 norm of the producing filters only (rows of conv/linear weights and their biases), as soft filter
     pruning ranks them; the consumer's columns are not counted, so a zeroed filter scores 0 until it regrows."""
-    return _per_slice(graph, _norms(2), ctx, roles=("out",))
+    return per_slice_scores(graph, slice_norms(2), ctx, roles=("out",))
 
 
 def zero_channels(graph: ChannelGraph, removed: torch.Tensor) -> int:
