@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import slimkit
 from slimkit.core.errors import GraphError
 from slimkit.graph import build_graph
 from slimkit.testing import build_arch
@@ -69,13 +70,28 @@ def test_channel_shuffle_is_prunable():
     assert not [g for g in graph.skipped if "model output" not in g.reason]
 
 
-def test_model_outputs_and_lstm_are_left_untouched_with_reasons():
+def test_model_outputs_are_left_untouched_and_lstm_inputs_pruned():
     model, x = build_arch("lstm_head")
     graph = build_graph(model, x)
     reasons = {g.name: g.reason for g in graph.skipped}
-    assert "LSTM is left untouched" in reasons["conv2"] and "lstm (LSTM)" in reasons["conv2"]
     assert "model output" in reasons["fc"]
-    assert [g.name for g in graph.groups] == ["conv1"]
+    assert [g.name for g in graph.groups] == ["conv1", "conv2"]
+    assert "lstm" in graph.groups[1].modules
+    slimkit.prune_channels(model, x, ratio=0.5, scope="local")
+    assert (model.conv2.out_channels, model.lstm.input_size, model.lstm.hidden_size) == (4, 4, 10)
+    assert model.lstm.weight_ih_l0.shape == (40, 4) and model(*x).shape == (2, 3)
+
+
+def test_recurrent_macs_match_the_profiler():
+    from slimkit.profile import profile
+
+    model, x = build_arch("bigru_tagger")
+    graph = build_graph(model, x)
+    assert graph.macs() == profile(model, x).macs
+    packed = nn.utils.rnn.pack_sequence([torch.randn(3, 4), torch.randn(2, 4)])
+    lstm = nn.LSTM(4, 3)
+    wrapped = nn.Sequential(lstm)
+    assert not build_graph(wrapped, (packed,)).groups  # a packed sequence is left alone
 
 
 class Rolled(nn.Module):
@@ -188,3 +204,15 @@ def test_assumptions_are_recorded_for_verification():
     assert build_graph(exact, x).assumptions == []
     shuffle, x = build_arch("shufflenet")  # view(b, groups, c // groups, h, w) with c read from .shape
     assert any("read from .shape" in a for a in build_graph(shuffle, x).assumptions)
+
+
+def test_pixel_shuffle_prunes_whole_runs_and_unshuffle_spreads_channels():
+    model, x = build_arch("subpixel")
+    graph = build_graph(model, x)
+    assert {g.name for g in graph.groups} == {"expand", "mix", "down"}
+    expand = next(g for g in graph.groups if g.name == "expand")
+    assert expand.size == 4 and expand.width == 4  # 16 conv outputs = 4 runs of r*r = 4
+    slimkit.prune_channels(model, x, ratio=0.5, scope="local")
+    assert (model.expand.out_channels, model.mix.in_channels) == (8, 2)
+    assert (model.mix.out_channels, model.down.in_channels) == (3, 12)
+    assert model(*x).shape == (2, 3)

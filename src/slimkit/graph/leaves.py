@@ -1,4 +1,5 @@
-"""Modules traced as single nodes: ``nn.MultiheadAttention`` (per-head dims or whole heads) and recurrent layers (untouched).
+"""Modules traced as single nodes: ``nn.MultiheadAttention`` (per-head dims or whole heads) and recurrent layers
+(their input features are prunable; hidden sizes are kept).
 
 Register your own with :func:`slimkit.graph.register_leaf` (a handler) or :func:`register_untouched` (a type the
 engine must leave alone: channels reaching it are blocked and reported).
@@ -12,7 +13,7 @@ import torch
 from torch import nn
 
 from slimkit.graph.fields import MacsTerm
-from slimkit.graph.ops import _arg, couple
+from slimkit.graph.ops import _arg, _tensors, couple
 from slimkit.graph.tracer import Tracer, opaque_leaf, register_leaf
 
 
@@ -21,7 +22,35 @@ def register_untouched(*types: type) -> None:
     register_leaf(*types)(opaque_leaf)
 
 
-register_untouched(nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell)
+@register_leaf(nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell)
+def recurrent(tr: Tracer, m: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
+    """Input feature ``i`` is column ``i`` of the first layer's input weights (both directions); nothing else
+    changes: hidden and cell sizes stay, so outputs and states carry no channels. Packed sequences and given
+    initial states are left as they are (their channels blocked)."""
+    x = _arg(args, kwargs, 0, "input")
+    cell = isinstance(m, nn.RNNCellBase)
+    if not isinstance(x, torch.Tensor):  # a PackedSequence: its data layout is not traced
+        opaque_leaf(tr, m, args, kwargs, out)
+        return
+    for t in _tensors((args[1:], kwargs)):
+        tr.rec.block_fields(tr.fields(t), f"{type(m).__name__} initial state")
+    fx = tr.fields(x)
+    last = x.ndim - 1
+    for d, ids in fx.items():
+        if d != last:
+            tr.rec.block(ids, f"{type(m).__name__} batch/time dims")
+    names = ["weight_ih"] if cell else [f"weight_ih_l0{s}" for s in ("", "_reverse")[: 1 + int(m.bidirectional)]]
+    first = [getattr(m, n) for n in names]
+    in_ids = fx.get(last)
+    for w in first:
+        couple(tr, in_ids, tr.param_fields(w, {1: "in"}, dims=(1,)).get(1), f"{type(m).__name__} input features")
+    tokens = x.numel() // max(x.shape[-1], 1)
+    rest = sum(p.numel() for n, p in m.named_parameters() if n.startswith("weight") and n not in names)
+    w_in = first[0] if first else None
+    if w_in is not None and w_in.ndim == 2:
+        fw = tr.fields(w_in).get(1)
+        tr.rec.macs.append(MacsTerm(int(tokens * sum(w.numel() for w in first)), [fw] if fw is not None else []))
+    tr.rec.macs.append(MacsTerm(int(tokens * rest), []))
 
 
 @register_leaf(nn.MultiheadAttention)

@@ -357,6 +357,29 @@ def spatial(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, ou
             tr.set(o, dict(f))
 
 
+@register_op("pixel_shuffle", "pixel_unshuffle")
+def pixel_shuffle(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Sub-pixel moves between channels and space: ``pixel_shuffle`` folds each run of r*r input channels into
+    one output channel (the run is one unit, removed whole); ``pixel_unshuffle`` spreads input channel c over
+    output channels c*r*r .. c*r*r + r*r - 1 (removing c removes all of them)."""
+    x = args[0]
+    r = int(_arg(args, kwargs, 1, "upscale_factor" if name == "pixel_shuffle" else "downscale_factor"))
+    cdim = x.ndim - 3
+    result: Fields = {}
+    for d, ids in tr.fields(x).items():
+        if d < cdim:
+            result[d] = ids
+        elif d > cdim:
+            tr.rec.block(ids, f"{name} over a channel dim")
+        elif name == "pixel_shuffle":
+            runs = ids.view(-1, r * r)
+            tr.rec.unify(runs, runs[:, :1].expand_as(runs), f"{name} folds {r * r} channels into one")
+            result[d] = runs.max(dim=1).values
+        else:
+            result[d] = ids.repeat_interleave(r * r)
+    tr.set(out, result)
+
+
 def unknown(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
     """An op the engine does not understand: block every channel that reaches it."""
     for t in _tensors((args, kwargs)):

@@ -277,3 +277,24 @@ def conv3d_video() -> tuple[nn.Module, tuple]:
     model = nn.Sequential(nn.Conv3d(3, 6, 3, 1, 1), nn.BatchNorm3d(6), nn.ReLU(), nn.Conv3d(6, 8, 3, 2, 1),
                           nn.ReLU(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(8, 4))
     return model, (torch.randn(1, 3, 4, 6, 6),)
+
+
+class SubPixelNet(nn.Module):
+    """Super-resolution style: conv -> pixel_shuffle (x2 up) -> conv -> pixel_unshuffle (x2 down) -> conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.expand = nn.Conv2d(3, 16, 3, 1, 1)
+        self.mix = nn.Conv2d(4, 6, 3, 1, 1)
+        self.down = nn.Conv2d(24, 8, 1)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.pixel_shuffle(torch.relu(self.expand(x)), 2)  # (B, 4, 2H, 2W)
+        h = F.pixel_unshuffle(torch.relu(self.mix(h)), 2)  # (B, 24, H, W)
+        return self.fc(self.down(h).mean((2, 3)))
+
+
+@register_arch("subpixel")
+def subpixel() -> tuple[nn.Module, tuple]:
+    return SubPixelNet(), (torch.randn(2, 3, 6, 6),)

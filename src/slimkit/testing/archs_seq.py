@@ -194,7 +194,8 @@ def sdpa_attention() -> tuple[nn.Module, tuple]:
 
 
 class LSTMHead(nn.Module):
-    """Conv features read by an LSTM: the LSTM (and the channels feeding it) are left untouched."""
+    """Conv features read by an LSTM: the LSTM's input features are pruned with the conv feeding it; its hidden
+    size (and so the classifier reading it) stays."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -212,6 +213,26 @@ class LSTMHead(nn.Module):
 @register_arch("lstm_head")
 def lstm_head() -> tuple[nn.Module, tuple]:
     return LSTMHead(), (torch.randn(2, 4, 7),)
+
+
+class BiGRUTagger(nn.Module):
+    """Per-token features into a 2-layer bidirectional GRU (time first), then a GRU cell over its last output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(6, 12)
+        self.gru = nn.GRU(12, 5, num_layers=2, bidirectional=True)
+        self.cell = nn.GRUCell(10, 4)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self.gru(torch.relu(self.proj(x)))  # (T, B, 10)
+        return self.fc(self.cell(h[-1]))
+
+
+@register_arch("bigru_tagger")
+def bigru_tagger() -> tuple[nn.Module, tuple]:
+    return BiGRUTagger(), (torch.randn(5, 2, 6),)
 
 
 class MultiIO(nn.Module):
