@@ -28,11 +28,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from slimkit.data import load_dataset, make_loader  # noqa: E402
+from slimkit.export import export_onnx  # noqa: E402
 from slimkit.models import create_model  # noqa: E402
 from slimkit.quant import (  # noqa: E402
     Int8Config,
     IntegerModel,
-    export_onnx_float,
     export_onnx_int8,
     fold_batchnorm,
     quantize,
@@ -97,7 +97,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         int8_path = export_onnx_int8(model, example, Path(tmp) / "int8.onnx", calibration_data=calibration,
                                      observer="percentile")
-        fp32_path = export_onnx_float(fp32_model, example, Path(tmp) / "fp32.onnx")
+        fp32_path = export_onnx(fp32_model, example, Path(tmp) / "fp32.onnx")
         int8 = IntegerModel(int8_path, threads=args.threads)
         ort_fp32 = IntegerModel(fp32_path, threads=args.threads)
         loader = make_loader(test, batch_size=256, shuffle=False)

@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "SlimkitError": "slimkit.core.errors:SlimkitError",
     "ConfigError": "slimkit.core.errors:ConfigError",
     "GraphError": "slimkit.core.errors:GraphError",
+    "ExportError": "slimkit.core.errors:ExportError",
     # models
     "create_model": "slimkit.models:create_model",
     "list_models": "slimkit.models:list_models",
@@ -34,6 +35,8 @@ _EXPORTS: dict[str, str] = {
     # lowrank
     "decompose": "slimkit.lowrank:decompose",
     "DecomposeConfig": "slimkit.lowrank:DecomposeConfig",
+    # export
+    "export_onnx": "slimkit.export:export_onnx",
     # quant
     "quantize": "slimkit.quant:quantize",
     "QuantConfig": "slimkit.quant:QuantConfig",

@@ -28,3 +28,7 @@ class CodecError(SlimkitError):
 
 class CheckpointError(SlimkitError):
     """A checkpoint file is missing, altered, or does not match the model."""
+
+
+class ExportError(SlimkitError):
+    """A model cannot be exported, or the exported graph does not reproduce it."""

@@ -24,7 +24,7 @@ from slimkit.quant.kmeans import share_weights, strip_sharing
 from slimkit.quant.mixed import MixedPrecisionConfig, allocate_bits, measure_sensitivity
 from slimkit.quant.modules import register_quant_layer
 from slimkit.quant.observers import OBSERVERS, ObserverKind, make_observer
-from slimkit.quant.onnx_int8 import IntegerModel, export_onnx_float, export_onnx_int8
+from slimkit.quant.onnx_int8 import IntegerModel, export_onnx_int8
 from slimkit.quant.report import LayerQuant, QuantReport
 
 
@@ -39,6 +39,6 @@ __all__ = [
     "OBSERVERS", "BinaryConfig", "ClipLatentWeights", "BinaryMethod", "BinaryWeight", "FakeQuantize", "Int8Config", "IntegerModel",
     "LayerQuant", "MixedPrecisionConfig", "ObserverKind", "PerChannel", "PerTensor", "QuantConfig", "QuantMode",
     "QuantReport", "SignActivation", "TTQWeight", "TernaryConfig", "TernaryMethod", "TernaryWeight", "share_weights", "strip_sharing",
-    "allocate_bits", "clip_latent_weights", "export_onnx_float", "export_onnx_int8", "fold_batchnorm",
+    "allocate_bits", "clip_latent_weights", "export_onnx_int8", "fold_batchnorm",
     "make_observer", "measure_sensitivity", "quantize", "register_quant_layer", "register_quantize_handler",
 ]

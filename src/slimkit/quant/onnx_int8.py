@@ -16,10 +16,8 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
-import io
 import logging
 import tempfile
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -31,13 +29,12 @@ from torch import nn
 
 from slimkit.core.errors import DataError, GraphError
 from slimkit.core.io import atomic_write_bytes
+from slimkit.export.onnx import INPUT_NAME, export_onnx, onnx_session
 from slimkit.quant.api import calibration_inputs
 from slimkit.quant.fake_quant import FakeQuantize
 from slimkit.quant.fold import fold_batchnorm
 from slimkit.quant.modules import is_quant_layer, quantizable_types, to_float_layer
 from slimkit.quant.observers import ObserverKind, make_observer
-
-INPUT_NAME, OUTPUT_NAME = "input", "output"
 
 
 def float_copy(model: nn.Module) -> tuple[nn.Module, dict[str, tuple[float, float]], set[str], set[str]]:
@@ -67,64 +64,6 @@ def float_copy(model: nn.Module) -> tuple[nn.Module, dict[str, tuple[float, floa
     return model, ranges, quantized, floats
 
 
-def export_onnx_float(model: nn.Module, example_inputs: tuple[torch.Tensor, ...], path: str | Path) -> Path:
-    """Export ``model`` (fp32, batch dimension dynamic) to ONNX, atomically."""
-    buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:  # the TorchScript exporter is ~40x faster to run for these small CNNs
-            torch.onnx.export(
-                model, tuple(example_inputs), buffer, dynamo=False, input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME], dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                opset_version=17,
-            )
-        except Exception:
-            buffer = io.BytesIO()
-            program = torch.onnx.export(
-                model, tuple(example_inputs), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_shapes=({0: "batch"},), verbose=False,
-            )
-            program.save(buffer)  # type: ignore[union-attr]
-    model_proto = _inline_constant_identities(onnx.load_from_string(buffer.getvalue()))
-    return atomic_write_bytes(path, model_proto.SerializeToString())
-
-
-def _inline_constant_identities(model: onnx.ModelProto) -> onnx.ModelProto:
-    """Replace ``Identity(initializer)`` nodes by a copy of the initializer.
-
-    The TorchScript exporter de-duplicates equal tensors (e.g. two all-zero biases after BatchNorm folding) into
-    one initializer plus Identity nodes; a conv whose bias comes from a node is not fused into ``QLinearConv``.
-    """
-    graph = model.graph
-    initializers = {init.name: init for init in graph.initializer}
-    keep = []
-    for node in graph.node:
-        if node.op_type == "Identity" and node.input[0] in initializers:
-            copy_ = onnx.TensorProto()
-            copy_.CopyFrom(initializers[node.input[0]])
-            copy_.name = node.output[0]
-            graph.initializer.append(copy_)
-        else:
-            keep.append(node)
-    del graph.node[:]
-    graph.node.extend(keep)
-    return model
-
-
-def _session(path: str | Path, threads: int | None = None, optimized_path: str | None = None) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3  # errors only: the "optimized model is hardware specific" notice is expected
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    if optimized_path:
-        options.optimized_model_filepath = optimized_path
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
 def _observe_ranges(
     path: Path, inputs: list[torch.Tensor], observer: ObserverKind | str, percentile: float
 ) -> dict[str, tuple[float, float]]:
@@ -141,7 +80,7 @@ def _observe_ranges(
     with tempfile.TemporaryDirectory(prefix="slimkit-calib-") as tmp:
         augmented = Path(tmp) / "augmented.onnx"
         onnx.save(model, str(augmented))
-        session = _session(augmented)
+        session = onnx_session(augmented)
         out_names = [o.name for o in session.get_outputs()]
         observers = {n: make_observer(observer, bits=8, symmetric=False, axis=None, percentile=percentile)
                      for n in names if n in floats and n not in initializers}
@@ -205,7 +144,7 @@ def export_onnx_int8(
     float_model, torch_ranges, quantized, float_layers = float_copy(model)  # the user's model stays put
     example = tuple(t.to(device) for t in example_inputs)
     with tempfile.TemporaryDirectory(prefix="slimkit-int8-") as tmp:
-        fp32_path = export_onnx_float(float_model, example, Path(tmp) / "fp32.onnx")
+        fp32_path = export_onnx(float_model, example, Path(tmp) / "fp32.onnx", verify=False)
         ranges = _observe_ranges(fp32_path, inputs, observer, percentile)
         consumers = _weight_consumers(fp32_path)
         for fqn, rng in torch_ranges.items():  # ranges slimkit calibrated/learned on the torch model win
@@ -240,7 +179,7 @@ class IntegerModel:
     """Runs an (int8) ONNX model with ONNX Runtime on the CPU; call it like the torch model.
 
     Args:
-        path: the ``.onnx`` file (from :func:`export_onnx_int8` or :func:`export_onnx_float`).
+        path: the ``.onnx`` file (from :func:`export_onnx_int8` or :func:`slimkit.export_onnx`).
         threads: intra-op threads (``None``: ORT's default).
 
     Example:
@@ -253,7 +192,7 @@ class IntegerModel:
         if not self.path.is_file():
             raise DataError(f"{self.path}: no such ONNX file")
         self.threads = threads
-        self.session = _session(self.path, threads)
+        self.session = onnx_session(self.path, threads)
         self.input_name = self.session.get_inputs()[0].name
 
     def predict(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -280,7 +219,7 @@ class IntegerModel:
         with tempfile.TemporaryDirectory(prefix="slimkit-ort-") as tmp:
             optimized = str(Path(tmp) / "optimized.onnx")
             with contextlib.suppress(Exception):
-                _session(self.path, self.threads, optimized)
+                onnx_session(self.path, self.threads, optimized)
             if not Path(optimized).is_file():
                 return {}
             return dict(collections.Counter(n.op_type for n in onnx.load(optimized).graph.node))

@@ -1,0 +1,42 @@
+"""``slimkit export MODEL --out model.onnx``: a saved (pruned, decomposed, ...) model as verified fp32 ONNX."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from slimkit.cli.commands.prune import _size
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "export",
+        help="write a saved model as ONNX (batch dimension free), checked with ONNX Runtime",
+        description="Export a model file written by slimkit.models.save_model to ONNX.",
+    )
+    p.add_argument("model", help="a model file written by slimkit.models.save_model")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--input-size", type=str, default=None, help="input HxW (default 28 for 1 channel, else 32)")
+    p.add_argument("--atol", type=float, default=1e-4, help="largest output difference accepted (default 1e-4)")
+    p.add_argument("--no-verify", action="store_true", help="skip the ONNX Runtime check")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from slimkit.export import export_onnx
+    from slimkit.models import load_model
+
+    model = load_model(args.model).eval()
+    spec = getattr(model, "slimkit_spec", None) or {}
+    in_channels = int(spec.get("kwargs", {}).get("in_channels", 1))
+    h, w = _size(args.input_size, in_channels)
+    path = export_onnx(model, (torch.randn(1, in_channels, h, w),), Path(args.out), verify=not args.no_verify,
+                       atol=args.atol)
+    result = {"model": args.model, "out": str(path), "bytes": path.stat().st_size, "verified": not args.no_verify}
+    print(json.dumps(result) if args.json else f"wrote {path} ({result['bytes']:,} bytes"
+          f"{', outputs match PyTorch' if result['verified'] else ''})")
+    return 0
