@@ -5,7 +5,9 @@ Each model (ResNet-50 and MobileNetV2, ImageNet-sized) is pruned to about 2x few
 (``prune_channels`` with the same MACs reduction, ``round_to=16`` for the AVX-512 kernels of this CPU and
 ``latency_weight=2.0``: global ranking by importance / (ms saved)**2, per-layer CPU latency taken from the
 op times recorded while tracing, so no extra forward pass).
-Latency of dense / peer / slimkit models is timed alternately in one process (medians of interleaved runs).
+Latency of dense / peer / slimkit models is timed alternately in one process (medians of interleaved runs), in
+PyTorch eager mode and, exported with ``slimkit.export_onnx``, in ONNX Runtime (the deployment path: it fuses
+conv + BN + activation and has far less per-op overhead than eager PyTorch at batch 1).
 
     python benchmarks/prune_speed.py            # 224x224, batch 1 and 16
     python benchmarks/prune_speed.py --quick    # 112x112, fewer repeats (CPU minutes)
@@ -65,13 +67,36 @@ def latency_ms(models: dict[str, torch.nn.Module], batch: int, size: int, rounds
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def ort_latency_ms(models: dict[str, torch.nn.Module], batch: int, size: int, rounds: int,
+                   threads: int) -> dict[str, float]:
+    """Like :func:`latency_ms` for the models exported to ONNX and run by ONNX Runtime (``threads`` intra-op)."""
+    import tempfile
+
+    from slimkit.export import export_onnx, onnx_session
+
+    x = torch.randn(1, 3, size, size)
+    feed = {"input": torch.randn(batch, 3, size, size).numpy()}
+    with tempfile.TemporaryDirectory() as tmp:
+        sessions = {k: onnx_session(export_onnx(m, x, Path(tmp) / f"{k}.onnx"), threads=threads)
+                    for k, m in models.items()}
+        times: dict[str, list[float]] = {k: [] for k in sessions}
+        for s in sessions.values():
+            s.run(None, feed)
+        for _ in range(rounds):
+            for name, s in sessions.items():
+                t0 = time.perf_counter()
+                s.run(None, feed)
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
 def _timed(fn, *args) -> tuple[float, float, object]:
     wall, cpu = time.perf_counter(), time.process_time()
     out = fn(*args)
     return time.perf_counter() - wall, time.process_time() - cpu, out
 
 
-def run_model(name: str, size: int, rounds: dict[int, int], repeats: int) -> dict[str, float]:
+def run_model(name: str, size: int, rounds: dict[int, int], repeats: int, threads: int) -> dict[str, float]:
     torch.manual_seed(0)
     dense = slimkit.create_model(name, in_channels=3, num_classes=1000).eval()
     x = torch.randn(1, 3, size, size)
@@ -98,9 +123,14 @@ def run_model(name: str, size: int, rounds: dict[int, int], repeats: int) -> dic
         row[f"dense_ms_bs{batch}"] = lat["dense"]
         row[f"cpu_speedup_bs{batch}"] = lat["dense"] / lat["ours"]
         row[f"peer_cpu_speedup_bs{batch}"] = lat["dense"] / lat["peer"]
+        ort = ort_latency_ms({"dense": dense, "peer": peer, "ours": ours}, batch, size, 3 * n, threads)
+        row[f"ort_dense_ms_bs{batch}"] = ort["dense"]
+        row[f"ort_speedup_bs{batch}"] = ort["dense"] / ort["ours"]
+        row[f"peer_ort_speedup_bs{batch}"] = ort["dense"] / ort["peer"]
     for who, red in (("", ours_reduction), ("peer_", peer_reduction)):
         for batch in rounds:
             row[f"{who}speedup_per_macs_bs{batch}"] = row[f"{who}cpu_speedup_bs{batch}"] / red
+            row[f"{who}ort_speedup_per_macs_bs{batch}"] = row[f"{who}ort_speedup_bs{batch}"] / red
     return row
 
 
@@ -124,16 +154,18 @@ def main() -> None:
     ours_prune(copy.deepcopy(warm), torch.randn(1, 3, 32, 32), 1.5)
     results = {}
     for name in args.models.split(","):
-        results[name] = run_model(name, size, rounds, repeats)
+        results[name] = run_model(name, size, rounds, repeats, args.threads)
     cols = ["analysis_prune_s", "peer_analysis_prune_s", "analysis_prune_cpu_s", "peer_analysis_prune_cpu_s",
             "macs_reduction", "peer_macs_reduction",
             "cpu_speedup_bs1", "peer_cpu_speedup_bs1", "cpu_speedup_bs16", "peer_cpu_speedup_bs16",
             "speedup_per_macs_bs1", "peer_speedup_per_macs_bs1", "speedup_per_macs_bs16",
-            "peer_speedup_per_macs_bs16"]
+            "peer_speedup_per_macs_bs16", "ort_speedup_bs1", "peer_ort_speedup_bs1", "ort_speedup_bs16",
+            "peer_ort_speedup_bs16", "ort_speedup_per_macs_bs1", "peer_ort_speedup_per_macs_bs1",
+            "ort_speedup_per_macs_bs16", "peer_ort_speedup_per_macs_bs16"]
     print(f"input {size}x{size}, {args.threads} thread(s); speedup = dense latency / pruned latency (medians)")
-    print(f"{'metric':<28}" + "".join(f"{n:>22}" for n in results))
+    print(f"{'metric':<32}" + "".join(f"{n:>22}" for n in results))
     for c in cols:
-        print(f"{c:<28}" + "".join(f"{results[n][c]:>22.3f}" for n in results))
+        print(f"{c:<32}" + "".join(f"{results[n][c]:>22.3f}" for n in results))
     head = results.get("resnet50", next(iter(results.values())))
     keys = ["analysis_prune_s", "peer_analysis_prune_s", "macs_reduction", "cpu_speedup_bs1", "cpu_speedup_bs16",
             "peer_cpu_speedup_bs1", "peer_cpu_speedup_bs16"]
