@@ -216,3 +216,16 @@ def test_pixel_shuffle_prunes_whole_runs_and_unshuffle_spreads_channels():
     assert (model.expand.out_channels, model.mix.in_channels) == (8, 2)
     assert (model.mix.out_channels, model.down.in_channels) == (3, 12)
     assert model(*x).shape == (2, 3)
+
+
+def test_grouped_and_depthwise_conv_transpose_keep_their_groups_rectangular():
+    model, x = build_arch("grouped_conv_transpose")
+    graph = build_graph(model, x)
+    # enc: 4 in-group offsets shared by up's 4 groups; up's 2 output offsets (x 4 groups) are dw_up's groups,
+    # each taking its 2 outputs along
+    assert {g.name: g.size for g in graph.groups} == {"enc": 4, "up +1": 2}
+    slimkit.prune_channels(model, x, ratio=0.5, scope="local")
+    assert (model.enc.out_channels, model.up.in_channels, model.up.groups) == (8, 8, 4)
+    assert (model.up.out_channels, model.dw_up.in_channels, model.dw_up.groups) == (4, 4, 4)
+    assert (model.dw_up.out_channels, model.head.in_channels) == (8, 8)
+    assert model(*x).shape == (2, 2)

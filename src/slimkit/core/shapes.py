@@ -40,6 +40,9 @@ def _conv(m: nn.Module) -> None:
 
 @register_syncer(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 def _conv_transpose(m: nn.Module) -> None:
+    # a depthwise-like transposed conv (one input channel per group) loses whole groups
+    if m.groups > 1 and m.in_channels == m.groups:
+        m.groups = m.weight.shape[0]
     m.in_channels = m.weight.shape[0]
     m.out_channels = m.weight.shape[1] * m.groups
 

@@ -80,26 +80,45 @@ def conv(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: 
 
 @register_op("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
 def conv_transpose(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Transposed conv, weight ``(C_in, C_out / groups, k...)``. Grouped: a depthwise-like one (one input channel
+    per group) removes whole groups (input c with its outputs); others lose the same in-group offsets of inputs
+    in every group, and the same output offsets in every group (they share the weight's columns)."""
     x, w = args[0], args[1]
     bias = _arg(args, kwargs, 2, "bias")
     groups = int(_arg(args, kwargs, 6, "groups", 1))
-    fx, fw = tr.fields(x), tr.param_fields(w, {0: "in", 1: "out"})
-    for kd in range(2, w.ndim):
-        if kd in fw:
-            tr.rec.block(fw[kd], "kernel dims are not channels")
-    if groups != 1:
-        tr.rec.block_fields(fw, f"grouped {name} is not supported")
-        tr.rec.block_fields(fx, f"grouped {name} is not supported")
-        tr.set(out, {})
-        return
-    couple(tr, fx.get(1), fw.get(0), f"{name} input channels")
-    out_ids = fw.get(1)
+    fx = tr.fields(x)
+    in_ids = fx.get(1)
+    why = f"{name} input channels"
+    per_group_in, per_group_out = w.shape[0] // groups, w.shape[1]
+    if groups > 1 and per_group_in == 1:  # depthwise-like: group c is input c and its per_group_out outputs
+        fw = tr.param_fields(w, {0: "in"}, {0: in_ids} if _all_channels(in_ids) else None, dims=(0,))
+        w_in = fw.get(0)
+        if w_in is not in_ids:
+            couple(tr, in_ids, w_in, why)
+        out_ids = None if w_in is None else w_in.repeat_interleave(per_group_out)
+        if w_in is None:
+            tr.rec.block_fields(fx, why)
+    else:
+        adopt = {0: in_ids} if groups == 1 and _all_channels(in_ids) else None
+        fw = tr.param_fields(w, {0: "in", 1: "out"}, adopt, dims=(0, 1))
+        w_in, w_out = fw.get(0), fw.get(1)
+        if groups == 1:
+            if w_in is not in_ids:
+                couple(tr, in_ids, w_in, why)
+        elif in_ids is None:
+            if w_in is not None:
+                tr.rec.block(w_in, why)
+        else:
+            rows = in_ids.view(groups, per_group_in)
+            tr.rec.unify(rows, rows[:1].expand_as(rows), f"grouped {name} input offsets")
+            couple(tr, in_ids, w_in, why)
+        out_ids = None if w_out is None else w_out.repeat(groups)
     _bias(tr, bias, out_ids, f"{name} bias")
     result: Fields = {1: out_ids} if out_ids is not None else {}
     _pass_batch(tr, fx, result, name, {1})
     tr.set(out, result)
     tr.rec.macs.append(MacsTerm(int(w.numel() * x[0, 0].numel() * x.shape[0]),
-                                [i for i in (out_ids, fw.get(0)) if i is not None]))
+                                [i for i in (fw.get(1), fw.get(0)) if i is not None]))
 
 
 @register_op("linear")

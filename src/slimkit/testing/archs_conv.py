@@ -298,3 +298,23 @@ class SubPixelNet(nn.Module):
 @register_arch("subpixel")
 def subpixel() -> tuple[nn.Module, tuple]:
     return SubPixelNet(), (torch.randn(2, 3, 6, 6),)
+
+
+class GroupedDecoder(nn.Module):
+    """Decoder upsampling with a grouped ConvTranspose (4 groups) and a depthwise one (one input per group)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.enc = nn.Conv2d(3, 16, 3, 2, 1)
+        self.up = nn.ConvTranspose2d(16, 8, 2, 2, groups=4)
+        self.dw_up = nn.ConvTranspose2d(8, 16, 3, 1, 1, groups=8)
+        self.head = nn.Conv2d(16, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.up(torch.relu(self.enc(x))))
+        return self.head(torch.relu(self.dw_up(h))).mean((2, 3))
+
+
+@register_arch("grouped_conv_transpose")
+def grouped_conv_transpose() -> tuple[nn.Module, tuple]:
+    return GroupedDecoder(), (torch.randn(2, 3, 8, 8),)
