@@ -229,3 +229,17 @@ def test_grouped_and_depthwise_conv_transpose_keep_their_groups_rectangular():
     assert (model.up.out_channels, model.dw_up.in_channels, model.dw_up.groups) == (4, 4, 4)
     assert (model.dw_up.out_channels, model.head.in_channels) == (8, 8)
     assert model(*x).shape == (2, 2)
+
+
+def test_einsum_letters_couple_dims_and_macs_match_the_profiler():
+    from slimkit.profile import profile
+
+    model, x = build_arch("einsum_mixer")
+    graph = build_graph(model, x)
+    hidden = next(g for g in graph.groups if "gate" in g.modules)
+    assert hidden.size == 10 and hidden.exact
+    assert graph.macs() == profile(model, x).macs
+    assert not graph.unknown_ops
+    slimkit.prune_channels(model, x, ratio=0.5, scope="local")
+    assert model.w1.shape == (6, 5) and model.w2.shape == (5, 4) and model.gate.out_features == 5
+    assert model(*x).shape == (2, 3)

@@ -251,6 +251,53 @@ def rmatmul(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, ou
     return matmul(tr, "matmul", func, (args[1], args[0]), kwargs, out)
 
 
+@register_op("einsum")
+def einsum(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Dims that share a letter are one channel set (coupled across operands); a letter kept in the output names
+    that output dim's channels, a letter summed away is contracted (as in matmul). Equations with ``...`` are
+    blocked."""
+    equation = args[0] if args else kwargs.get("equation")
+    operands = list(args[1]) if len(args) == 2 and isinstance(args[1], (list, tuple)) else list(args[1:])
+    if not isinstance(equation, str) or "..." in equation or not isinstance(out, torch.Tensor):
+        return unknown(tr, name, func, args, kwargs, out)
+    lhs, arrow, rhs = equation.replace(" ", "").partition("->")
+    terms = lhs.split(",")
+    if not arrow:  # implicit output: the letters used once, in alphabetical order
+        rhs = "".join(sorted(c for c in set(lhs) - {","} if lhs.count(c) == 1))
+    if len(terms) != len(operands) or any(len(t) != o.ndim for t, o in zip(terms, operands)):
+        return unknown(tr, name, func, args, kwargs, out)
+    uses: dict[str, list[tuple[torch.Tensor | None, int]]] = {}
+    for term, operand in zip(terms, operands):
+        if tr.tensor_index(operand) is not None:  # a weight: dims kept in the output produce, summed dims consume
+            tr.param_fields(operand, {d: "out" if c in rhs else "in" for d, c in enumerate(term)})
+        f = tr.fields(operand)
+        for d, letter in enumerate(term):
+            uses.setdefault(letter, []).append((f.get(d), int(operand.shape[d])))
+    result: Fields = {}
+    merged: list[torch.Tensor] = []
+    for letter, seen in uses.items():
+        size = max(s for _, s in seen)
+        labelled = [ids for ids, _ in seen if ids is not None]
+        if not labelled:
+            continue
+        if any((ids is None and s == size and size > 1) or (ids is not None and s != size) for ids, s in seen):
+            for ids in labelled:
+                tr.rec.block(ids, f"einsum {equation!r}: letter {letter!r} meets a fixed or broadcast operand")
+            continue
+        base = labelled[0]
+        for other in labelled[1:]:
+            tr.rec.unify(base, other, f"einsum letter {letter!r}")
+            base = torch.where(base >= 0, base, other)
+        if letter in rhs:
+            result[rhs.index(letter)] = base
+        else:
+            tr.rec.contracted.append(base[base >= 0])
+        merged.append(base)
+    tr.set(out, result)
+    if len(operands) > 1:
+        tr.rec.macs.append(MacsTerm(math.prod(max(s for _, s in seen) for seen in uses.values()), merged))
+
+
 @register_op("scaled_dot_product_attention")
 def sdpa(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
     """q.k contracts the per-head dims (coupled; inexact without an explicit ``scale``, which depends on them)."""

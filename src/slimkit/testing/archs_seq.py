@@ -359,3 +359,24 @@ class SEResNet(nn.Module):
 @register_arch("se_resnet")
 def se_resnet() -> tuple[nn.Module, tuple]:
     return SEResNet(), (torch.randn(2, 3, 8, 8),)
+
+
+class EinsumMixer(nn.Module):
+    """Projections written with ``torch.einsum``: a token mixer ('bnc,cd->bnd'), a bilinear gate and a permute."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(6, 10) * 0.3)
+        self.w2 = nn.Parameter(torch.randn(10, 8) * 0.3)
+        self.gate = nn.Linear(6, 10)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.einsum("bnc,cd->bnd", x, self.w1) * torch.sigmoid(self.gate(x))
+        h = torch.einsum("bnd,de->bne", torch.relu(h), self.w2)
+        return self.fc(torch.einsum("bne->ben", h).mean(-1))
+
+
+@register_arch("einsum_mixer")
+def einsum_mixer() -> tuple[nn.Module, tuple]:
+    return EinsumMixer(), (torch.randn(2, 5, 6),)
