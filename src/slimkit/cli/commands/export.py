@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from slimkit.cli.commands.prune import _size
+from slimkit.cli.inputs import input_size, spec_in_channels
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -31,9 +31,8 @@ def run(args: argparse.Namespace) -> int:
     from slimkit.models import load_model
 
     model = load_model(args.model).eval()
-    spec = getattr(model, "slimkit_spec", None) or {}
-    in_channels = int(spec.get("kwargs", {}).get("in_channels", 1))
-    h, w = _size(args.input_size, in_channels)
+    in_channels = spec_in_channels(model)
+    h, w = input_size(args.input_size, in_channels)
     path = export_onnx(model, (torch.randn(1, in_channels, h, w),), Path(args.out), verify=not args.no_verify,
                        atol=args.atol)
     result = {"model": args.model, "out": str(path), "bytes": path.stat().st_size, "verified": not args.no_verify}

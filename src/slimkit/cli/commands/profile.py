@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from slimkit.cli.inputs import input_size, spec_in_channels
 from slimkit.core.errors import ConfigError
 
 
@@ -37,19 +38,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _input_size(text: str | None, in_channels: int) -> tuple[int, int]:
-    if text is None:
-        return (28, 28) if in_channels == 1 else (32, 32)
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        sizes = [int(p) for p in parts if p]
-    except ValueError:
-        raise ConfigError(f"--input-size: expected N or HxW, got {text!r}") from None
-    if len(sizes) not in (1, 2) or min(sizes) < 1:
-        raise ConfigError(f"--input-size: expected N or HxW with positive sizes, got {text!r}")
-    return (sizes[0], sizes[-1])
-
-
 def _load(args: argparse.Namespace) -> tuple[torch.nn.Module, int]:
     """The model and its input channels; a path that exists is read as a saved model file."""
     from slimkit.models import create_model, load_model
@@ -60,8 +48,7 @@ def _load(args: argparse.Namespace) -> tuple[torch.nn.Module, int]:
             if getattr(args, flag) is not None:
                 raise ConfigError(f"--{flag.replace('_', '-')}: not allowed with a saved model file ({path})")
         model = load_model(path)
-        spec = getattr(model, "slimkit_spec", None) or {}
-        return model, int(spec.get("kwargs", {}).get("in_channels", 1))
+        return model, spec_in_channels(model)
     if path.suffix in (".pt", ".pth", ".ckpt") or "/" in args.model:
         raise ConfigError(f"{path}: no such model file")
     in_channels = 1 if args.in_channels is None else args.in_channels
@@ -79,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size: must be >= 1, got {args.batch_size}")
     model, in_channels = _load(args)
-    height, width = _input_size(args.input_size, in_channels)
+    height, width = input_size(args.input_size, in_channels)
     example = torch.randn(args.batch_size, in_channels, height, width)
     report = profile(model, example)
     latency = None

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from slimkit.core.errors import ConfigError
+from slimkit.cli.inputs import input_size, spec_in_channels
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,26 +36,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _size(text: str | None, in_channels: int) -> tuple[int, int]:
-    if text is None:
-        return (28, 28) if in_channels == 1 else (32, 32)
-    try:
-        sizes = [int(v) for v in text.lower().split("x")]
-    except ValueError:
-        raise ConfigError(f"--input-size: expected N or HxW, got {text!r}") from None
-    if len(sizes) not in (1, 2) or min(sizes) < 1:
-        raise ConfigError(f"--input-size: expected N or HxW, got {text!r}")
-    return sizes[0], sizes[-1]
-
-
 def run(args: argparse.Namespace) -> int:
     from slimkit.models import load_model, save_model
     from slimkit.prune.structured import plan_pruning
 
     model = load_model(args.model).eval()
-    spec = getattr(model, "slimkit_spec", None) or {}
-    in_channels = int(spec.get("kwargs", {}).get("in_channels", 1))
-    h, w = _size(args.input_size, in_channels)
+    in_channels = spec_in_channels(model)
+    h, w = input_size(args.input_size, in_channels)
     example = (torch.randn(1, in_channels, h, w),)
     options = {"ratio": args.ratio, "importance": args.importance, "scope": args.scope,
                "macs_reduction": args.macs_reduction, "round_to": args.round_to, "ignore": tuple(args.ignore),
