@@ -53,3 +53,13 @@ def test_ratios_for_drop_and_macs(report, trained):
     assert pruned.macs_after == report.macs_of(ratios)
     with pytest.raises(ConfigError, match="not reachable"):
         report.ratios_for_macs(macs_reduction=1000.0)
+
+
+def test_recalibrated_trials_match_pruning_then_recalibrating(trained, splits):
+    rep = sensitivity_analysis(trained, X, splits.val, ratios=(0.5,), groups=["2.0"], progress=False,
+                               recalibration_data=splits.train, recalibrate_batches=3)
+    model = copy.deepcopy(trained)
+    slimkit.prune_channels(model, X, ratio=0.0, scope="local", ratios={"2.0": 0.5})
+    slimkit.recalibrate_bn(model, splits.train, batches=3)
+    assert rep.curves["2.0"][0] == pytest.approx(slimkit.evaluate(model, splits.val)["accuracy"])
+    assert trained.training is False and all(not m.training for m in trained.modules())

@@ -23,6 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-drop", type=float, default=None, help="prune every layer within this accuracy drop")
     p.add_argument("--macs-reduction", type=float, default=None, help="prune to this MACs factor")
     p.add_argument("--out", default=None, help="where to save the pruned model (with --max-drop/--macs-reduction)")
+    p.add_argument("--recalibrate-batches", type=int, default=0,
+                   help="re-estimate BatchNorm statistics of each trial on N training batches (default 0: off)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(run=run)
 
@@ -49,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
     example = (torch.zeros(1, data.in_channels, *data.image_size),)
     out_dir = Path(args.out_dir)
     report = sensitivity_analysis(model, example, data.val, ratios=ratios, importance=args.importance,
-                                  plot_path=out_dir / "sensitivity.png")
+                                  plot_path=out_dir / "sensitivity.png",
+                                  recalibration_data=data.train if args.recalibrate_batches > 0 else None,
+                                  recalibrate_batches=max(args.recalibrate_batches, 1))
     result = {"baseline_accuracy": report.baseline_accuracy, "ratios": report.ratios, "curves": report.curves}
     chosen = None
     if args.max_drop is not None:

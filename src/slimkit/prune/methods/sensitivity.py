@@ -120,7 +120,8 @@ class SensitivityReport:
 def sensitivity_analysis(model: nn.Module, example_inputs: Any, val_data: Any, *,
                          ratios: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
                          importance: str = "l1", groups: Sequence[str] | None = None,
-                         plot_path: str | os.PathLike | None = None, progress: bool = True) -> SensitivityReport:
+                         plot_path: str | os.PathLike | None = None, progress: bool = True,
+                         recalibration_data: Any = None, recalibrate_batches: int = 20) -> SensitivityReport:
     """Accuracy of ``model`` with each prunable group pruned alone at each of ``ratios`` (model left unchanged).
 
     Args:
@@ -132,6 +133,9 @@ def sensitivity_analysis(model: nn.Module, example_inputs: Any, val_data: Any, *
         groups: restrict to these group names (default: every prunable group).
         plot_path: write accuracy-vs-ratio curves, one per group, here (PNG).
         progress: show a progress bar.
+        recalibration_data: training data (dataset or batches); when given, every trial re-estimates its
+            BatchNorm statistics on ``recalibrate_batches`` batches before it is evaluated. Without it a cut is
+            judged on statistics of the unpruned network, which can make a harmless cut look fatal.
 
     Returns:
         SensitivityReport, with ``ratios_for_drop`` / ``ratios_for_macs`` to derive per-layer overrides.
@@ -156,7 +160,8 @@ def sensitivity_analysis(model: nn.Module, example_inputs: Any, val_data: Any, *
             if count == 0:
                 curves[name].append(baseline)
             else:
-                curves[name].append(_trial(model, inputs, name, scores, graph, removed, val_data))
+                curves[name].append(_trial(model, inputs, name, scores, graph, removed, val_data,
+                                           recalibration_data, recalibrate_batches))
             bar.update(1)
     bar.close()
     report = SensitivityReport(baseline, [float(r) for r in ratios], curves, {n: find_group(graph, n).size for n in names},
@@ -171,13 +176,17 @@ def sensitivity_analysis(model: nn.Module, example_inputs: Any, val_data: Any, *
 
 
 def _trial(model: nn.Module, inputs: tuple, name: str, scores: torch.Tensor, graph: ChannelGraph,
-           removed: torch.Tensor, val_data: Any) -> float:
+           removed: torch.Tensor, val_data: Any, recalibration_data: Any = None, recalibrate_batches: int = 20) -> float:
     """Accuracy of a copy of ``model`` with the channels ``removed`` (of the original's graph) gone."""
     trial = copy.deepcopy(model)
     trial_graph = build_graph(trial, inputs)  # same trace, so channel ids match the original's
     if trial_graph.num_channels != graph.num_channels:
         raise ConfigError(f"{name}: the model traced differently twice; sensitivity needs a deterministic forward")
     make_plan(trial_graph, removed, inputs, _config()).apply()
+    if recalibration_data is not None:
+        from slimkit.train.bn_recalibration import recalibrate_bn
+
+        recalibrate_bn(trial, recalibration_data, batches=recalibrate_batches)
     return accuracy(trial, val_data)
 
 

@@ -26,14 +26,19 @@ class SensitivityStageConfig:
         max_drop: prune every layer at the largest ratio keeping val accuracy within this of the baseline.
         macs_reduction: or prune with the per-layer ratios meeting this MACs factor at the smallest drop.
         Neither: analysis only (the model is unchanged).
+        recalibrate_batches: re-estimate BatchNorm statistics of every trial on this many training batches
+            before evaluating it (0 = off).
     """
 
     ratios: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
     importance: str = "l1"
     max_drop: float | None = None
     macs_reduction: float | None = None
+    recalibrate_batches: int = 0
 
     def __post_init__(self) -> None:
+        if self.recalibrate_batches < 0:
+            raise ValueError(f"recalibrate_batches must be >= 0, got {self.recalibrate_batches}")
         object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))
         for r in self.ratios:
             check_ratio("ratios", r)
@@ -50,7 +55,9 @@ def sensitivity_stage(ctx: StageContext, config: SensitivityStageConfig) -> dict
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     inputs = on_device(tuple(ctx.example_inputs), ctx.model)
     report = sensitivity_analysis(ctx.model, inputs, ctx.data.val, ratios=config.ratios,
-                                  importance=config.importance, plot_path=ctx.stage_dir / "sensitivity.png")
+                                  importance=config.importance, plot_path=ctx.stage_dir / "sensitivity.png",
+                                  recalibration_data=ctx.data.train if config.recalibrate_batches else None,
+                                  recalibrate_batches=max(config.recalibrate_batches, 1))
     atomic_write_bytes(ctx.stage_dir / "sensitivity.txt", (report.table() + "\n").encode())
     metrics: dict[str, Any] = {"baseline_accuracy": report.baseline_accuracy, "groups": len(report.curves),
                                "plots": report.plots}
