@@ -70,16 +70,26 @@ def test_channel_shuffle_is_prunable():
     assert not [g for g in graph.skipped if "model output" not in g.reason]
 
 
-def test_model_outputs_are_left_untouched_and_lstm_inputs_pruned():
+def test_model_outputs_are_left_untouched_and_lstm_inputs_and_hidden_units_pruned():
     model, x = build_arch("lstm_head")
     graph = build_graph(model, x)
     reasons = {g.name: g.reason for g in graph.skipped}
     assert "model output" in reasons["fc"]
-    assert [g.name for g in graph.groups] == ["conv1", "conv2"]
-    assert "lstm" in graph.groups[1].modules
+    assert [g.name for g in graph.groups] == ["conv1", "conv2", "lstm"]
+    assert "lstm" in graph.groups[1].modules and "fc" in graph.groups[2].modules
     slimkit.prune_channels(model, x, ratio=0.5, scope="local")
-    assert (model.conv2.out_channels, model.lstm.input_size, model.lstm.hidden_size) == (4, 4, 10)
-    assert model.lstm.weight_ih_l0.shape == (40, 4) and model(*x).shape == (2, 3)
+    assert (model.conv2.out_channels, model.lstm.input_size, model.lstm.hidden_size) == (4, 4, 5)
+    assert model.lstm.weight_ih_l0.shape == (20, 4) and model.lstm.weight_hh_l0.shape == (20, 5)
+    assert model.fc.in_features == 5 and model(*x).shape == (2, 3)
+
+
+def test_bidirectional_stacked_gru_loses_the_same_units_everywhere():
+    model, x = build_arch("bigru_tagger")
+    slimkit.prune_channels(model, x, ratio=0.4, scope="local")
+    gru = model.gru
+    assert gru.hidden_size == 3 and gru.weight_ih_l1.shape == (9, 6) and gru.weight_hh_l1_reverse.shape == (9, 3)
+    assert model.cell.input_size == 6 and model.cell.hidden_size == 2 and model.fc.in_features == 2
+    assert model(*x).shape == (2, 3)
 
 
 def test_recurrent_macs_match_the_profiler():
@@ -243,3 +253,21 @@ def test_einsum_letters_couple_dims_and_macs_match_the_profiler():
     slimkit.prune_channels(model, x, ratio=0.5, scope="local")
     assert model.w1.shape == (6, 5) and model.w2.shape == (5, 4) and model.gate.out_features == 5
     assert model(*x).shape == (2, 3)
+
+
+def test_recurrent_cell_with_an_initial_state_of_literal_width_keeps_its_hidden_units():
+    class Loop(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inp, self.cell, self.fc = nn.Linear(3, 8), nn.LSTMCell(8, 6), nn.Linear(6, 2)
+
+        def forward(self, x):
+            h = c = torch.zeros(x.shape[1], 6)
+            for t in range(x.shape[0]):
+                h, c = self.cell(torch.relu(self.inp(x[t])), (h, c))
+            return self.fc(h)
+
+    model, x = Loop(), torch.randn(4, 2, 3)
+    report = slimkit.prune_channels(model, x, ratio=0.5, scope="local")
+    assert "initial state of fixed width 6" in report.table()
+    assert (model.cell.input_size, model.cell.hidden_size) == (4, 6) and model(x).shape == (2, 2)

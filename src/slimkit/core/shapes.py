@@ -92,12 +92,15 @@ def restore_attention_heads(model: nn.Module, heads: Mapping[str, int]) -> None:
 @register_syncer(nn.LSTM, nn.GRU, nn.RNN)
 def _recurrent(m: nn.Module) -> None:
     m.input_size = m.weight_ih_l0.shape[1]
+    if not getattr(m, "proj_size", 0):
+        m.hidden_size = m.weight_hh_l0.shape[1]
     m._init_flat_weights()  # the kernel reads this cached list of the parameters, not the attributes
 
 
 @register_syncer(nn.LSTMCell, nn.GRUCell, nn.RNNCell)
 def _recurrent_cell(m: nn.Module) -> None:
     m.input_size = m.weight_ih.shape[1]
+    m.hidden_size = m.weight_hh.shape[1]
 
 
 @register_syncer(nn.LayerNorm)

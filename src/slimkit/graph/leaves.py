@@ -22,35 +22,102 @@ def register_untouched(*types: type) -> None:
     register_leaf(*types)(opaque_leaf)
 
 
+_GATES = {nn.LSTM: 4, nn.LSTMCell: 4, nn.GRU: 3, nn.GRUCell: 3, nn.RNN: 1, nn.RNNCell: 1}
+
+
+def _gates(m: nn.Module) -> int:
+    return next(g for cls, g in _GATES.items() if isinstance(m, cls))
+
+
 @register_leaf(nn.LSTM, nn.GRU, nn.RNN, nn.LSTMCell, nn.GRUCell, nn.RNNCell)
 def recurrent(tr: Tracer, m: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
-    """Input feature ``i`` is column ``i`` of the first layer's input weights (both directions); nothing else
-    changes: hidden and cell sizes stay, so outputs and states carry no channels. Packed sequences and given
-    initial states are left as they are (their channels blocked)."""
+    """Input features and hidden units of LSTM / GRU / RNN layers and cells.
+
+    Input feature ``i`` is column ``i`` of the first layer's input weights (both directions). Hidden unit ``k`` is
+    row ``k`` of every gate block of every weight and bias, column ``k`` of the recurrent weights and of the next
+    layer's input weights, and feature ``k`` of the outputs and states. The module has one ``hidden_size``, so
+    every layer and direction loses the same units (one channel set). A unit whose outgoing weights are zero is
+    removed exactly: gates and cell state are per unit. A projection (``proj_size``) keeps the hidden size;
+    packed sequences are left as they are (their channels blocked).
+    """
     x = _arg(args, kwargs, 0, "input")
     cell = isinstance(m, nn.RNNCellBase)
+    kind = type(m).__name__
     if not isinstance(x, torch.Tensor):  # a PackedSequence: its data layout is not traced
         opaque_leaf(tr, m, args, kwargs, out)
         return
-    for t in _tensors((args[1:], kwargs)):
-        tr.rec.block_fields(tr.fields(t), f"{type(m).__name__} initial state")
     fx = tr.fields(x)
     last = x.ndim - 1
     for d, ids in fx.items():
         if d != last:
-            tr.rec.block(ids, f"{type(m).__name__} batch/time dims")
-    names = ["weight_ih"] if cell else [f"weight_ih_l0{s}" for s in ("", "_reverse")[: 1 + int(m.bidirectional)]]
-    first = [getattr(m, n) for n in names]
-    in_ids = fx.get(last)
-    for w in first:
-        couple(tr, in_ids, tr.param_fields(w, {1: "in"}, dims=(1,)).get(1), f"{type(m).__name__} input features")
+            tr.rec.block(ids, f"{kind} batch/time dims")
+    gates = _gates(m)
+    layers = 1 if cell else m.num_layers
+    suffixes = [""] if cell else ["", "_reverse"][: 1 + int(m.bidirectional)]
+    hidden = not cell and getattr(m, "proj_size", 0) > 0  # hidden units tied to a projection: kept
+    h = None
+    if not hidden:
+        w_hh = m.weight_hh if cell else m.weight_hh_l0
+        h = tr.param_fields(w_hh, {0: "out", 1: "in"}).get(1)
     tokens = x.numel() // max(x.shape[-1], 1)
-    rest = sum(p.numel() for n, p in m.named_parameters() if n.startswith("weight") and n not in names)
-    w_in = first[0] if first else None
-    if w_in is not None and w_in.ndim == 2:
-        fw = tr.fields(w_in).get(1)
-        tr.rec.macs.append(MacsTerm(int(tokens * sum(w.numel() for w in first)), [fw] if fw is not None else []))
-    tr.rec.macs.append(MacsTerm(int(tokens * rest), []))
+    in_ids = fx.get(last)
+    for layer in range(layers):
+        for sfx in suffixes:
+            def name(base: str, layer: int = layer, sfx: str = sfx) -> str:
+                return base if cell else f"{base}_l{layer}{sfx}"
+
+            w_ih, w_hh = getattr(m, name("weight_ih")), getattr(m, name("weight_hh"))
+            f_ih = tr.param_fields(w_ih, {0: "out", 1: "in"})
+            f_hh = tr.param_fields(w_hh, {0: "out", 1: "in"})
+            rows = None if h is None else h.repeat(gates)
+            if layer == 0:
+                couple(tr, in_ids, f_ih.get(1), f"{kind} input features")
+            elif h is not None:
+                couple(tr, h.repeat(len(suffixes)), f_ih.get(1), f"{kind} layer inputs")
+            else:
+                tr.rec.block(f_ih.get(1), f"{kind} layer inputs of a projected LSTM")
+            for f, dims in ((f_ih, (0,)), (f_hh, (0, 1))):
+                for d in dims:
+                    if f.get(d) is None:
+                        continue
+                    if h is None:
+                        tr.rec.block(f[d], f"{kind} hidden units with a projection")
+                    else:
+                        tr.rec.unify(f[d], rows if d == 0 else h, f"{kind} hidden units")
+            for bias in (getattr(m, name("bias_ih"), None), getattr(m, name("bias_hh"), None)):
+                if isinstance(bias, torch.Tensor):
+                    fb = tr.param_fields(bias, {0: "out"}).get(0)
+                    if h is None:
+                        tr.rec.block(fb, f"{kind} hidden units with a projection")
+                    else:
+                        tr.rec.unify(fb, rows, f"{kind} hidden units")
+            ids_in = [i for i in (f_ih.get(1),) if i is not None]
+            ids_rows = [h] if h is not None else []
+            tr.rec.macs.append(MacsTerm(int(tokens * w_ih.numel()), ids_rows + ids_in))
+            tr.rec.macs.append(MacsTerm(int(tokens * w_hh.numel()), ids_rows * 2))
+            proj = getattr(m, name("weight_hr"), None) if not cell else None
+            if isinstance(proj, torch.Tensor):
+                tr.rec.macs.append(MacsTerm(int(tokens * proj.numel()), []))
+    for t in _tensors((args[1:], kwargs)):  # given initial states: their last dim is the hidden units
+        ft = tr.fields(t)
+        for d, ids in ft.items():
+            if d != t.ndim - 1 or h is None or t.shape[-1] != h.numel():
+                tr.rec.block(ids, f"{kind} initial state")
+        if h is not None and t.ndim and t.shape[-1] == h.numel():
+            state = ft.get(t.ndim - 1)
+            if state is None:  # e.g. torch.zeros(B, 6): a width fixed in code cannot follow the pruned units
+                tr.rec.block(h, f"{kind} initial state of fixed width {t.shape[-1]}")
+            else:
+                tr.rec.unify(state, h, f"{kind} initial state")
+    outputs = _tensors(out)
+    if h is None:
+        return
+    for o in outputs:
+        width = o.shape[-1] if o.ndim else 0
+        if width == h.numel():
+            tr.set(o, {o.ndim - 1: h})
+        elif width == h.numel() * len(suffixes):
+            tr.set(o, {o.ndim - 1: h.repeat(len(suffixes))})
 
 
 @register_leaf(nn.MultiheadAttention)

@@ -194,8 +194,8 @@ def sdpa_attention() -> tuple[nn.Module, tuple]:
 
 
 class LSTMHead(nn.Module):
-    """Conv features read by an LSTM: the LSTM's input features are pruned with the conv feeding it; its hidden
-    size (and so the classifier reading it) stays."""
+    """Conv features read by an LSTM: its input features are pruned with the conv feeding it, its hidden units
+    with the classifier reading them."""
 
     def __init__(self) -> None:
         super().__init__()
