@@ -61,6 +61,7 @@ _EXPORTS: dict[str, str] = {
     "progressive_prune": "slimkit.prune.methods.progressive:progressive_prune",
     "soft_filter_prune": "slimkit.prune.methods.soft_filter:soft_filter_prune",
     "reconstruct_prune": "slimkit.prune.methods.reconstruction:reconstruct_prune",
+    "prune_layers": "slimkit.prune.methods.layer_removal:prune_layers",
     # data
     "load_dataset": "slimkit.data:load_dataset",
     "list_datasets": "slimkit.data:list_datasets",

@@ -57,13 +57,20 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 STRUCTURE_RESTORERS: dict[str, str] = {
     "lowrank_plan": "slimkit.lowrank.api:apply_plan",
     "attention_heads": "slimkit.core.shapes:restore_attention_heads",
+    "removed_layers": "slimkit.prune.methods.layer_removal:restore_removed_layers",
 }
 
 
 def _structure_metadata(model: nn.Module) -> dict[str, Any]:
-    """What the weights' shapes alone cannot tell: the head count of attention layers (whole heads pruned)."""
+    """What the weights' shapes alone cannot tell: removed blocks, the head count of attention layers."""
+    meta: dict[str, Any] = {}
+    removed = getattr(model, "slimkit_removed_layers", None)
+    if removed:  # blocks replaced by nn.Identity (slimkit.prune_layers): first, so the rest sees the same modules
+        meta["removed_layers"] = list(removed)
     heads = {name: m.num_heads for name, m in model.named_modules() if isinstance(m, nn.MultiheadAttention)}
-    return {"attention_heads": heads} if heads else {}
+    if heads:
+        meta["attention_heads"] = heads
+    return meta
 
 
 def _restore_structure(model: nn.Module, metadata: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ Each method is a verb returning a small report dataclass; they reuse ``prune_cha
 physical removal and ``slimkit.train.fit`` (with hooks) for any training.
 """
 
+from slimkit.prune.methods.layer_removal import LayerPruneReport, prune_layers
 from slimkit.prune.methods.progressive import ProgressiveReport, progressive_prune
 from slimkit.prune.methods.reconstruction import ReconstructionReport, reconstruct_prune
 from slimkit.prune.methods.sensitivity import SensitivityReport, sensitivity_analysis
@@ -12,7 +13,7 @@ from slimkit.prune.methods.slimming import BatchNormL1, SlimmingReport, network_
 from slimkit.prune.methods.soft_filter import SoftFilterHook, SoftFilterReport, soft_filter_prune
 
 __all__ = [
-    "BatchNormL1", "ProgressiveReport", "ReconstructionReport", "SensitivityReport", "SlimmingReport",
+    "BatchNormL1", "LayerPruneReport", "ProgressiveReport", "ReconstructionReport", "SensitivityReport", "SlimmingReport",
     "SoftFilterHook", "SoftFilterReport", "network_slimming", "progressive_prune", "reconstruct_prune",
-    "sensitivity_analysis", "soft_filter_prune",
+    "prune_layers", "sensitivity_analysis", "soft_filter_prune",
 ]
