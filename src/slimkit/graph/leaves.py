@@ -1,5 +1,5 @@
 """Modules traced as single nodes: ``nn.MultiheadAttention`` (per-head dims or whole heads) and recurrent layers
-(their input features are prunable; hidden sizes are kept).
+(input features and hidden units).
 
 Register your own with :func:`slimkit.graph.register_leaf` (a handler) or :func:`register_untouched` (a type the
 engine must leave alone: channels reaching it are blocked and reported).
@@ -54,9 +54,9 @@ def recurrent(tr: Tracer, m: nn.Module, args: tuple, kwargs: dict, out: Any) -> 
     gates = _gates(m)
     layers = 1 if cell else m.num_layers
     suffixes = [""] if cell else ["", "_reverse"][: 1 + int(m.bidirectional)]
-    hidden = not cell and getattr(m, "proj_size", 0) > 0  # hidden units tied to a projection: kept
+    projected = not cell and getattr(m, "proj_size", 0) > 0  # hidden units behind a projection: kept
     h = None
-    if not hidden:
+    if not projected:
         w_hh = m.weight_hh if cell else m.weight_hh_l0
         h = tr.param_fields(w_hh, {0: "out", 1: "in"}).get(1)
     tokens = x.numel() // max(x.shape[-1], 1)
