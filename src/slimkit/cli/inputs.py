@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from slimkit.core.errors import ConfigError
@@ -25,3 +26,13 @@ def spec_in_channels(model: nn.Module) -> int:
     """Input channels recorded in the model's build spec (1 when it names none)."""
     spec = getattr(model, "slimkit_spec", None) or {}
     return int(spec.get("kwargs", {}).get("in_channels", 1))
+
+
+def load_with_example(path: str, size_text: str | None) -> tuple[nn.Module, torch.Tensor]:
+    """A saved model (eval mode) and a random batch-1 input for it: its spec's channels, ``--input-size``."""
+    from slimkit.models import load_model
+
+    model = load_model(path).eval()
+    in_channels = spec_in_channels(model)
+    h, w = input_size(size_text, in_channels)
+    return model, torch.randn(1, in_channels, h, w)

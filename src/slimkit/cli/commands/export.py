@@ -6,9 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
-from slimkit.cli.inputs import input_size, spec_in_channels
+from slimkit.cli.inputs import load_with_example
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -28,13 +26,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from slimkit.export import export_onnx
-    from slimkit.models import load_model
 
-    model = load_model(args.model).eval()
-    in_channels = spec_in_channels(model)
-    h, w = input_size(args.input_size, in_channels)
-    path = export_onnx(model, (torch.randn(1, in_channels, h, w),), Path(args.out), verify=not args.no_verify,
-                       atol=args.atol)
+    model, x = load_with_example(args.model, args.input_size)
+    path = export_onnx(model, (x,), Path(args.out), verify=not args.no_verify, atol=args.atol)
     result = {"model": args.model, "out": str(path), "bytes": path.stat().st_size, "verified": not args.no_verify}
     print(json.dumps(result) if args.json else f"wrote {path} ({result['bytes']:,} bytes"
           f"{', outputs match PyTorch' if result['verified'] else ''})")

@@ -6,9 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
-from slimkit.cli.inputs import input_size, spec_in_channels
+from slimkit.cli.inputs import load_with_example
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -37,13 +35,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from slimkit.models import load_model, save_model
+    from slimkit.models import save_model
     from slimkit.prune.structured import plan_pruning
 
-    model = load_model(args.model).eval()
-    in_channels = spec_in_channels(model)
-    h, w = input_size(args.input_size, in_channels)
-    example = (torch.randn(1, in_channels, h, w),)
+    model, x = load_with_example(args.model, args.input_size)
+    example = (x,)
     options = {"ratio": args.ratio, "importance": args.importance, "scope": args.scope,
                "macs_reduction": args.macs_reduction, "round_to": args.round_to, "ignore": tuple(args.ignore),
                "debias": args.debias, "attention": args.attention, "latency_weight": args.latency_weight}
