@@ -15,7 +15,7 @@ from torch import nn
 
 from slimkit.core.errors import DataError
 from slimkit.core.modules import model_device
-from slimkit.train.evaluation import as_loader, forward, to_device
+from slimkit.train.evaluation import as_loader, forward, to_device, training_mode
 
 _NORMS = (nn.modules.batchnorm._BatchNorm,)
 
@@ -49,16 +49,14 @@ def recalibrate_bn(
         loader = data
     saved = [(m, m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
              for m in norms]
-    flags = [(m, m.training) for m in model.modules()]
     samples = 0
     try:
         for m in norms:
             m.reset_running_stats()
             m.momentum = None  # cumulative average over the recalibration batches
-        model.eval()
-        for m in norms:
-            m.train()
-        with torch.no_grad():
+        with training_mode(model, False), torch.no_grad():  # every flag restored afterwards
+            for m in norms:
+                m.train()
             for step, batch in enumerate(loader):
                 if step >= batches:
                     break
@@ -76,8 +74,6 @@ def recalibrate_bn(
     finally:
         for m, momentum, *_ in saved:
             m.momentum = momentum
-        for m, flag in flags:
-            m.training = flag
     return samples
 
 

@@ -60,6 +60,13 @@ def test_candidates_are_shape_preserving_blocks_with_weights():
     assert "stem" not in names and "head" not in names  # change the shape
 
 
+def test_finding_candidates_keeps_every_train_eval_flag():
+    model = Net().train()
+    model.blocks[0].bn.eval()  # a frozen BatchNorm in a model being trained
+    removable_blocks(model, X)
+    assert model.training and model.blocks[1].bn.training and not model.blocks[0].bn.training
+
+
 def test_a_block_with_a_dead_branch_is_removed_first_and_exactly(trained_net, splits, tmp_path):
     model = _dead_middle(trained_net)
     before = model(X)

@@ -27,6 +27,7 @@ from slimkit.core.errors import ConfigError
 from slimkit.core.modules import label, matches_any, set_submodule
 from slimkit.core.transaction import transaction
 from slimkit.prune.methods._common import accuracy, as_tuple
+from slimkit.train.evaluation import training_mode
 
 REMOVED_ATTR = "slimkit_removed_layers"  # names replaced by nn.Identity, kept on the model for save_model
 
@@ -74,15 +75,12 @@ def removable_blocks(model: nn.Module, example_inputs: Any) -> list[str]:
             shapes[name] = shapes.get(name, True) and same
 
         handles.append(module.register_forward_hook(hook))
-    was = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with training_mode(model, False), torch.no_grad():
             model(*inputs)
     finally:
         for h in handles:
             h.remove()
-        model.train(was)
     return [name for name, same in shapes.items() if same]
 
 
