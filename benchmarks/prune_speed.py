@@ -3,8 +3,8 @@
 Each model (ResNet-50 and MobileNetV2, ImageNet-sized) is pruned to about 2x fewer MACs by Torch-Pruning
 (``MetaPruner``, L1 magnitude, uniform ratio, classifier ignored: its usual recipe) and by slimkit
 (``prune_channels`` with the same MACs reduction, ``round_to=16`` for the AVX-512 kernels of this CPU and
-``latency_weight=2.0``: global ranking by importance / (ms saved)**2, per-layer CPU latency taken from the
-op times recorded while tracing, so no extra forward pass).
+``latency_weight=1.0``: global ranking by importance / (ms saved per MAC saved), per-layer CPU latency taken
+from the op times recorded while tracing, so no extra forward pass).
 Latency of dense / peer / slimkit models is timed alternately in one process (medians of interleaved runs), in
 PyTorch eager mode and, exported with ``slimkit.export_onnx``, in ONNX Runtime (the deployment path: it fuses
 conv + BN + activation and has far less per-op overhead than eager PyTorch at batch 1).
@@ -48,7 +48,7 @@ def peer_prune(model: torch.nn.Module, x: torch.Tensor, ratio: float) -> float:
 
 def ours_prune(model: torch.nn.Module, x: torch.Tensor, reduction: float) -> tuple[float, object]:
     t0 = time.perf_counter()
-    report = slimkit.prune_channels(model, x, macs_reduction=reduction, round_to=16, latency_weight=2.0)
+    report = slimkit.prune_channels(model, x, macs_reduction=reduction, round_to=16, latency_weight=1.0)
     return time.perf_counter() - t0, report
 
 

@@ -174,6 +174,21 @@ def test_costs_are_exact_for_convs_and_linears():
     assert graph.params() == sum(p.numel() for p in model.parameters())
 
 
+@pytest.mark.parametrize("arch", ["conv_bn_relu", "resnet", "densenet"])
+def test_savings_per_channel_are_what_removing_one_channel_saves(arch):
+    model, x = build_arch(arch)
+    graph = build_graph(model, x)
+    macs, params = graph.savings_per_channel()
+    for g in graph.groups:
+        channel = int(g.channels[0])
+        removed = torch.zeros(graph.num_channels, dtype=torch.bool)
+        removed[channel] = True
+        # terms are linear in each channel unless one term lists the channel twice (depthwise: in and out)
+        assert graph.macs() - graph.macs(removed) == pytest.approx(float(macs[channel]), rel=0.05, abs=1), g.name
+        assert graph.params() - graph.params(removed) == pytest.approx(float(params[channel]), rel=0.05, abs=1)
+    assert bool((macs[graph.candidate] > 0).all()) and bool((params[graph.candidate] > 0).all())
+
+
 def test_trace_leaves_model_unchanged_and_in_mode():
     model, x = build_arch("resnet")
     model.train()

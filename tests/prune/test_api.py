@@ -278,6 +278,37 @@ def test_latency_of_weightless_modules_goes_to_the_channels_they_produce():
     assert float(cost.sum()) == pytest.approx(3.0)
 
 
+def test_under_a_macs_budget_latency_weight_cuts_where_time_per_mac_is_highest(monkeypatch):
+    import slimkit.prune.latency as latency
+
+    # two hidden layers of equal width: "0" feeds a 1x1 conv, "2" a wide 3x3 conv (about 5x the MACs per channel)
+    model = nn.Sequential(nn.Conv2d(3, 16, 1), nn.ReLU(), nn.Conv2d(16, 16, 1), nn.ReLU(), nn.Conv2d(16, 16, 3))
+    x = torch.randn(1, 3, 8, 8)
+    graph = build_graph(model, x)
+    macs, _ = graph.savings_per_channel()
+    hidden = {name: [g for g in graph.groups if g.modules[0] == name][0] for name in ("0", "2")}
+    assert float(macs[hidden["2"].channels[0]]) > 2 * float(macs[hidden["0"].channels[0]])
+
+    # every channel saves the same time, and the channels of "2" matter half as much as those of "0"
+    def scores(g, *args):
+        out = torch.ones(g.num_channels)
+        out[[grp for grp in g.groups if grp.modules[0] == "0"][0].channels] = 2.0
+        return out
+
+    monkeypatch.setattr("slimkit.prune.structured.channel_scores", scores)
+    monkeypatch.setattr(latency, "latency_per_channel", lambda g, *a: torch.ones(g.num_channels))
+    kept = {}
+    for weight in (0.0, 1.0):
+        plan = slimkit.plan_pruning(model, x, macs_reduction=1.2, latency_weight=weight, normalize="none",
+                                    max_group_ratio=1.0)
+        assert plan.report.macs_reduction >= 1.2
+        kept[weight] = {name: len(plan.indices(name)) for name in ("0", "2")}  # channels removed
+    assert kept[0.0]["0"] == 0 < kept[0.0]["2"]  # by importance alone, "2" goes first
+    assert kept[1.0]["0"] > 0 == kept[1.0]["2"]  # per MAC saved, "0" buys 5x the time: it goes first
+    density = latency.latency_per_budget_unit(graph, torch.ones(graph.num_channels), "macs")
+    assert float(density[hidden["0"].channels].min()) > 4 * float(density[hidden["2"].channels].max())
+
+
 def test_plan_group_costs_add_up_for_independent_groups():
     model, x = build_arch("conv_bn_relu")
     plan = slimkit.plan_pruning(model, x, ratio=0.5, scope="local")

@@ -222,6 +222,24 @@ class ChannelGraph:
         """Parameters (shared ones counted once) after removing ``removed`` channels."""
         return int(round(self._costs(removed)[1]))
 
+    def savings_per_channel(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """MACs and parameters that removing each channel alone saves (first order, from the cost model).
+
+        A term (a conv's MACs, a tensor's size) scales with the kept fraction of each id list it depends on, so
+        one channel of a list of ``n`` ids takes ``1/n`` of the term with it; channels in no term save nothing.
+        """
+        if not hasattr(self, "_cost"):
+            self._cost_index()
+        comps, seg, seg_len, use_seg, use_term, weights, n_macs = self._cost
+        out = []
+        for is_macs in (True, False):
+            take = (use_term < n_macs) if is_macs else (use_term >= n_macs)
+            share = torch.where(take, weights[use_term], torch.zeros((), dtype=torch.float64))
+            per_seg = torch.zeros(len(seg_len), dtype=torch.float64).index_add_(
+                0, use_seg, share / seg_len[use_seg].clamp_min(1))
+            out.append(torch.zeros(self.num_channels, dtype=torch.float64).index_add_(0, comps, per_seg[seg]))
+        return out[0], out[1]
+
     def describe(self) -> dict[str, Any]:
         return {
             "channels": self.num_channels,

@@ -47,9 +47,11 @@ class PruneConfig:
             ``latency_batch_size`` is at most this (each candidate is applied, timed and rolled back).
         latency_device: where ``target_latency_ms`` is measured ("cpu", "cuda", ...).
         latency_batch_size: batch size for ``target_latency_ms`` and ``latency_weight``.
-        latency_weight: hardware-aware global ranking by ``importance / (ms saved) ** latency_weight``, the
-            per-layer latency measured on ``latency_device`` (0: off; 1: importance per millisecond; 2: favour
-            speed more). Under a MACs budget the cut then lands where it buys the most time.
+        latency_weight: hardware-aware global ranking by ``importance / cost ** latency_weight``, from the
+            per-layer latency measured on ``latency_device`` (0: off; 1: importance per unit of cost; 2: favour
+            speed more). The cost is the time a channel's removal saves per unit of what is budgeted: per MAC
+            under ``target_macs``/``macs_reduction``, per parameter under ``target_params``, per channel under
+            ``ratio`` or ``target_latency_ms``. So a MACs budget is spent where it buys the most time.
         attention: unit removed from ``nn.MultiheadAttention``: ``head_dims`` (the same dims in every head) or
             ``heads`` (whole heads; exact for a head without effect, and the kernels keep their head size).
         round_to: keep channel counts at multiples of this (8 for tensor cores / SIMD widths).

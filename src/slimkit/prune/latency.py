@@ -162,3 +162,20 @@ def latency_per_channel(graph: ChannelGraph, example_inputs: tuple, config: Prun
         if comps.numel():
             saving.index_add_(0, comps, torch.full((comps.numel(),), ms / comps.numel(), dtype=torch.float64))
     return saving.float()
+
+
+def latency_per_budget_unit(graph: ChannelGraph, ms_saved: torch.Tensor, budget: str) -> torch.Tensor:
+    """Milliseconds each channel saves per MAC (``budget="macs"``) or parameter (``"params"``) it saves.
+
+    Under a MACs budget the cut is fixed in MACs, so the channels worth removing for speed are those that save
+    the most time per MAC: the ones feeding BatchNorms, activations and depthwise convs at high resolution,
+    whose time is large next to their MACs. Ranking by time per channel instead removes the channels heavy in
+    both, and the latency falls no faster than the MACs. Channels that save no budget at all are ranked as
+    the median.
+    """
+    macs, params = graph.savings_per_channel()
+    unit = macs if budget == "macs" else params
+    density = ms_saved.double() / unit.clamp_min(1e-12)
+    has = (unit > 0) & (ms_saved > 0)
+    fill = density[has].median() if bool(has.any()) else torch.tensor(1.0, dtype=torch.float64)
+    return torch.where(unit > 0, density, fill).float()

@@ -191,6 +191,11 @@ def plan_pruning(model: nn.Module, example_inputs: Any, config: PruneConfig | di
             from slimkit.prune.latency import latency_per_channel
 
             cost = latency_per_channel(graph, _as_tuple(example_inputs), config)
+            if config.target_latency_ms is None and (config.target_macs is not None or config.macs_reduction is not None
+                                                     or config.target_params is not None):
+                from slimkit.prune.latency import latency_per_budget_unit
+
+                cost = latency_per_budget_unit(graph, cost, "params" if config.target_params is not None else "macs")
         if config.target_latency_ms is not None:
             from slimkit.prune.latency import select_for_latency
 
