@@ -270,6 +270,34 @@ def test_einsum_letters_couple_dims_and_macs_match_the_profiler():
     assert model(*x).shape == (2, 3)
 
 
+def test_einsum_ellipsis_is_spelled_out_and_broadcast_right_aligned():
+    from slimkit.profile import profile
+
+    model, x = build_arch("einsum_ellipsis")
+    graph = build_graph(model, x)
+    assert not graph.unknown_ops
+    assert [g.reason for g in graph.skipped] == ["model output: reaches the model output"]
+    assert sorted(g.size for g in graph.groups) == [8, 10]
+    assert graph.macs() == profile(model, x).macs
+    slimkit.prune_channels(model, x, ratio=0.5, scope="local")
+    assert (model.w1.shape, model.scale.shape, model.w2.shape) == ((5, 6), (5,), (4, 5))
+    assert model.fc.in_features == 4 and model(*x).shape == (2, 3)
+
+
+@pytest.mark.parametrize("equation, shapes, expected", [
+    ("...c,dc->...d", [(2, 5, 6), (4, 6)], (["abc", "dc"], "abd")),
+    ("b...,b...->b", [(2, 3, 4), (2, 4)], (["bac", "bc"], "b")),
+    ("ij,...j", [(3, 4), (7, 4)], (["ij", "aj"], "ai")),
+    ("ij,jk", [(3, 4), (4, 5)], (["ij", "jk"], "ik")),
+    ("ij,jk", [(3, 4)], None),
+    ("...ij,jk", [(3,), (4, 5)], None),
+])
+def test_einsum_terms(equation, shapes, expected):
+    from slimkit.graph.layer_ops import _einsum_terms
+
+    assert _einsum_terms(equation, [torch.zeros(s) for s in shapes]) == expected
+
+
 def test_recurrent_cell_with_an_initial_state_of_literal_width_keeps_its_hidden_units():
     class Loop(nn.Module):
         def __init__(self):

@@ -7,6 +7,7 @@ couples the input's channel dim to the consumer dim, and records the op's MACs a
 from __future__ import annotations
 
 import math
+import string
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -251,21 +252,44 @@ def rmatmul(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, ou
     return matmul(tr, "matmul", func, (args[1], args[0]), kwargs, out)
 
 
+def _einsum_terms(equation: str, operands: list[Any]) -> tuple[list[str], str] | None:
+    """Operand terms and output term of ``equation`` with every ``...`` spelled out as letters of its own.
+
+    The dims an ellipsis covers are right-aligned across operands (broadcasting), so operand ``i`` gets the
+    last ``k_i`` of the placeholder letters; the output gets all of them. An implicit output is the ellipsis
+    dims followed by the letters used once, in alphabetical order. None when the equation does not fit.
+    """
+    lhs, arrow, rhs = equation.replace(" ", "").partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(operands) or not all(isinstance(o, torch.Tensor) for o in operands):
+        return None
+    if not arrow:
+        named = lhs.replace("...", "").replace(",", "")
+        rhs = ("..." if "..." in lhs else "") + "".join(sorted(c for c in set(named) if named.count(c) == 1))
+    spans = [o.ndim - (len(t) - 3) if "..." in t else 0 for t, o in zip(terms, operands)]
+    free = [c for c in string.ascii_letters if c not in equation]
+    k = max(spans, default=0)
+    if min(spans, default=0) < 0 or k > len(free) or ("..." in rhs and "..." not in lhs):
+        return None
+    letters = "".join(free[:k])
+    terms = [t.replace("...", letters[k - n:]) for t, n in zip(terms, spans)]
+    rhs = rhs.replace("...", letters)
+    if any(len(t) != o.ndim for t, o in zip(terms, operands)):
+        return None
+    return terms, rhs
+
+
 @register_op("einsum")
 def einsum(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
     """Dims that share a letter are one channel set (coupled across operands); a letter kept in the output names
-    that output dim's channels, a letter summed away is contracted (as in matmul). Equations with ``...`` are
-    blocked."""
+    that output dim's channels, a letter summed away is contracted (as in matmul). ``...`` stands for letters of
+    its own, right-aligned across operands as broadcasting does."""
     equation = args[0] if args else kwargs.get("equation")
     operands = list(args[1]) if len(args) == 2 and isinstance(args[1], (list, tuple)) else list(args[1:])
-    if not isinstance(equation, str) or "..." in equation or not isinstance(out, torch.Tensor):
+    parsed = _einsum_terms(equation, operands) if isinstance(equation, str) else None
+    if parsed is None or not isinstance(out, torch.Tensor):
         return unknown(tr, name, func, args, kwargs, out)
-    lhs, arrow, rhs = equation.replace(" ", "").partition("->")
-    terms = lhs.split(",")
-    if not arrow:  # implicit output: the letters used once, in alphabetical order
-        rhs = "".join(sorted(c for c in set(lhs) - {","} if lhs.count(c) == 1))
-    if len(terms) != len(operands) or any(len(t) != o.ndim for t, o in zip(terms, operands)):
-        return unknown(tr, name, func, args, kwargs, out)
+    terms, rhs = parsed
     uses: dict[str, list[tuple[torch.Tensor | None, int]]] = {}
     for term, operand in zip(terms, operands):
         if tr.tensor_index(operand) is not None:  # a weight: dims kept in the output produce, summed dims consume
@@ -294,7 +318,7 @@ def einsum(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out
             tr.rec.contracted.append(base[base >= 0])
         merged.append(base)
     tr.set(out, result)
-    if len(operands) > 1:
+    if len(operands) > 1 and set(uses) - set(rhs):  # a product with a sum (not elementwise): MACs, as profiled
         tr.rec.macs.append(MacsTerm(math.prod(max(s for _, s in seen) for seen in uses.values()), merged))
 
 

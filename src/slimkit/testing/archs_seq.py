@@ -380,3 +380,25 @@ class EinsumMixer(nn.Module):
 @register_arch("einsum_mixer")
 def einsum_mixer() -> tuple[nn.Module, tuple]:
     return EinsumMixer(), (torch.randn(2, 5, 6),)
+
+
+class EinsumEllipsis(nn.Module):
+    """einsum with ``...``: a projection over any leading dims, a broadcast per-channel scale, an implicit output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(10, 6) * 0.3)
+        self.scale = nn.Parameter(torch.rand(10) + 0.5)
+        self.w2 = nn.Parameter(torch.randn(8, 10) * 0.3)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(torch.einsum("...c,dc->...d", x, self.w1))
+        h = torch.einsum("...d,d->...d", h, self.scale)
+        h = torch.einsum("ed,...d", self.w2, h)  # implicit output '...e'
+        return self.fc(h.mean(1))
+
+
+@register_arch("einsum_ellipsis")
+def einsum_ellipsis() -> tuple[nn.Module, tuple]:
+    return EinsumEllipsis(), (torch.randn(2, 5, 6),)
