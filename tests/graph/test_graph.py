@@ -298,6 +298,17 @@ def test_einsum_terms(equation, shapes, expected):
     assert _einsum_terms(equation, [torch.zeros(s) for s in shapes]) == expected
 
 
+def test_packed_sequences_are_traced_through_their_data():
+    model, x = build_arch("packed_lstm")
+    graph = build_graph(model, x)
+    assert not graph.unknown_ops
+    assert sorted((g.name, g.size) for g in graph.groups) == [("embed", 8), ("lstm", 6)]
+    expected = model(*x)
+    slimkit.prune_channels(model, x, ratio=0.5, scope="local")
+    assert (model.embed.out_features, model.lstm.input_size, model.lstm.hidden_size) == (4, 4, 3)
+    assert model.head.in_features == 6 and model(*x).shape == expected.shape
+
+
 def test_recurrent_cell_with_an_initial_state_of_literal_width_keeps_its_hidden_units():
     class Loop(nn.Module):
         def __init__(self):

@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import PackedSequence
 
 from slimkit.graph.fields import MacsTerm
 from slimkit.graph.ops import _arg, _tensors, couple
@@ -37,13 +38,18 @@ def recurrent(tr: Tracer, m: nn.Module, args: tuple, kwargs: dict, out: Any) -> 
     row ``k`` of every gate block of every weight and bias, column ``k`` of the recurrent weights and of the next
     layer's input weights, and feature ``k`` of the outputs and states. The module has one ``hidden_size``, so
     every layer and direction loses the same units (one channel set). A unit whose outgoing weights are zero is
-    removed exactly: gates and cell state are per unit. A projection (``proj_size``) keeps the hidden size;
-    packed sequences are left as they are (their channels blocked).
+    removed exactly: gates and cell state are per unit. A projection (``proj_size``) keeps the hidden size.
+    A ``PackedSequence`` input is traced through its ``data`` (``pack_padded_sequence`` / ``pad_packed_sequence``
+    keep the feature dim).
     """
     x = _arg(args, kwargs, 0, "input")
     cell = isinstance(m, nn.RNNCellBase)
     kind = type(m).__name__
-    if not isinstance(x, torch.Tensor):  # a PackedSequence: its data layout is not traced
+    packed = isinstance(x, PackedSequence)
+    if packed:  # its data is (tokens, features): the features are the input channels, tokens the real ones
+        x = x.data
+        out = (out[0].data, out[1]) if isinstance(out, tuple) and isinstance(out[0], PackedSequence) else out
+    if not isinstance(x, torch.Tensor):
         opaque_leaf(tr, m, args, kwargs, out)
         return
     fx = tr.fields(x)

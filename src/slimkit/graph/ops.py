@@ -380,6 +380,47 @@ def pixel_shuffle(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: di
     tr.set(out, result)
 
 
+@register_op("index_select")
+def index_select(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Picking rows along ``dim`` (e.g. sorting a batch by length): other dims pass; a channel dim there blocks."""
+    x = args[0]
+    dim = _dims(_arg(args, kwargs, 1, "dim"), x.ndim)[0]
+    f: Fields = {}
+    for d, ids in tr.fields(x).items():
+        if d == dim:
+            tr.rec.block(ids, "index_select along a channel dim")
+        else:
+            f[d] = ids
+    tr.set(out, f)
+
+
+@register_op("pack_padded_sequence")
+def pack_padded_sequence(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """``(T, B, *F)`` (or batch first) becomes packed ``data`` of shape ``(tokens, *F)``: feature dims move up by one,
+    channel fields on the time or batch dims block."""
+    x, data = args[0], out[0]
+    f: Fields = {}
+    for d, ids in tr.fields(x).items():
+        if d < 2:
+            tr.rec.block(ids, "pack_padded_sequence over a channel dim")
+        else:
+            f[d - 1] = ids
+    tr.set(data, f)
+
+
+@register_op("pad_packed_sequence")
+def pad_packed_sequence(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """Packed ``data`` ``(tokens, *F)`` back to ``(T, B, *F)`` (or batch first): feature dims move down by one."""
+    data, padded = args[0], out[0]
+    f: Fields = {}
+    for d, ids in tr.fields(data).items():
+        if d == 0:
+            tr.rec.block(ids, "pad_packed_sequence over a channel dim")
+        else:
+            f[d + 1] = ids
+    tr.set(padded, f)
+
+
 def unknown(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
     """An op the engine does not understand: block every channel that reaches it."""
     for t in _tensors((args, kwargs)):

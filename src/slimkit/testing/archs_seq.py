@@ -235,6 +235,30 @@ def bigru_tagger() -> tuple[nn.Module, tuple]:
     return BiGRUTagger(), (torch.randn(5, 2, 6),)
 
 
+class PackedLSTM(nn.Module):
+    """Variable-length sequences: an embedding Linear, ``pack_padded_sequence`` (unsorted lengths), a stacked
+    bidirectional LSTM on the packed batch, ``pad_packed_sequence`` and a per-sequence head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(5, 8)
+        self.lstm = nn.LSTM(8, 6, num_layers=2, bidirectional=True, batch_first=True)
+        self.head = nn.Linear(12, 3)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        packed = pack_padded_sequence(torch.relu(self.embed(x)), lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        padded, _ = pad_packed_sequence(out, batch_first=True)
+        return self.head(padded.sum(1) / lengths.unsqueeze(1))
+
+
+@register_arch("packed_lstm")
+def packed_lstm() -> tuple[nn.Module, tuple]:
+    return PackedLSTM(), (torch.randn(3, 7, 5), torch.tensor([7, 4, 2]))
+
+
 class MultiIO(nn.Module):
     """Two inputs, two outputs; a shared trunk fed by the sum of two stems."""
 
