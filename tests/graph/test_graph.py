@@ -309,6 +309,22 @@ def test_packed_sequences_are_traced_through_their_data():
     assert model.head.in_features == 6 and model(*x).shape == expected.shape
 
 
+def test_projected_lstm_prunes_hidden_units_and_projected_features_apart():
+    from slimkit.profile import profile
+
+    model, x = build_arch("projected_lstm")
+    graph = build_graph(model, x)
+    assert not graph.unknown_ops
+    # embed -> input features; h0 + the projection rows -> projected features; c0 + weight_hr columns -> units
+    assert sorted(g.size for g in graph.groups) == [4, 8, 10]
+    assert graph.macs() == profile(model, x).macs
+    slimkit.prune_channels(model, x, ratio=0.5, scope="local")
+    lstm = model.lstm
+    assert (lstm.input_size, lstm.hidden_size, lstm.proj_size) == (4, 5, 2)
+    assert tuple(lstm.weight_hr_l1_reverse.shape) == (2, 5) and tuple(lstm.weight_ih_l1.shape) == (20, 4)
+    assert model.head.in_features == 4 and model(*x).shape == (2, 3)
+
+
 def test_recurrent_cell_with_an_initial_state_of_literal_width_keeps_its_hidden_units():
     class Loop(nn.Module):
         def __init__(self):

@@ -73,6 +73,10 @@ def test_pruned_model_works_saves_and_finetunes(name):
             assert tuple(m.weight.shape) == (m.out_features, m.in_features)
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             assert m.running_mean.shape[0] == m.num_features
+        if isinstance(m, torch.nn.RNNBase):
+            gates = {"LSTM": 4, "GRU": 3}.get(m.mode, 1)
+            assert tuple(m.weight_ih_l0.shape) == (gates * m.hidden_size, m.input_size)
+            assert m.weight_hh_l0.shape[1] == (m.proj_size or m.hidden_size)
     assert "Conv" in repr(model) or "Linear" in repr(model)
 
 

@@ -92,7 +92,9 @@ def restore_attention_heads(model: nn.Module, heads: Mapping[str, int]) -> None:
 @register_syncer(nn.LSTM, nn.GRU, nn.RNN)
 def _recurrent(m: nn.Module) -> None:
     m.input_size = m.weight_ih_l0.shape[1]
-    if not getattr(m, "proj_size", 0):
+    if getattr(m, "proj_size", 0):
+        m.proj_size, m.hidden_size = m.weight_hr_l0.shape
+    else:
         m.hidden_size = m.weight_hh_l0.shape[1]
     m._init_flat_weights()  # the kernel reads this cached list of the parameters, not the attributes
 

@@ -38,7 +38,9 @@ def recurrent(tr: Tracer, m: nn.Module, args: tuple, kwargs: dict, out: Any) -> 
     row ``k`` of every gate block of every weight and bias, column ``k`` of the recurrent weights and of the next
     layer's input weights, and feature ``k`` of the outputs and states. The module has one ``hidden_size``, so
     every layer and direction loses the same units (one channel set). A unit whose outgoing weights are zero is
-    removed exactly: gates and cell state are per unit. A projection (``proj_size``) keeps the hidden size.
+    removed exactly: gates and cell state are per unit. With a projection (``proj_size``) the hidden units are the
+    columns of ``weight_hr`` and the cell state, and the projected features (its rows, the outputs, ``h``, the
+    recurrent weights' columns) are a second channel set.
     A ``PackedSequence`` input is traced through its ``data`` (``pack_padded_sequence`` / ``pad_packed_sequence``
     keep the feature dim).
     """
@@ -60,11 +62,13 @@ def recurrent(tr: Tracer, m: nn.Module, args: tuple, kwargs: dict, out: Any) -> 
     gates = _gates(m)
     layers = 1 if cell else m.num_layers
     suffixes = [""] if cell else ["", "_reverse"][: 1 + int(m.bidirectional)]
-    projected = not cell and getattr(m, "proj_size", 0) > 0  # hidden units behind a projection: kept
-    h = None
-    if not projected:
-        w_hh = m.weight_hh if cell else m.weight_hh_l0
-        h = tr.param_fields(w_hh, {0: "out", 1: "in"}).get(1)
+    projected = not cell and getattr(m, "proj_size", 0) > 0
+    if projected:  # hidden units are the columns of weight_hr; the layer emits its rows (proj_size)
+        f_hr0 = tr.param_fields(m.weight_hr_l0, {0: "out", 1: "in"})
+        units, emitted = f_hr0[1], f_hr0[0]
+    else:
+        units = emitted = tr.param_fields(m.weight_hh if cell else m.weight_hh_l0, {0: "out", 1: "in"})[1]
+    rows = units.repeat(gates)
     tokens = x.numel() // max(x.shape[-1], 1)
     in_ids = fx.get(last)
     for layer in range(layers):
@@ -75,55 +79,48 @@ def recurrent(tr: Tracer, m: nn.Module, args: tuple, kwargs: dict, out: Any) -> 
             w_ih, w_hh = getattr(m, name("weight_ih")), getattr(m, name("weight_hh"))
             f_ih = tr.param_fields(w_ih, {0: "out", 1: "in"})
             f_hh = tr.param_fields(w_hh, {0: "out", 1: "in"})
-            rows = None if h is None else h.repeat(gates)
             if layer == 0:
                 couple(tr, in_ids, f_ih.get(1), f"{kind} input features")
-            elif h is not None:
-                couple(tr, h.repeat(len(suffixes)), f_ih.get(1), f"{kind} layer inputs")
             else:
-                tr.rec.block(f_ih.get(1), f"{kind} layer inputs of a projected LSTM")
-            for f, dims in ((f_ih, (0,)), (f_hh, (0, 1))):
-                for d in dims:
-                    if f.get(d) is None:
-                        continue
-                    if h is None:
-                        tr.rec.block(f[d], f"{kind} hidden units with a projection")
-                    else:
-                        tr.rec.unify(f[d], rows if d == 0 else h, f"{kind} hidden units")
+                couple(tr, emitted.repeat(len(suffixes)), f_ih.get(1), f"{kind} layer inputs")
+            tr.rec.unify(f_ih[0], rows, f"{kind} hidden units")
+            tr.rec.unify(f_hh[0], rows, f"{kind} hidden units")
+            tr.rec.unify(f_hh[1], emitted, f"{kind} recurrent inputs")
             for bias in (getattr(m, name("bias_ih"), None), getattr(m, name("bias_hh"), None)):
                 if isinstance(bias, torch.Tensor):
-                    fb = tr.param_fields(bias, {0: "out"}).get(0)
-                    if h is None:
-                        tr.rec.block(fb, f"{kind} hidden units with a projection")
-                    else:
-                        tr.rec.unify(fb, rows, f"{kind} hidden units")
+                    tr.rec.unify(tr.param_fields(bias, {0: "out"})[0], rows, f"{kind} hidden units")
             ids_in = [i for i in (f_ih.get(1),) if i is not None]
-            ids_rows = [h] if h is not None else []
-            tr.rec.macs.append(MacsTerm(int(tokens * w_ih.numel()), ids_rows + ids_in))
-            tr.rec.macs.append(MacsTerm(int(tokens * w_hh.numel()), ids_rows * 2))
-            proj = getattr(m, name("weight_hr"), None) if not cell else None
-            if isinstance(proj, torch.Tensor):
-                tr.rec.macs.append(MacsTerm(int(tokens * proj.numel()), []))
-    for t in _tensors((args[1:], kwargs)):  # given initial states: their last dim is the hidden units
+            tr.rec.macs.append(MacsTerm(int(tokens * w_ih.numel()), [units, *ids_in]))
+            tr.rec.macs.append(MacsTerm(int(tokens * w_hh.numel()), [units, emitted]))
+            if projected:
+                w_hr = getattr(m, name("weight_hr"))
+                f_hr = tr.param_fields(w_hr, {0: "out", 1: "in"})
+                tr.rec.unify(f_hr[0], emitted, f"{kind} projection")
+                tr.rec.unify(f_hr[1], units, f"{kind} hidden units")
+                tr.rec.macs.append(MacsTerm(int(tokens * w_hr.numel()), [emitted, units]))
+    # given initial states: h0 is as wide as what the layer emits, an LSTM's c0 as its hidden units
+    hx = args[1] if len(args) > 1 else kwargs.get("hx")
+    for i, t in enumerate(_tensors(hx)):
+        target = units if (isinstance(hx, tuple) and i == 1) else emitted
         ft = tr.fields(t)
+        fits = t.ndim > 0 and t.shape[-1] == target.numel()
         for d, ids in ft.items():
-            if d != t.ndim - 1 or h is None or t.shape[-1] != h.numel():
+            if d != t.ndim - 1 or not fits:
                 tr.rec.block(ids, f"{kind} initial state")
-        if h is not None and t.ndim and t.shape[-1] == h.numel():
+        if fits:
             state = ft.get(t.ndim - 1)
             if state is None:  # e.g. torch.zeros(B, 6): a width fixed in code cannot follow the pruned units
-                tr.rec.block(h, f"{kind} initial state of fixed width {t.shape[-1]}")
+                tr.rec.block(target, f"{kind} initial state of fixed width {t.shape[-1]}")
             else:
-                tr.rec.unify(state, h, f"{kind} initial state")
-    outputs = _tensors(out)
-    if h is None:
+                tr.rec.unify(state, target, f"{kind} initial state")
+    if cell:  # h (and an LSTMCell's c): one per hidden unit
+        for o in _tensors(out):
+            tr.set(o, {o.ndim - 1: units})
         return
-    for o in outputs:
-        width = o.shape[-1] if o.ndim else 0
-        if width == h.numel():
-            tr.set(o, {o.ndim - 1: h})
-        elif width == h.numel() * len(suffixes):
-            tr.set(o, {o.ndim - 1: h.repeat(len(suffixes))})
+    output, state = out
+    tr.set(output, {output.ndim - 1: emitted.repeat(len(suffixes))})
+    for i, o in enumerate(state if isinstance(state, tuple) else (state,)):
+        tr.set(o, {o.ndim - 1: emitted if i == 0 else units})
 
 
 @register_leaf(nn.MultiheadAttention)

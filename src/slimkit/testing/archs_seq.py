@@ -259,6 +259,28 @@ def packed_lstm() -> tuple[nn.Module, tuple]:
     return PackedLSTM(), (torch.randn(3, 7, 5), torch.tensor([7, 4, 2]))
 
 
+class ProjectedLSTM(nn.Module):
+    """A stacked bidirectional LSTM with a projection (``proj_size``) and given initial states (h0, c0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Linear(5, 8)
+        self.lstm = nn.LSTM(8, 10, num_layers=2, bidirectional=True, proj_size=4)
+        self.h0 = nn.Linear(5, 4)
+        self.c0 = nn.Linear(5, 10)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (T, B, 5)
+        first = x[0].expand(4, -1, -1)  # (layers * directions, B, 5)
+        out, (h, c) = self.lstm(torch.relu(self.embed(x)), (self.h0(first), self.c0(first)))
+        return self.head(out.mean(0)) + h.sum() * 0 + c.mean(-1).sum(0).unsqueeze(1)
+
+
+@register_arch("projected_lstm")
+def projected_lstm() -> tuple[nn.Module, tuple]:
+    return ProjectedLSTM(), (torch.randn(6, 2, 5),)
+
+
 class MultiIO(nn.Module):
     """Two inputs, two outputs; a shared trunk fed by the sum of two stems."""
 
