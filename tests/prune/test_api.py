@@ -66,6 +66,15 @@ def test_round_to_multiples():
     assert all(g.channels_after % 4 == 0 for g in changed)
 
 
+@pytest.mark.parametrize("capability, device, expected", [
+    ("AVX512", "cpu", 16), ("AVX2", "cpu", 8), ("DEFAULT", "cpu", 8), ("AVX512", "cuda", 8)])
+def test_round_to_auto_follows_the_latency_device(monkeypatch, capability, device, expected):
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    assert PruneConfig(round_to="auto", latency_device=device).round_to == expected
+    with pytest.raises(ValueError, match="round_to"):
+        PruneConfig(round_to="fast")
+
+
 def test_local_scope_prunes_every_group_uniformly():
     model, x = build_arch("conv_bn_relu")
     report = slimkit.prune_channels(model, x, ratio=0.5, scope="local")

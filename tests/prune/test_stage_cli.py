@@ -38,6 +38,9 @@ def test_prune_stage_config_is_validated():
         parse_config(stage.config_cls, {"ratio": 2}, where="stages[1] (prune)")
     with pytest.raises(ConfigError, match="scope"):
         parse_config(stage.config_cls, {"scope": "everywhere"})
+    assert parse_config(stage.config_cls, {"round_to": "auto"}).round_to in (8, 16)
+    with pytest.raises(ConfigError, match="round_to"):
+        parse_config(stage.config_cls, {"round_to": "fast"})
 
 
 @pytest.mark.cli
@@ -62,6 +65,12 @@ def test_cli_dry_run_and_errors(tmp_path, capsys):
     assert "no such model file" in capsys.readouterr().err
     assert main(["prune", str(src), "--ratio", "3", "--out", str(tmp_path / "o.pt")]) == 2
     assert "ratio" in capsys.readouterr().err
+    assert main(["prune", str(src), "--ratio", "0.3", "--round-to", "auto", "--out", str(tmp_path / "o.pt"),
+                 "--dry-run"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["prune", str(src), "--round-to", "fast", "--out", str(tmp_path / "o.pt")])
+    assert "'auto'" in capsys.readouterr().err
 
 
 def test_prune_stage_recalibrates_batchnorm_and_takes_every_prune_option(tmp_path):

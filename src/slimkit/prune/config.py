@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal
 
+import torch
+
 from slimkit.core.config import check_ratio
 
 
@@ -25,6 +27,18 @@ class Aggregate(str, Enum):
     SUM = "sum"
     MEAN = "mean"
     MAX = "max"
+
+
+# fp32 lanes of one SIMD register: channel counts at multiples of these fill whole vectors in the conv kernels
+_CPU_LANES = {"AVX512": 16, "AVX2": 8, "SVE256": 8}
+
+
+def auto_round_to(device: str) -> int:
+    """Channel multiple the kernels of ``device`` like: CUDA 8 (tensor cores take fp16/bf16 tiles of 8), a CPU
+    its SIMD width in fp32 lanes (16 with AVX-512, 8 with AVX2; 8 when unknown)."""
+    if torch.device(device).type == "cuda":
+        return 8
+    return _CPU_LANES.get(torch.backends.cpu.get_cpu_capability(), 8)
 
 
 @dataclass(frozen=True)
@@ -54,7 +68,8 @@ class PruneConfig:
             ``ratio`` or ``target_latency_ms``. So a MACs budget is spent where it buys the most time.
         attention: unit removed from ``nn.MultiheadAttention``: ``head_dims`` (the same dims in every head) or
             ``heads`` (whole heads; exact for a head without effect, and the kernels keep their head size).
-        round_to: keep channel counts at multiples of this (8 for tensor cores / SIMD widths).
+        round_to: keep channel counts at multiples of this (8 for tensor cores / SIMD widths); ``"auto"``: what
+            ``latency_device``'s kernels like (:func:`auto_round_to`: 16 on an AVX-512 CPU, 8 on AVX2 and CUDA).
         min_channels: never keep fewer channels than this in a group.
         max_group_ratio: never remove more than this fraction of one group (global/budget modes).
         allow_inexact: also prune channels whose removal is not function-preserving even at zero effect
@@ -81,7 +96,7 @@ class PruneConfig:
     latency_batch_size: int = 1
     latency_weight: float = 0.0
     attention: Literal["head_dims", "heads"] = "head_dims"
-    round_to: int | None = None
+    round_to: int | Literal["auto"] | None = None
     min_channels: int = 1
     max_group_ratio: float = 0.9
     allow_inexact: bool = True
@@ -100,7 +115,9 @@ class PruneConfig:
         object.__setattr__(self, "ignore", tuple(self.ignore))
         if self.attention not in ("head_dims", "heads"):
             raise ValueError(f"attention must be 'head_dims' or 'heads', got {self.attention!r}")
-        if self.round_to is not None and self.round_to < 1:
+        if self.round_to == "auto":
+            object.__setattr__(self, "round_to", auto_round_to(self.latency_device))
+        if self.round_to is not None and (not isinstance(self.round_to, int) or self.round_to < 1):
             raise ValueError(f"round_to must be >= 1, got {self.round_to}")
         if self.min_channels < 1:
             raise ValueError(f"min_channels must be >= 1, got {self.min_channels}")

@@ -9,6 +9,15 @@ from pathlib import Path
 from slimkit.cli.inputs import load_with_example
 
 
+def _round_to(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'auto', got {text!r}") from None
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "prune",
@@ -21,7 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--importance", default="l1", help="l1, l2, fpgm, bn_scale, random, apoz (default l1)")
     p.add_argument("--scope", default="global", choices=["global", "local"], help="ranking scope (default global)")
     p.add_argument("--macs-reduction", type=float, default=None, help="prune until MACs fall by this factor")
-    p.add_argument("--round-to", type=int, default=None, help="keep channel counts at multiples of this")
+    p.add_argument("--round-to", type=_round_to, default=None,
+                   help="keep channel counts at multiples of this; 'auto': what the latency device's kernels like")
     p.add_argument("--debias", action="store_true", help="score per weight element so wide layers do not dominate")
     p.add_argument("--attention", default="head_dims", choices=["head_dims", "heads"],
                    help="unit removed from nn.MultiheadAttention: the same dims in every head, or whole heads")
