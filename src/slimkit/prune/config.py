@@ -65,7 +65,9 @@ class PruneConfig:
             per-layer latency measured on ``latency_device`` (0: off; 1: importance per unit of cost; 2: favour
             speed more). The cost is the time a channel's removal saves per unit of what is budgeted: per MAC
             under ``target_macs``/``macs_reduction``, per parameter under ``target_params``, per channel under
-            ``ratio`` or ``target_latency_ms``. So a MACs budget is spent where it buys the most time.
+            ``ratio`` or ``target_latency_ms``. So a MACs budget is spent where it buys the most time. Speed-first:
+            time varies across layers far more than normalized importance, so it decides the ranking; bound it
+            per layer with ``max_group_ratio`` and fine-tune after (docs/pruning.md, "Hardware-aware pruning").
         attention: unit removed from ``nn.MultiheadAttention``: ``head_dims`` (the same dims in every head) or
             ``heads`` (whole heads; exact for a head without effect, and the kernels keep their head size).
         round_to: keep channel counts at multiples of this (8 for tensor cores / SIMD widths); ``"auto"``: what
