@@ -120,7 +120,7 @@ class PruneConfig:
         if self.round_to == "auto":
             object.__setattr__(self, "round_to", auto_round_to(self.latency_device))
         if self.round_to is not None and (not isinstance(self.round_to, int) or self.round_to < 1):
-            raise ValueError(f"round_to must be >= 1, got {self.round_to}")
+            raise ValueError(f"round_to must be a whole number >= 1 or 'auto', got {self.round_to!r}")
         if self.min_channels < 1:
             raise ValueError(f"min_channels must be >= 1, got {self.min_channels}")
         if self.macs_reduction is not None and self.macs_reduction < 1.0:
