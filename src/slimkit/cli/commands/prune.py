@@ -36,7 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attention", default="head_dims", choices=["head_dims", "heads"],
                    help="unit removed from nn.MultiheadAttention: the same dims in every head, or whole heads")
     p.add_argument("--latency-weight", type=float, default=0.0,
-                   help="rank by importance / (CPU ms saved)**w, so the cut lands where it buys time (default 0)")
+                   help="rank by importance / (CPU ms saved per MAC saved)**w: speed-first, the cut lands where "
+                        "it buys time (default 0)")
     p.add_argument("--ignore", action="append", default=[], help="module name or glob to leave untouched (repeat)")
     p.add_argument("--input-size", type=str, default=None, help="input HxW for tracing (default 28 or 32)")
     p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
