@@ -8,6 +8,7 @@ as functions of the kept channels), so no trial pruning is needed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -43,10 +44,13 @@ def eligible_groups(graph: ChannelGraph, scores: torch.Tensor, config: PruneConf
     return out, excluded
 
 
+def _step(config: PruneConfig, width: int) -> int:
+    """Channels per rounding step of a group whose channels span ``width`` positions each."""
+    return config.round_to // math.gcd(config.round_to, width) if config.round_to else 1
+
+
 def _keep_count(n: int, wanted_keep: float, width: int, config: PruneConfig, cap_ratio: float) -> int:
-    step = 1
-    if config.round_to:
-        step = config.round_to // math.gcd(config.round_to, width)
+    step = _step(config, width)
     floor = max(math.ceil(config.min_channels / width), 1, math.ceil(n * (1 - cap_ratio)))
     keep = max(float(floor), wanted_keep)
     if step > 1:
@@ -56,9 +60,11 @@ def _keep_count(n: int, wanted_keep: float, width: int, config: PruneConfig, cap
     return int(min(n, keep))
 
 
-def global_order(graph: ChannelGraph, scores: torch.Tensor, ranked: list[_Eligible], config: PruneConfig,
-                  cost: torch.Tensor | None) -> torch.Tensor:
-    """Owning group (index into ``ranked``) of every ranked channel, least important first."""
+def ranking_keys(graph: ChannelGraph, scores: torch.Tensor, ranked: list[_Eligible], config: PruneConfig,
+                 cost: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global ranking key of every channel (normalized score, over ``cost ** latency_weight`` when given; higher
+    is more important; 0 for channels outside ``ranked``) and the owning group of every ranked channel, least
+    important first."""
     from slimkit.prune.importance import normalize_scores
 
     chans = torch.cat([e.group.channels for e in ranked])
@@ -69,7 +75,15 @@ def global_order(graph: ChannelGraph, scores: torch.Tensor, ranked: list[_Eligib
     if cost is not None:
         c = cost[chans].double()
         norm = (norm.double() / (c / c.mean().clamp_min(1e-12)).clamp_min(1e-3) ** config.latency_weight).float()
-    return owner[torch.argsort(norm, stable=True)]
+    keys = torch.zeros(graph.num_channels)
+    keys[chans] = norm
+    return keys, owner[torch.argsort(norm, stable=True)]
+
+
+def global_order(graph: ChannelGraph, scores: torch.Tensor, ranked: list[_Eligible], config: PruneConfig,
+                 cost: torch.Tensor | None) -> torch.Tensor:
+    """Owning group (index into ``ranked``) of every ranked channel, least important first."""
+    return ranking_keys(graph, scores, ranked, config, cost)[1]
 
 
 def select_channels(graph: ChannelGraph, scores: torch.Tensor, groups: list[_Eligible], config: PruneConfig,
@@ -110,7 +124,9 @@ def select_for_budget(graph: ChannelGraph, scores: torch.Tensor, groups: list[_E
     """Smallest global ratio whose MACs (or params) meet the budget, found by bisection on the cost model."""
     weights = cost
     ranked = [e for e in groups if e.override is None]
-    order = global_order(graph, scores, ranked, config, cost) if ranked and config.scope == Scope.GLOBAL else None
+    keys = order = None
+    if ranked and config.scope == Scope.GLOBAL:
+        keys, order = ranking_keys(graph, scores, ranked, config, cost)
     if config.target_params is not None:
         cost, target = graph.params, float(config.target_params)
     else:
@@ -128,4 +144,34 @@ def select_for_budget(graph: ChannelGraph, scores: torch.Tensor, groups: list[_E
             hi, best = mid, removed
         else:
             lo = mid
+    if keys is not None:
+        best = _give_back(best, ranked, keys, config, cost, target)
     return best
+
+
+def _give_back(removed: torch.Tensor, ranked: list[_Eligible], keys: torch.Tensor, config: PruneConfig,
+               cost: Callable[[torch.Tensor], float], target: float, passes: int = 4) -> torch.Tensor:
+    """Restore removed channels, one rounding step of one group at a time, while the budget still holds.
+
+    The bisection stops at the first global ratio under the budget; with ``round_to`` every group moves in whole
+    steps, so that plan can cut several percent more than asked. Each pass offers every group its most
+    important removed step (most important first) and keeps those that fit.
+    """
+    removed = removed.clone()
+    for _ in range(passes):
+        offers = []
+        for e in ranked:
+            gone, step = int(removed[e.group.channels].sum()), _step(config, e.group.width)
+            if gone >= step:  # removal takes a prefix of the group's order, least important first
+                block = e.order[gone - step: gone]
+                offers.append((float(keys[block].max()), block))
+        kept_any = False
+        for _, block in sorted(offers, key=lambda o: -o[0]):
+            removed[block] = False
+            if cost(removed) <= target:
+                kept_any = True
+            else:
+                removed[block] = True
+        if not kept_any:
+            break
+    return removed
