@@ -25,11 +25,10 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
-import time
 
 import torch
 from _fmnist import add_common_args, train_dense
+from _timing import interleaved_ms
 
 import slimkit
 
@@ -37,17 +36,10 @@ import slimkit
 def latency_ms(models: dict[str, torch.nn.Module], batch: int, rounds: int) -> dict[str, float]:
     """Median latency of each model, timed in turn each round so load changes hit all alike."""
     x = torch.randn(batch, 1, 28, 28)
-    times: dict[str, list[float]] = {k: [] for k in models}
+    for m in models.values():
+        m.eval()
     with torch.inference_mode():
-        for m in models.values():
-            m.eval()
-            m(x)
-        for _ in range(rounds):
-            for name, m in models.items():
-                t0 = time.perf_counter()
-                m(x)
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}
+        return interleaved_ms({k: (lambda m=m: m(x)) for k, m in models.items()}, rounds)
 
 
 def main() -> None:

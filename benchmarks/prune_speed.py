@@ -29,6 +29,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from _timing import interleaved_ms  # noqa: E402
+
 import slimkit  # noqa: E402
 from slimkit.profile import profile  # noqa: E402
 
@@ -55,16 +57,8 @@ def ours_prune(model: torch.nn.Module, x: torch.Tensor, reduction: float) -> tup
 def latency_ms(models: dict[str, torch.nn.Module], batch: int, size: int, rounds: int) -> dict[str, float]:
     """Median latency of each model, timing them in turn each round so load changes hit all alike."""
     x = torch.randn(batch, 3, size, size)
-    times: dict[str, list[float]] = {k: [] for k in models}
     with torch.no_grad():
-        for m in models.values():
-            m(x)
-        for _ in range(rounds):
-            for name, m in models.items():
-                t0 = time.perf_counter()
-                m(x)
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}
+        return interleaved_ms({k: (lambda m=m: m(x)) for k, m in models.items()}, rounds)
 
 
 def ort_latency_ms(models: dict[str, torch.nn.Module], batch: int, size: int, rounds: int,
@@ -79,15 +73,7 @@ def ort_latency_ms(models: dict[str, torch.nn.Module], batch: int, size: int, ro
     with tempfile.TemporaryDirectory() as tmp:
         sessions = {k: onnx_session(export_onnx(m, x, Path(tmp) / f"{k}.onnx"), threads=threads)
                     for k, m in models.items()}
-        times: dict[str, list[float]] = {k: [] for k in sessions}
-        for s in sessions.values():
-            s.run(None, feed)
-        for _ in range(rounds):
-            for name, s in sessions.items():
-                t0 = time.perf_counter()
-                s.run(None, feed)
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}
+        return interleaved_ms({k: (lambda s=s: s.run(None, feed)) for k, s in sessions.items()}, rounds)
 
 
 def _timed(fn, *args) -> tuple[float, float, object]:
