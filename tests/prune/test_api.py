@@ -318,14 +318,14 @@ def test_under_a_macs_budget_latency_weight_cuts_where_time_per_mac_is_highest(m
 
     monkeypatch.setattr("slimkit.prune.structured.channel_scores", scores)
     monkeypatch.setattr(latency, "latency_per_channel", lambda g, *a: torch.ones(g.num_channels))
-    kept = {}
+    removed = {}
     for weight in (0.0, 1.0):
         plan = slimkit.plan_pruning(model, x, macs_reduction=1.2, latency_weight=weight, normalize="none",
                                     max_group_ratio=1.0)
         assert plan.report.macs_reduction >= 1.2
-        kept[weight] = {name: len(plan.indices(name)) for name in ("0", "2")}  # channels removed
-    assert kept[0.0]["0"] == 0 < kept[0.0]["2"]  # by importance alone, "2" goes first
-    assert kept[1.0]["0"] > 0 == kept[1.0]["2"]  # per MAC saved, "0" buys 5x the time: it goes first
+        removed[weight] = {name: len(plan.indices(name)) for name in ("0", "2")}
+    assert removed[0.0]["0"] == 0 < removed[0.0]["2"]  # by importance alone, "2" goes first
+    assert removed[1.0]["0"] > 0 == removed[1.0]["2"]  # per MAC saved, "0" buys 5x the time: it goes first
     density = latency.latency_per_budget_unit(graph, torch.ones(graph.num_channels), "macs")
     assert float(density[hidden["0"].channels].min()) > 4 * float(density[hidden["2"].channels].max())
 

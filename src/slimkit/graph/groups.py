@@ -19,11 +19,9 @@ from scipy.sparse.csgraph import connected_components
 from torch import nn
 
 from slimkit.graph.fields import MacsTerm, Occurrence
+from slimkit.graph.leaves import gates_of
 from slimkit.graph.ops import _tensors
 from slimkit.graph.tracer import Tracer
-
-# rows per hidden unit in a recurrent layer's gate-stacked weights
-_GATE_ROWS = {nn.LSTM: 4, nn.LSTMCell: 4, nn.GRU: 3, nn.GRUCell: 3}
 
 
 @dataclass
@@ -158,8 +156,7 @@ class ChannelGraph:
         width = max(1, primary.ids.numel() // max(int(torch.unique(self.comp[primary.ids]).numel()), 1))
         _, module, attr, _ = self.locations[primary.tensor][0]
         if isinstance(module, (nn.RNNBase, nn.RNNCellBase)) and attr.startswith(("weight_ih", "weight_hh", "bias")):
-            rows = next((n for cls, n in _GATE_ROWS.items() if isinstance(module, cls)), 1)
-            width = max(1, width // rows)  # count hidden units, not gate rows
+            width = max(1, width // gates_of(module))  # count hidden units, not gate rows
         name = names[0] + (f" +{len(names) - 1}" if len(names) > 1 else "")
         reason = ""
         if not prunable:

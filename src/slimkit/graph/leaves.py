@@ -26,7 +26,8 @@ def register_untouched(*types: type) -> None:
 _GATES = {nn.LSTM: 4, nn.LSTMCell: 4, nn.GRU: 3, nn.GRUCell: 3, nn.RNN: 1, nn.RNNCell: 1}
 
 
-def _gates(m: nn.Module) -> int:
+def gates_of(m: nn.Module) -> int:
+    """Gate blocks stacked in a recurrent layer's weights (LSTM 4, GRU 3, RNN 1)."""
     return next(g for cls, g in _GATES.items() if isinstance(m, cls))
 
 
@@ -59,7 +60,7 @@ def recurrent(tr: Tracer, m: nn.Module, args: tuple, kwargs: dict, out: Any) -> 
     for d, ids in fx.items():
         if d != last:
             tr.rec.block(ids, f"{kind} batch/time dims")
-    gates = _gates(m)
+    gates = gates_of(m)
     layers = 1 if cell else m.num_layers
     suffixes = [""] if cell else ["", "_reverse"][: 1 + int(m.bidirectional)]
     projected = not cell and getattr(m, "proj_size", 0) > 0
