@@ -21,6 +21,11 @@ from slimkit.codec.tensor import DTYPES, FLOATS
 BASELINE_FLOAT_BYTES = 4
 
 
+def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+    """``value`` formatted with ``spec``, or ``-`` when there is none (e.g. coded bits of a tensor with no entries)."""
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
 @dataclass(frozen=True)
 class LayerCompression:
     """One tensor's sizes after each stage (bytes) and its bits per stored entry."""
@@ -126,7 +131,10 @@ class CompressionReport:
         """A Table-2-style breakdown: density, bits per value and per index before/after Huffman, ratios."""
 
         def bits(fixed: int | None, coded: float | None) -> str:
-            return "-" if fixed is None else f"{fixed}/{coded:.1f}"
+            # a tensor with no stored entries (all zeros) has a fixed width but no coded average
+            if fixed is None:
+                return "-"
+            return f"{fixed}/{_fmt(coded, '.1f')}"
 
         head = (
             f"{'tensor':<30}{'weights':>10}{'density':>9}{'val bits':>10}{'idx bits':>10}"
@@ -139,7 +147,8 @@ class CompressionReport:
             rows.append(
                 f"{lay.name:<30}{lay.weights:>10}{lay.density:>9.1%}{bits(lay.value_bits, lay.value_bits_coded):>10}"
                 f"{bits(lay.index_bits, lay.index_bits_coded):>10}"
-                f"{lay.original_bytes / max(lay.quantized_bytes, 1):>7.1f}x{lay.ratio:>7.1f}x{lay.stored_bytes:>10}"
+                f"{_fmt(lay.original_bytes / max(lay.quantized_bytes, 1), '.1f', 'x'):>8}"
+                f"{_fmt(lay.ratio, '.1f', 'x'):>8}{_fmt(lay.stored_bytes, 'd'):>10}"
             )
         rows.append("-" * len(head))
         stages = self.stage_ratios()

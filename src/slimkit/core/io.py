@@ -6,13 +6,37 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+_UMASK_LOCK = threading.Lock()
+
+
+def _current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc/self/status)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    # elsewhere the only way to read it is to set it: probe with the strictest usual mask so that a file another
+    # thread creates in between is never more open than intended; the lock keeps our own writers from racing
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
-    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename over ``path``."""
+    """Call ``write(file)`` on a temporary file beside ``path``, fsync, then rename over ``path``.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give (``0o666`` less the umask), not the
+    owner-only ``0o600`` of :func:`tempfile.mkstemp`.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -20,6 +44,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            os.chmod(tmp, 0o666 & ~_current_umask())  # by path: os.fchmod is POSIX-only before 3.13
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -3,6 +3,7 @@
 Run folder layout::
 
     RUN_DIR/
+      .slimkit-run         marker: slimkit created this folder (only such folders may be emptied by --overwrite)
       recipe.yaml          the recipe as resolved (defaults filled in)
       manifest.json        stage status, metrics, snapshot checksums (rewritten atomically after each stage)
       initial.pt           the model before any stage          (snapshots: see recipe/snapshot.py)
@@ -60,24 +61,119 @@ def _stage_dir(run_dir: Path, index: int, name: str) -> Path:
     return run_dir / f"{index:02d}-{name}"
 
 
-def _prepare_run_dir(recipe: Recipe, run_dir: Path, *, resume: bool, overwrite: bool) -> dict[str, Any] | None:
-    """Return the manifest to resume from (or None for a fresh run), refusing to clobber a run silently."""
+RUN_MARKER = ".slimkit-run"
+
+
+def _write_marker(run_dir: Path, recipe: Recipe) -> None:
+    from slimkit import __version__
+
+    atomic_write_json(run_dir / RUN_MARKER, {"created_by": "slimkit", "version": __version__, "recipe": recipe.name})
+
+
+def _has_marker(run_dir: Path) -> bool:
+    marker = run_dir / RUN_MARKER
+    if marker.is_symlink() or not marker.is_file():
+        return False
+    try:
+        content = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(content, dict) and content.get("created_by") == "slimkit"
+
+
+def _protected_reason(run_dir: Path, recipe_path: str | os.PathLike | None) -> str | None:
+    """Why ``--overwrite`` must never empty ``run_dir`` (None when it may)."""
+    target = run_dir.resolve()
+    cwd = Path.cwd().resolve()
+    if target == Path(target.anchor):
+        return "it is the filesystem root"
+    if target == cwd:
+        return "it is the current directory"
+    if target in cwd.parents:
+        return "it contains the current directory"
+    home = Path.home().resolve()
+    if target == home or target in home.parents:
+        return "it is your home folder" if target == home else "it contains your home folder"
+    if recipe_path is not None:
+        typed = Path(os.path.abspath(run_dir))
+        if target in Path(recipe_path).resolve().parents or typed in Path(os.path.abspath(recipe_path)).parents:
+            return f"it contains the recipe file {recipe_path}"
+    return None
+
+
+def _empty_run_dir(run_dir: Path) -> None:
+    """Remove what is inside ``run_dir`` (not the folder itself, which may be a link the user set up)."""
+    for child in run_dir.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def _read_manifest(recipe: Recipe, run_dir: Path) -> dict[str, Any]:
     manifest_path = run_dir / "manifest.json"
-    if resume:
-        if not manifest_path.is_file():
-            raise ConfigError(f"{run_dir}: nothing to resume (no manifest.json); run without --resume")
+    if not manifest_path.is_file():
+        raise ConfigError(f"{run_dir}: nothing to resume (no manifest.json); run without --resume")
+    try:
         manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise ConfigError(
+            f"{manifest_path}: cannot resume, the run manifest is not readable JSON ({err}); "
+            "start a new run with --overwrite or another --run-dir"
+        ) from None
+    stages = manifest.get("stages") if isinstance(manifest, dict) else None
+    if (
+        not isinstance(stages, list)
+        or len(stages) != len(recipe.stages)
+        or not all(isinstance(s, dict) and "status" in s for s in stages)
+        or not isinstance(manifest.get("initial"), dict)
+    ):
+        raise ConfigError(
+            f"{manifest_path}: cannot resume, not a slimkit run manifest (expected 'initial' and one 'stages' "
+            "entry per recipe stage); start a new run with --overwrite or another --run-dir"
+        )
+    return manifest
+
+
+def _prepare_run_dir(
+    recipe: Recipe,
+    run_dir: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    recipe_path: str | os.PathLike | None = None,
+) -> dict[str, Any] | None:
+    """Return the manifest to resume from (or None for a fresh run), refusing to clobber a run silently.
+
+    ``overwrite`` empties a non-empty folder only if slimkit created it (it holds the ``.slimkit-run`` marker),
+    and never the current directory or a folder above it, the filesystem root, the home folder, or a folder
+    holding the recipe file.
+    """
+    if resume:
+        manifest = _read_manifest(recipe, run_dir)
         if manifest.get("fingerprint") != recipe.fingerprint():
             raise ConfigError(
                 f"{run_dir}: the recipe changed since this run started; resume with the same recipe "
                 "or start a new run with --overwrite"
             )
         return manifest
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"{run_dir}: exists and is not a folder; choose another --run-dir")
+    if run_dir.exists() and any(child.name != RUN_MARKER for child in run_dir.iterdir()):
         if not overwrite:
             raise ConfigError(f"{run_dir}: run folder is not empty; use --resume to continue it or --overwrite")
-        shutil.rmtree(run_dir)
+        reason = _protected_reason(run_dir, recipe_path)
+        if reason is not None:
+            raise ConfigError(f"{run_dir}: --overwrite will not empty this folder: {reason}; give another --run-dir")
+        if not _has_marker(run_dir):
+            raise ConfigError(
+                f"{run_dir}: --overwrite only empties run folders slimkit created (they hold a {RUN_MARKER} file) "
+                "and this one has none, so its files may be yours; give another --run-dir, or move or delete "
+                "the folder yourself"
+            )
+        _empty_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    _write_marker(run_dir, recipe)
     return None
 
 
@@ -88,6 +184,7 @@ def run_recipe(
     resume: bool = False,
     overwrite: bool = False,
     echo: Any = print,
+    recipe_path: str | os.PathLike | None = None,
 ) -> RunResult:
     """Run every stage of ``recipe`` in ``run_dir`` and print the before/after summary.
 
@@ -95,18 +192,28 @@ def run_recipe(
         recipe: a validated recipe (see :func:`slimkit.recipe.load_recipe`).
         run_dir: the run folder; created if absent.
         resume: continue an interrupted run from its last finished stage (and mid-stage training checkpoint).
-        overwrite: wipe a non-empty run folder instead of refusing.
+        overwrite: empty a non-empty run folder instead of refusing; only a folder slimkit created (it holds
+            a ``.slimkit-run`` marker), never the current directory or one above it, the root, the home
+            folder, or a folder holding the recipe file.
         echo: where progress lines go (``print`` by default).
+        recipe_path: the recipe file being run, which ``overwrite`` must not delete (default:
+            ``recipe.source``).
+
+    Raises:
+        ConfigError: the run folder cannot be used as asked (see ``resume`` and ``overwrite``).
     """
     run_dir = Path(run_dir)
     rank = int(os.environ.get("RANK", "0") or 0)
     if rank > 0:
         # under torchrun every rank runs the recipe (training is data-parallel inside fit); rank 0 owns the run
         # folder and the console, the others keep their own files apart so no rank overwrites another's
-        run_dir = run_dir.with_name(f"{run_dir.name}.rank{rank}")
+        named = run_dir if run_dir.name not in ("", ".", "..") else run_dir.resolve()
+        run_dir = named.with_name(f"{named.name}.rank{rank}")
         echo = _silent
     registry = load_stages()
-    manifest = _prepare_run_dir(recipe, run_dir, resume=resume, overwrite=overwrite)
+    if recipe_path is None:
+        recipe_path = recipe.source
+    manifest = _prepare_run_dir(recipe, run_dir, resume=resume, overwrite=overwrite, recipe_path=recipe_path)
     _seed_everything(recipe.seed)
     data = build_data(recipe.data, seed=recipe.seed)  # fails on missing files before any stage runs
     device = resolve_device(recipe.device)

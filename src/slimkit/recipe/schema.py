@@ -21,7 +21,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Literal
 
 import yaml
@@ -96,6 +96,27 @@ class Recipe:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def _check_name(value: Any, *, where: str = "name") -> str:
+    """The recipe name becomes a folder under ``runs/``: one plain path component, never a way out of it."""
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a string, got {type(value).__name__}")
+    name = str(value)
+    if not name.strip():
+        raise ConfigError(f"{where}: must not be empty")
+    reason = None
+    if os.path.isabs(name) or PureWindowsPath(name).drive or PureWindowsPath(name).root:
+        reason = "must not be an absolute path"
+    elif "/" in name or "\\" in name:
+        reason = "must not contain a path separator ('/' or '\\')"
+    elif ".." in name or name == ".":
+        reason = "must not be '.' or contain '..'"
+    elif "\0" in name:
+        reason = "must not contain a NUL character"
+    if reason:
+        raise ConfigError(f"{where}: {name!r} {reason}; the run folder is runs/<name> (or give --run-dir)")
+    return name
+
+
 _TOP_LEVEL = {"name", "seed", "device", "model", "data", "stages", "report"}
 
 
@@ -137,7 +158,10 @@ def parse_recipe(raw: Any, *, source: str | None = None) -> Recipe:
     device = raw.get("device", "auto")
     if device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"device: expected auto, cpu or cuda, got {device!r}")
-    name = str(raw.get("name") or (Path(source).stem if source else "run"))
+    if raw.get("name") is not None:
+        name = _check_name(raw["name"])
+    else:
+        name = _check_name(Path(source).stem if source else "run", where=f"name (from the file name {source})")
     return Recipe(name, model, data, tuple(stages), seed, device, report, source)
 
 
