@@ -21,6 +21,7 @@ from slimkit.codec.bits import words32, write_codes
 
 MAX_CODE_LENGTH = 16
 DEFAULT_BLOCK = 1024
+MAX_BLOCK = 1 << 16  # the decoder takes one vectorized step per symbol of the longest block
 
 
 def code_lengths(counts: np.ndarray, max_length: int = MAX_CODE_LENGTH) -> np.ndarray:
@@ -124,8 +125,10 @@ class HuffmanStream:
     def from_bytes(cls, data: bytes | memoryview, meta: dict) -> HuffmanStream:
         """Parse :meth:`to_bytes` output; raises ValueError if ``data`` is shorter or longer than ``meta`` says."""
         count, alphabet, block, nbits = (int(meta[k]) for k in ("count", "alphabet", "block", "nbits"))
-        if min(count, alphabet, nbits) < 0 or block < 1 or alphabet > (1 << MAX_CODE_LENGTH):
+        if min(count, alphabet, nbits) < 0 or not 1 <= block <= MAX_BLOCK or alphabet > (1 << MAX_CODE_LENGTH):
             raise ValueError(f"invalid Huffman stream parameters {meta}")
+        if count > nbits:  # every code is at least 1 bit long, even with a one-symbol alphabet
+            raise ValueError(f"Huffman stream claims {count} symbols but holds only {nbits} bits")
         num_blocks = -(-count // block) if count else 0
         head = alphabet + 4 * max(num_blocks - 1, 0)
         expected = head + (nbits + 7) // 8
@@ -137,8 +140,8 @@ class HuffmanStream:
             raise ValueError(f"code length above {MAX_CODE_LENGTH}")
         offsets = np.zeros(num_blocks, dtype=np.int64)
         offsets[1:] = np.frombuffer(data, dtype="<u4", count=max(num_blocks - 1, 0), offset=alphabet)
-        if num_blocks and (np.any(np.diff(offsets) < 0) or offsets[-1] > nbits):
-            raise ValueError("block offsets are not increasing within the stream")
+        if num_blocks and (np.any(np.diff(offsets) < block) or offsets[-1] + count - (num_blocks - 1) * block > nbits):
+            raise ValueError("block offsets leave a block less than one bit per symbol")
         return cls(lengths, count, block, offsets, bytes(raw[head:]), nbits)
 
 
@@ -178,8 +181,8 @@ def huffman_encode(
         lengths: code lengths to use (default: optimal for this data, at most 16 bits).
     """
     symbols = np.asarray(symbols).ravel()
-    if block < 2 or block % 2:
-        raise ValueError(f"block must be a positive even number, got {block}")
+    if not 2 <= block <= MAX_BLOCK or block % 2:
+        raise ValueError(f"block must be an even number in [2, {MAX_BLOCK}], got {block}")
     if lengths is None:
         counts = np.bincount(symbols, minlength=alphabet)  # raises on negative symbols
         if counts.size > alphabet:
@@ -215,18 +218,32 @@ def huffman_encode(
 def huffman_decode_many(streams: list[HuffmanStream]) -> list[np.ndarray]:
     """Decode several streams at once (all their blocks advance together); returns uint16 symbol arrays.
 
+    Blocks advance as the rows of one (step, block) array, so streams are decoded in groups whose blocks hold
+    similar numbers of symbols (within a factor of 2): no group pads short blocks to a much longer one, and
+    the work arrays stay within 4 times the symbols decoded.
+
     Raises:
         ValueError: when a block's codes do not end exactly where the next block starts (corrupt stream).
     """
-    live = [s for s in streams if s.count]
-    if not live:
-        return [np.zeros(0, dtype=np.uint16) for _ in streams]
+    out = [np.zeros(0, dtype=np.uint16) for _ in streams]
+    groups: dict[int, list[int]] = {}
+    for i, s in enumerate(streams):
+        if s.count:
+            groups.setdefault((min(s.block, s.count) - 1).bit_length(), []).append(i)
+    for members in groups.values():
+        for i, symbols in zip(members, _decode_group([streams[i] for i in members])):
+            out[i] = symbols
+    return out
+
+
+def _decode_group(live: list[HuffmanStream]) -> list[np.ndarray]:
+    """Decode non-empty streams side by side (one row per block, ``max block`` vectorized steps)."""
     tables = [_decode_table(s.lengths) for s in live]
     table_sym = np.concatenate([t[0] for t in tables])
     table_len = np.concatenate([t[1] for t in tables])  # uint8: small tables stay in cache
     table_base = np.concatenate([[0], np.cumsum([t[0].size for t in tables])[:-1]]).astype(np.int64)
     byte_base = np.concatenate([[0], np.cumsum([len(s.data) for s in live])[:-1]]).astype(np.int64)
-    most = max(s.block for s in live)
+    most = max(min(s.block, s.count) for s in live)  # steps: symbols in the longest block
     buffer = np.frombuffer(b"".join(s.data for s in live), dtype=np.uint8)
     words = words32(buffer, pad_bytes=most * MAX_CODE_LENGTH // 8 + 8)
 
@@ -269,9 +286,7 @@ def huffman_decode_many(streams: list[HuffmanStream]) -> list[np.ndarray]:
         raise ValueError(f"corrupt Huffman block {bad}: codes end at bit {done_at[bad] - start[bad]} of the block")
     valid = np.arange(most)[:, None] < block_counts[None, :]  # (step, block)
     flat = out.T[valid.T]  # block-major order = stream order
-    pieces = np.split(flat, np.cumsum([s.count for s in live])[:-1])
-    it = iter(pieces)
-    return [next(it) if s.count else np.zeros(0, dtype=np.uint16) for s in streams]
+    return np.split(flat, np.cumsum([s.count for s in live])[:-1])
 
 
 def huffman_decode(stream: HuffmanStream) -> np.ndarray:

@@ -41,6 +41,23 @@ def encode_stream(symbols: np.ndarray, alphabet: int, *, huffman: bool = True, b
     return EncodedStream({"coding": "fixed", "count": int(symbols.size), "bits": width}, pack_fixed(symbols, width))
 
 
+DECODED_SYMBOL_BYTES = 8  # a decoded symbol ends up as an int64 (fixed-width symbols, gap positions)
+
+
+def stream_decoded_bytes(meta: dict) -> int:
+    """Bytes decoding a stream with parameters ``meta`` allocates for its symbols, from its ``count`` alone.
+
+    Raises:
+        ValueError: unknown coding or a ``count`` that is not a non-negative integer.
+    """
+    if meta.get("coding") not in ("fixed", "huffman"):
+        raise ValueError(f"unknown stream coding {meta.get('coding')!r}")
+    count = meta.get("count")
+    if type(count) is not int or count < 0:
+        raise ValueError(f"stream count must be a non-negative integer, got {count!r}")
+    return count * DECODED_SYMBOL_BYTES
+
+
 def parse_stream(meta: dict, data: bytes | memoryview) -> HuffmanStream | np.ndarray:
     """A Huffman stream (decoded later, many at once) or the already decoded fixed-width symbols.
 
@@ -52,6 +69,8 @@ def parse_stream(meta: dict, data: bytes | memoryview) -> HuffmanStream | np.nda
         return HuffmanStream.from_bytes(data, meta)
     if coding == "fixed":
         count, width = int(meta["count"]), int(meta["bits"])
+        if count < 0 or not 1 <= width <= 25:
+            raise ValueError(f"invalid fixed-width stream parameters count={count} bits={width}")
         if len(data) != (count * width + 7) // 8:
             raise ValueError(f"fixed-width stream has {len(data)} bytes, expected {(count * width + 7) // 8}")
         return unpack_fixed(np.frombuffer(data, dtype=np.uint8), count, width)

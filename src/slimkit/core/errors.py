@@ -30,5 +30,12 @@ class CheckpointError(SlimkitError):
     """A checkpoint file is missing, altered, or does not match the model."""
 
 
+class FormatError(CodecError, CheckpointError):
+    """A file's bytes are malformed, altered, or claim more than they hold (or than the load limits allow).
+
+    Raised before anything the file claims is allocated; see :mod:`slimkit.core.limits`.
+    """
+
+
 class ExportError(SlimkitError):
     """A model cannot be exported, or the exported graph does not reproduce it."""
