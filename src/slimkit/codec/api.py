@@ -1,9 +1,8 @@
-"""``save_compressed`` / ``load_compressed`` / ``inspect_compressed``: a model to a ``.slim`` file and back.
+"""Tensors to and from the ``.slim`` container: ``write_model``, ``load_state``, ``inspect_compressed``.
 
-The file holds the model's build spec (``slimkit_spec``, see :mod:`slimkit.models`) and every state-dict tensor.
-k-means shared weights (:func:`slimkit.quant.kmeans.share_weights`) are stored as codebook indices, pruned
-tensors sparsely, the rest raw; loading rebuilds the architecture (pruned shapes included) and returns a plain
-model whose outputs equal those of the model that was saved.
+k-means shared weights are stored as codebook indices, tensors that are mostly zeros as relative index gaps
+(Huffman-coded where smaller), the rest raw. Which model the tensors belong to, and how to rebuild it, is
+:mod:`slimkit.state`'s business (``save_model``, ``save_compressed``, ``load_model``).
 """
 
 from __future__ import annotations
@@ -16,8 +15,6 @@ from typing import Any, TypeVar
 
 import numpy as np
 import torch
-from torch import nn
-from torch.nn.utils import parametrize
 
 from slimkit.codec.container import read_file, write_file
 from slimkit.codec.huffman import DEFAULT_BLOCK, HuffmanStream, huffman_decode_many
@@ -32,10 +29,7 @@ from slimkit.codec.tensor import (
     parse_tensor,
 )
 from slimkit.core.errors import CodecError, ConfigError
-from slimkit.models import create_model, model_spec
-from slimkit.quant.kmeans import SharedWeight
 
-FORMAT = "slimkit.slim"
 WORKERS = min(2, os.cpu_count() or 1)  # numpy releases the GIL in its loops: tensors encode/decode side by side
 
 T = TypeVar("T")
@@ -62,65 +56,20 @@ def _decode_balanced(streams: list[HuffmanStream]) -> list[np.ndarray]:
 _Item = tuple[str, torch.Tensor, SharedValues | None]
 
 
-def _logical_tensors(model: nn.Module) -> list[_Item]:
-    """Every tensor of the plain (unparametrized) state dict; shared weights keep their codebook and indices."""
-    items: list[_Item] = []
-    state = model.state_dict()
-    for key, value in state.items():
-        if ".parametrizations." in f".{key}":
-            continue
-        if key.endswith("_mask") and key[: -len("_mask")] + "_orig" in state:
-            continue  # torch.nn.utils.prune: the masked weight is stored instead
-        if key.endswith("_orig") and key[: -len("_orig")] + "_mask" in state:
-            fqn, _, attr = key[: -len("_orig")].rpartition(".")
-            module = model.get_submodule(fqn) if fqn else model
-            items.append((f"{fqn}.{attr}" if fqn else attr, getattr(module, attr).detach(), None))
-            continue
-        items.append((key, value, None))
-    for fqn, module in model.named_modules():
-        if not parametrize.is_parametrized(module):
-            continue
-        for attr, plist in module.parametrizations.items():
-            name = f"{fqn}.{attr}" if fqn else attr
-            if len(plist) == 1 and isinstance(plist[0], SharedWeight):
-                shared = plist[0]
-                meta = torch.empty(shared.indices.shape, dtype=shared.codebook.dtype, device="meta")
-                indices = shared.indices.detach().cpu().numpy().reshape(-1)
-                items.append((name, meta, SharedValues(shared.codebook.detach().cpu(), indices)))
-            else:
-                items.append((name, getattr(module, attr).detach(), None))
-    return items
-
-
-def save_compressed(
-    model: nn.Module,
+def write_model(
     path: str | os.PathLike,
+    header: Mapping[str, Any],
+    items: list[_Item],
     *,
     huffman: bool = True,
     index_bits: int | None = None,
     layout: Layout = "auto",
     block: int = DEFAULT_BLOCK,
-    metadata: Mapping[str, Any] | None = None,
 ) -> CompressionReport:
-    """Write ``model`` as a Deep-Compression ``.slim`` file (atomically) and report where the bytes went.
+    """Encode ``items`` (name, tensor, shared values) and write them with ``header`` atomically.
 
-    Args:
-        model: any module; k-means shared weights are stored as codebook indices, tensors that are mostly
-            zeros as relative index gaps. Models from :func:`slimkit.create_model` can be loaded without
-            passing the architecture.
-        path: the file to write.
-        huffman: Huffman-code index gaps and codebook indices (each stream only where that is smaller).
-        index_bits: gap width of the sparse layout (default: the best of 2..8 per tensor).
-        layout: ``"auto"`` picks dense or sparse per tensor by size; ``"dense"``/``"sparse"`` force one.
-        block: symbols per independently decodable Huffman block (speed vs ~32 bits per block).
-        metadata: JSON-ready extra information stored in the header.
-
-    Returns:
-        A :class:`CompressionReport` (ratio vs fp32 by stage and by tensor).
-
-    Example:
-        >>> report = save_compressed(model, "lenet.slim")
-        >>> print(report.table())
+    The model-level fields of the header (architecture, structure) come from :mod:`slimkit.state`; this function
+    only codes tensors and frames the file.
     """
     if layout not in ("auto", "dense", "sparse"):
         raise ConfigError(f"layout must be 'auto', 'dense' or 'sparse', got {layout!r}")
@@ -137,7 +86,7 @@ def save_compressed(
         except ValueError as err:
             raise CodecError(f"{path}: cannot encode tensor {name!r}: {err}") from None
 
-    for encoded in _parallel_map(encode, _logical_tensors(model)):
+    for encoded in _parallel_map(encode, items):
         placed = {}
         for section, data in encoded.sections.items():
             placed[section] = [offset, len(data)]
@@ -145,16 +94,7 @@ def save_compressed(
             offset += len(data)
         encoded.record["sections"] = placed
         records.append(encoded.record)
-    from slimkit import __version__
-
-    header = {
-        "format": FORMAT,
-        "slimkit_version": __version__,
-        "spec": model_spec(model),
-        "metadata": dict(metadata or {}),
-        "tensors": records,
-    }
-    size = write_file(path, header, chunks)
+    size = write_file(path, {**header, "tensors": records}, chunks)
     return CompressionReport(str(path), size, [layer_from_record(r) for r in records])
 
 
@@ -172,6 +112,13 @@ def _sections(record: dict, payload: memoryview, source: str) -> dict[str, memor
 
 def decode_tensors(header: dict, payload: memoryview, source: str = "<bytes>") -> dict[str, torch.Tensor]:
     """Decode every tensor of a parsed file, all Huffman streams in one batch; exact to the bit."""
+    from slimkit.codec.container import tensor_sizes
+    from slimkit.core.limits import check_budget, load_budget_bytes
+
+    sizes = tensor_sizes(header, source)  # shapes, dtypes and stream counts, checked before any allocation
+    largest = max(sizes, key=lambda size: size[1], default=("", 0))[0]
+    claim = f"{len(sizes)} tensors (largest {largest!r})"
+    check_budget(source, claim, sum(nbytes for _, nbytes in sizes), load_budget_bytes(len(payload)))
     pending = []
     for record in header["tensors"]:
         name = record.get("name", "?") if isinstance(record, dict) else "?"
@@ -210,32 +157,6 @@ def load_state(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[s
     """The decoded state dict and the header of a ``.slim`` file (no model is built)."""
     header, payload = read_file(path)
     return decode_tensors(header, payload, str(path)), header
-
-
-def load_compressed(path: str | os.PathLike, *, model: nn.Module | None = None) -> nn.Module:
-    """Rebuild the model saved by :func:`save_compressed`: same architecture, pruned shapes, exact weights.
-
-    Args:
-        path: a ``.slim`` file.
-        model: the architecture to load into (needed only when the saved model had no ``slimkit_spec``).
-
-    Raises:
-        CodecError: the file is not a .slim file, has an unsupported version, is truncated or altered.
-        CheckpointError: the tensors do not fit the architecture.
-    """
-    tensors, header = load_state(path)
-    if model is None:
-        spec = header.get("spec")
-        if not spec:
-            raise CodecError(
-                f"{path}: the saved model had no slimkit_spec; pass model= (an instance of its architecture)"
-            )
-        model = create_model(spec["name"], **spec.get("kwargs", {}))
-    from slimkit.core.shapes import resize_to_state_dict
-
-    resize_to_state_dict(model, tensors)
-    model.load_state_dict(tensors)
-    return model
 
 
 def inspect_compressed(path: str | os.PathLike) -> CompressionReport:
