@@ -31,8 +31,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from slimkit.codec import load_state, save_compressed  # noqa: E402
+from slimkit.codec import load_state  # noqa: E402
 from slimkit.quant.kmeans import share_weights  # noqa: E402
+from slimkit.state import save_compressed  # noqa: E402
 
 
 def resnet50_tensors(num_classes: int = 1000, width: float = 1.0) -> nn.Module:

@@ -29,10 +29,10 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from slimkit.codec import load_compressed, save_compressed  # noqa: E402
 from slimkit.data import load_dataset  # noqa: E402
 from slimkit.models import create_model  # noqa: E402
 from slimkit.quant.kmeans import share_weights  # noqa: E402
+from slimkit.state import load_compressed, save_compressed  # noqa: E402
 from slimkit.train import Hook, TrainConfig, evaluate, fit  # noqa: E402
 
 # per-layer pruning ratios (fraction of weights removed) and k-means bits, after Han et al. Tables 1-4

@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 from torch import nn
 
 import slimkit
-from slimkit.codec import inspect_compressed, load_compressed, load_state, save_compressed
+from slimkit.codec import inspect_compressed, load_state
 from slimkit.core.shapes import sync_attributes
 from slimkit.quant.kmeans import share_weights
+from slimkit.state import load_compressed, save_compressed
 
 
 def _bytes(t: torch.Tensor) -> bytes:
@@ -89,7 +90,7 @@ def test_structurally_pruned_shapes_are_restored(tmp_path, seeded):
 def test_model_without_spec_needs_architecture(tmp_path):
     model = nn.Linear(5, 3)
     save_compressed(model, tmp_path / "l.slim")
-    with pytest.raises(slimkit.CodecError, match="pass model="):
+    with pytest.raises(slimkit.CheckpointError, match="model="):
         load_compressed(tmp_path / "l.slim")
     loaded = load_compressed(tmp_path / "l.slim", model=nn.Linear(5, 3))
     assert torch.equal(loaded.weight, model.weight)

@@ -4,8 +4,9 @@ import json
 
 import torch
 
-from slimkit.codec import inspect_compressed, load_compressed
+from slimkit.codec import inspect_compressed
 from slimkit.recipe import parse_recipe, run_recipe
+from slimkit.state import load_compressed
 
 SYNTHETIC = {"name": "synthetic", "options": {"num_samples": 128, "in_channels": 1, "num_classes": 4,
                                                "image_size": 28}}

@@ -8,10 +8,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import slimkit
-from slimkit.codec import inspect_compressed, load_compressed, save_compressed
+from slimkit.codec import inspect_compressed
 from slimkit.codec.container import MAGIC, pack_file, unpack_file
 from slimkit.core.errors import CodecError
 from slimkit.quant.kmeans import share_weights
+from slimkit.state import load_compressed, save_compressed
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+import slimkit
 from slimkit.core.errors import ConfigError
 from slimkit.models import create_model, list_models, load_model, model_spec, save_model
 
@@ -49,7 +50,7 @@ def test_forward_shape_and_finite_gradients(name, shape):
     assert out.shape == (2, 10) and torch.isfinite(out).all()
     assert model_spec(model) == {
         "name": name,
-        "kwargs": {"in_channels": channels, "num_classes": 10, "image_size": (size, size)},
+        "kwargs": {"in_channels": channels, "num_classes": 10, "image_size": [size, size]},
     }
 
 
@@ -167,7 +168,12 @@ def test_width_one_is_the_published_model_and_other_widths_round():
 def test_factory_path_builds_user_models(tmp_path):
     model = create_model("slimkit.models.lenet:LeNet300", in_features=20, num_classes=3)
     assert model(torch.randn(4, 20)).shape == (4, 3)
-    loaded = load_model(save_model(model, tmp_path / "user.pt"))
+    path = save_model(model, tmp_path / "user.pt")
+    with pytest.raises(slimkit.CheckpointError, match="never imports code named in a file"):
+        load_model(path)  # the file's "package.module:factory" string is data, never imported
+    from slimkit.models.lenet import LeNet300
+
+    loaded = load_model(path, factory=LeNet300)
     x = torch.randn(4, 20)
     assert torch.equal(loaded(x), model(x))
 

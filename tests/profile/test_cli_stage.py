@@ -56,7 +56,7 @@ def test_cli_json_for_a_named_model(factory, capsys):
 @pytest.mark.cli
 def test_cli_table_and_latency_for_a_saved_model(factory, tmp_path, capsys):
     path = save_model(create_model(factory, in_channels=1, num_classes=4), tmp_path / "m.pt")
-    assert main(["profile", str(path), "--latency", "--warmup", "0", "--repeats", "2"]) == 0
+    assert main(["profile", str(path), "--latency", "--warmup", "0", "--repeats", "2", "--factory", factory]) == 0
     out = capsys.readouterr().out
     assert "Conv2d" in out and "latency" in out and "1x1x28x28" in out
     assert f"MACs {_expected_macs(1, 4, 8, 28, 28) / 1000:.2f}K" in out

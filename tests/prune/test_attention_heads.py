@@ -83,7 +83,7 @@ def test_pruned_heads_survive_save_and_load(tmp_path):
     slimkit.prune_channels(model, _tokens(), ratio=0.5, scope="local", attention="heads")
     assert model.attn.num_heads == 2
     path = slimkit.save_model(model, tmp_path / "m.pt")
-    loaded = slimkit.load_model(path)
+    loaded = slimkit.load_model(path, MHAEncoder())
     assert (loaded.attn.num_heads, loaded.attn.head_dim) == (2, 4)
     torch.testing.assert_close(loaded.eval()(_tokens()), model.eval()(_tokens()))
 

@@ -85,7 +85,7 @@ def test_cli_quantize_writes_int8_onnx(tmp_path, factory, capsys) -> None:
     path = save_model(create_model(factory, in_channels=1, num_classes=10), tmp_path / "m.pt")
     out = tmp_path / "m.int8.onnx"
     code = main(["quantize", str(path), "--data", "synthetic", "--subset", "200", "--calibration-batches", "1",
-                 "--onnx", str(out)])
+                 "--onnx", str(out), "--factory", factory])
     assert code == 0
     printed = capsys.readouterr().out
     assert "accuracy int8 ONNX Runtime" in printed and "x smaller" in printed and "accuracy fp32" in printed

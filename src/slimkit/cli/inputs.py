@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import os
+
 import torch
 from torch import nn
 
@@ -28,11 +31,28 @@ def spec_in_channels(model: nn.Module) -> int:
     return int(spec.get("kwargs", {}).get("in_channels", 1))
 
 
-def load_with_example(path: str, size_text: str | None) -> tuple[nn.Module, torch.Tensor]:
-    """A saved model (eval mode) and a random batch-1 input for it: its spec's channels, ``--input-size``."""
-    from slimkit.models import load_model
+def add_factory_argument(parser: argparse.ArgumentParser) -> None:
+    """``--factory PKG.MOD:FN``: the user names the code that builds the architecture; a file never does."""
+    parser.add_argument(
+        "--factory", metavar="PKG.MOD:FN",
+        help="build the saved model's architecture with this function (for your own models; slimkit never "
+             "imports code named inside a file). The file's keyword arguments are passed to it.",
+    )
 
-    model = load_model(path).eval()
+
+def open_model(path: str | os.PathLike, args: argparse.Namespace) -> nn.Module:
+    """The model saved at ``path``, its architecture built by ``--factory`` when the user gave one."""
+    from slimkit.models._registry import resolve_factory
+    from slimkit.state import load_model
+
+    name = getattr(args, "factory", None)
+    return load_model(path, factory=resolve_factory(name) if name else None)
+
+
+def load_with_example(path: str, size_text: str | None,
+                      args: argparse.Namespace | None = None) -> tuple[nn.Module, torch.Tensor]:
+    """A saved model (eval mode) and a random batch-1 input for it: its spec's channels, ``--input-size``."""
+    model = open_model(path, args or argparse.Namespace()).eval()
     in_channels = spec_in_channels(model)
     h, w = input_size(size_text, in_channels)
     return model, torch.randn(1, in_channels, h, w)

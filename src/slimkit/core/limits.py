@@ -77,3 +77,17 @@ def check_budget(source: str, what: str, nbytes: int, budget: int) -> None:
             f"{source}: {what} claims {nbytes} bytes ({_human(nbytes)}), over the load limit of {budget} bytes "
             f"({_human(budget)}) for a file of this size; if you trust the file, set {ENV_VAR}={nbytes}"
         )
+
+
+ARCH_FLOOR_BYTES = 1 << 30
+ARCH_RATIO = 64  # an architecture may be 64x the weights its file holds (a model pruned to 1/64 of its size)
+
+
+def architecture_budget_bytes(declared_bytes: int) -> int:
+    """Bytes of parameters and buffers the architecture a file names may take when rebuilt: at least 1 GiB,
+    up to ``ARCH_RATIO`` times the tensors the file declares, at most 64 GiB (``SLIMKIT_MAX_LOAD_BYTES``
+    replaces the whole rule, as for :func:`load_budget_bytes`)."""
+    override = _env_limit()
+    if override is not None:
+        return override
+    return min(max(ARCH_FLOOR_BYTES, ARCH_RATIO * max(0, declared_bytes)), LOAD_MAX_BYTES)

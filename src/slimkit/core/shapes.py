@@ -137,6 +137,20 @@ def resize_to_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor
         CheckpointError: naming the tensor when the state dict has keys the model lacks or vice versa.
     """
     own = dict(model.state_dict(keep_vars=True))
+    for name in set(state_dict) - set(own):
+        # a tensor a transform added where the architecture has an empty slot (a conv that got a bias from
+        # BatchNorm folding): create it, the loop below gives it the saved shape
+        fqn, _, attr = name.rpartition(".")
+        try:
+            module = model.get_submodule(fqn) if fqn else model
+        except AttributeError:
+            continue
+        if attr in module._parameters and module._parameters[attr] is None:
+            module._parameters[attr] = nn.Parameter(torch.empty(0, dtype=state_dict[name].dtype))
+            own[name] = module._parameters[attr]
+        elif attr in module._buffers and module._buffers[attr] is None:
+            module._buffers[attr] = torch.empty(0, dtype=state_dict[name].dtype)
+            own[name] = module._buffers[attr]
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
     if missing or unexpected:

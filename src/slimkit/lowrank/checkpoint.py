@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from slimkit.lowrank.api import PLAN_ATTR
-from slimkit.models import load_model, save_model
+from slimkit.state import load_model, save_model
 
 PLAN_KEY = "lowrank_plan"
 

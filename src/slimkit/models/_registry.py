@@ -57,8 +57,17 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         raise ConfigError(f"model {name!r}: bad arguments {kwargs} ({err})") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model {name!r}: factory returned {type(model).__name__}, not an nn.Module")
-    setattr(model, SPEC_ATTR, {"name": name, "kwargs": dict(kwargs)})
+    setattr(model, SPEC_ATTR, {"name": name, "kwargs": _as_json(dict(kwargs))})
     return model
+
+
+def _as_json(value: Any) -> Any:
+    """Tuples as lists: the spec is what a file stores, so a rebuilt model's spec equals the original's."""
+    if isinstance(value, dict):
+        return {k: _as_json(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [_as_json(v) for v in value]
+    return value
 
 
 def model_spec(model: nn.Module) -> dict[str, Any] | None:

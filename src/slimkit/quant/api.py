@@ -83,6 +83,11 @@ def select_layers(
         if fqn not in wanted:
             skipped[fqn] = "excluded by filter_fn/ignore"
             continue
+        if type(m) not in quantizable_types():
+            # a subclass (e.g. attention's out_proj) whose owner reads .weight directly: a quantized twin
+            # would never run, so the layer would be reported quantized while computing in float
+            skipped[fqn] = f"{type(m).__name__} is not a registered quantizable type"
+            continue
         chosen.append((fqn, m))
     return chosen, skipped
 

@@ -30,8 +30,9 @@ def build_data(section: DataSection, *, seed: int) -> Any:
 
 def build_model(section: ModelSection, data: Any) -> nn.Module:
     """Create the model; zoo-style arguments (in_channels, num_classes, image_size) come from the data."""
-    from slimkit.models import create_model, load_model
+    from slimkit.models import create_model
     from slimkit.models._registry import resolve_factory
+    from slimkit.state import load_model
 
     if section.file is not None:
         return load_model(section.file)

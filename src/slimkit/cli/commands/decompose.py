@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from slimkit.cli.inputs import add_factory_argument, open_model
+
 
 def _rank(text: str) -> int | str:
     return text if text == "vbmf" else int(text)
@@ -12,6 +14,7 @@ def _rank(text: str) -> int | str:
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("decompose", help="replace layers of a saved model by low-rank factors")
     p.add_argument("model_file", help="a model saved by slimkit (train / save_model)")
+    add_factory_argument(p)
     p.add_argument("--out", required=True, help="where to save the decomposed model (.pt)")
     p.add_argument("--method", default="auto", choices=["auto", "svd", "tucker", "cp"])
     rule = p.add_mutually_exclusive_group()
@@ -31,13 +34,13 @@ def run(args: argparse.Namespace) -> int:
 
     from slimkit.core.errors import ConfigError
     from slimkit.lowrank import decompose
-    from slimkit.lowrank.checkpoint import load_decomposed, save_decomposed
+    from slimkit.lowrank.checkpoint import save_decomposed
 
     try:
         shape = tuple(int(v) for v in args.input_shape.split(","))
     except ValueError:
         raise ConfigError(f"--input-shape: expected comma-separated integers, got {args.input_shape!r}") from None
-    model = load_decomposed(args.model_file).eval()
+    model = open_model(args.model_file, args).eval()
     options = {"method": args.method, "ignore": tuple(args.ignore)}
     for name in ("rank", "energy", "target_params", "target_macs"):
         if getattr(args, name) is not None:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from slimkit.cli.inputs import load_with_example
+from slimkit.cli.inputs import add_factory_argument, load_with_example
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,6 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Export a model file written by slimkit.models.save_model to ONNX.",
     )
     p.add_argument("model", help="a model file written by slimkit.models.save_model")
+    add_factory_argument(p)
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument("--input-size", type=str, default=None, help="input HxW (default 28 for 1 channel, else 32)")
     p.add_argument("--atol", type=float, default=1e-4, help="largest output difference accepted (default 1e-4)")
@@ -27,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from slimkit.export import export_onnx
 
-    model, x = load_with_example(args.model, args.input_size)
+    model, x = load_with_example(args.model, args.input_size, args)
     path = export_onnx(model, (x,), Path(args.out), verify=not args.no_verify, atol=args.atol)
     result = {"model": args.model, "out": str(path), "bytes": path.stat().st_size, "verified": not args.no_verify}
     print(json.dumps(result) if args.json else f"wrote {path} ({result['bytes']:,} bytes"

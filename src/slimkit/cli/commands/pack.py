@@ -12,10 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from slimkit.cli.inputs import add_factory_argument, open_model
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("pack", help="write a model file as a compressed .slim file")
     p.add_argument("model", help="a slimkit model file (slimkit.save_model)")
+    add_factory_argument(p)
     p.add_argument("output", help="the .slim file to write")
     p.add_argument("--bits", type=int, default=None, help="k-means share every Linear/Conv weight at this many bits")
     p.add_argument("--index-bits", type=int, default=None, help="sparse gap width (default: best per tensor)")
@@ -26,6 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("unpack", help="decode a .slim file into a plain model file")
     p.add_argument("input", help="a .slim file")
     p.add_argument("output", help="the model file to write (slimkit.load_model reads it)")
+    add_factory_argument(p)
     p.set_defaults(run=run_unpack)
 
     p = subparsers.add_parser("pack-info", help="print the size breakdown of a .slim file")
@@ -43,11 +47,10 @@ def _print_report(report, as_json: bool) -> None:  # noqa: ANN001 - CompressionR
 
 
 def run_pack(args: argparse.Namespace) -> int:
-    from slimkit.codec import save_compressed
-    from slimkit.models import load_model
     from slimkit.quant.kmeans import share_weights
+    from slimkit.state import save_compressed
 
-    model = load_model(args.model)
+    model = open_model(args.model, args)
     if args.bits is not None:
         share_weights(model, bits=args.bits)
     report = save_compressed(model, args.output, huffman=not args.no_huffman, index_bits=args.index_bits)
@@ -56,10 +59,9 @@ def run_pack(args: argparse.Namespace) -> int:
 
 
 def run_unpack(args: argparse.Namespace) -> int:
-    from slimkit.codec import load_compressed
-    from slimkit.models import save_model
+    from slimkit.state import save_model
 
-    model = load_compressed(args.input)
+    model = open_model(args.input, args)
     save_model(model, args.output, metadata={"unpacked_from": str(args.input)})
     print(f"{args.output}: written from {args.input}")
     return 0

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from slimkit.cli.inputs import input_size, spec_in_channels
+from slimkit.cli.inputs import add_factory_argument, input_size, open_model, spec_in_channels
 from slimkit.core.errors import ConfigError
 
 
@@ -20,6 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Profile a zoo model (by name) or a model file written by slimkit.models.save_model.",
     )
     p.add_argument("model", help="zoo name (e.g. resnet20), package.module:factory, or a saved model file")
+    add_factory_argument(p)
     p.add_argument("--in-channels", type=int, default=None, help="input channels (zoo models; default 1)")
     p.add_argument("--num-classes", type=int, default=None, help="output classes (zoo models; default 10)")
     p.add_argument("--width", type=float, default=None, help="width multiplier (zoo models; default 1.0)")
@@ -40,14 +41,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _load(args: argparse.Namespace) -> tuple[torch.nn.Module, int]:
     """The model and its input channels; a path that exists is read as a saved model file."""
-    from slimkit.models import create_model, load_model
+    from slimkit.models import create_model
 
     path = Path(args.model)
     if path.is_file():
         for flag in ("in_channels", "num_classes", "width"):
             if getattr(args, flag) is not None:
                 raise ConfigError(f"--{flag.replace('_', '-')}: not allowed with a saved model file ({path})")
-        model = load_model(path)
+        model = open_model(path, args)
         return model, spec_in_channels(model)
     if path.suffix in (".pt", ".pth", ".ckpt") or "/" in args.model:
         raise ConfigError(f"{path}: no such model file")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from slimkit.cli.inputs import load_with_example
+from slimkit.cli.inputs import add_factory_argument, load_with_example
 
 
 def _round_to(text: str) -> int | str:
@@ -25,6 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Prune a model file written by slimkit.models.save_model; the output loads with load_model.",
     )
     p.add_argument("model", help="a model file written by slimkit.models.save_model")
+    add_factory_argument(p)
     p.add_argument("--out", required=True, help="where to write the pruned model")
     p.add_argument("--ratio", type=float, default=0.5, help="fraction of channels to remove (default 0.5)")
     p.add_argument("--importance", default="l1", help="l1, l2, fpgm, bn_scale, random, apoz (default l1)")
@@ -46,10 +47,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from slimkit.models import save_model
     from slimkit.prune.structured import plan_pruning
+    from slimkit.state import save_model
 
-    model, x = load_with_example(args.model, args.input_size)
+    model, x = load_with_example(args.model, args.input_size, args)
     example = (x,)
     options = {"ratio": args.ratio, "importance": args.importance, "scope": args.scope,
                "macs_reduction": args.macs_reduction, "round_to": args.round_to, "ignore": tuple(args.ignore),

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 
+from slimkit.cli.inputs import add_factory_argument, open_model
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("prune-weights", help="zero the smallest weights of a saved model (unstructured)")
     p.add_argument("model_file", help="a model saved by slimkit (train / save_model)")
+    add_factory_argument(p)
     p.add_argument("--sparsity", type=float, default=0.9, help="fraction of weights to zero, in [0, 1)")
     p.add_argument("--scope", default="global", choices=["global", "layer", "local"],
                    help="global: one ranking over all layers; layer: each layer to --sparsity")
@@ -34,7 +37,6 @@ def run(args: argparse.Namespace) -> int:
 
     from slimkit.core.errors import ConfigError
     from slimkit.core.io import atomic_write
-    from slimkit.models import load_model, save_model
     from slimkit.prune.unstructured import (
         AGPHook,
         MaskHook,
@@ -46,13 +48,14 @@ def run(args: argparse.Namespace) -> int:
         sparsity_report,
         to_sparse_state_dict,
     )
+    from slimkit.state import save_model
 
     WeightPruneConfig(sparsity=args.sparsity, scope=args.scope, ignore=tuple(args.ignore))  # fail before loading
     if (args.epochs or args.method == "agp") and not args.data:
         raise ConfigError("--data: fine-tuning (--epochs, --method agp) needs a dataset")
     if args.method == "agp" and args.epochs < 1:
         raise ConfigError("--epochs: --method agp prunes while fine-tuning; give --epochs >= 1")
-    model = load_model(args.model_file)
+    model = open_model(args.model_file, args)
     data = None
     metrics: dict[str, float] = {}
     if args.data:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 
+from slimkit.cli.inputs import add_factory_argument, open_model
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("quantize", help="post-training quantization of a saved model (int8 ONNX export)")
     p.add_argument("model_file", help="a model saved by slimkit (train / save_model)")
+    add_factory_argument(p)
     p.add_argument("--data", default="fashion_mnist", help="dataset for calibration and accuracy")
     p.add_argument("--subset", type=int, default=None, help="use only N samples per split (quick runs)")
     p.add_argument("--weight-bits", type=int, default=8)
@@ -30,7 +33,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from slimkit.core.config import parse_config
     from slimkit.data import load_dataset, make_loader
-    from slimkit.models import load_model
     from slimkit.quant import IntegerModel, MixedPrecisionConfig, QuantConfig, export_onnx_int8, quantize
     from slimkit.train import evaluate
 
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         "calibration_batches": args.calibration_batches,
     }, where="quantize")
     data = load_dataset(args.data, subset=args.subset)
-    model = load_model(args.model_file).eval()
+    model = open_model(args.model_file, args).eval()
     batches = []
     for i, batch in enumerate(make_loader(data.train, batch_size=128, shuffle=True, seed=0)):
         if i >= args.calibration_batches:

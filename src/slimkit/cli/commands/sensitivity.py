@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from slimkit.cli.inputs import add_factory_argument, open_model
 from slimkit.core.errors import ConfigError
 
 
@@ -15,6 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                               description="Prune each layer alone at a sweep of ratios and evaluate on the "
                                           "validation split; writes sensitivity.png/json to --out-dir.")
     p.add_argument("model", help="a model file written by slimkit.models.save_model")
+    add_factory_argument(p)
     p.add_argument("--data", default="fashion_mnist", help="dataset name (default fashion_mnist)")
     p.add_argument("--subset", type=int, default=None, help="use only N samples per split (quick runs)")
     p.add_argument("--ratios", default="0.1,0.3,0.5,0.7,0.9", help="comma-separated sweep (default 0.1,...,0.9)")
@@ -34,9 +36,9 @@ def run(args: argparse.Namespace) -> int:
 
     from slimkit.core.io import atomic_write_json
     from slimkit.data import load_dataset
-    from slimkit.models import load_model, save_model
     from slimkit.prune.methods.sensitivity import sensitivity_analysis
     from slimkit.prune.structured import prune_channels
+    from slimkit.state import save_model
 
     try:
         ratios = tuple(float(r) for r in args.ratios.split(","))
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     if (args.max_drop is not None or args.macs_reduction is not None) != (args.out is not None):
         raise ConfigError("--out goes with --max-drop or --macs-reduction (the pruned model is written there)")
     data = load_dataset(args.data, subset=args.subset)
-    model = load_model(args.model).eval()
+    model = open_model(args.model, args).eval()
     example = (torch.zeros(1, data.in_channels, *data.image_size),)
     out_dir = Path(args.out_dir)
     report = sensitivity_analysis(model, example, data.val, ratios=ratios, importance=args.importance,

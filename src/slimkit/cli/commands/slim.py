@@ -7,12 +7,15 @@ import argparse
 import json
 from pathlib import Path
 
+from slimkit.cli.inputs import add_factory_argument, open_model
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("slim", help="network slimming of a saved model with BatchNorm",
                               description="L1 sparsity training on BN scales, a global |gamma| threshold, channel "
                                           "removal and fine-tuning (Liu et al., 2017).")
     p.add_argument("model", help="a model file written by slimkit.models.save_model")
+    add_factory_argument(p)
     p.add_argument("--out", required=True, help="where to save the slimmed model")
     p.add_argument("--data", default="fashion_mnist", help="dataset name (default fashion_mnist)")
     p.add_argument("--subset", type=int, default=None, help="use only N samples per split (quick runs)")
@@ -32,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from slimkit.data import load_dataset
-    from slimkit.models import load_model, save_model
     from slimkit.prune.methods.slimming import network_slimming
+    from slimkit.state import save_model
 
     data = load_dataset(args.data, subset=args.subset)
-    model = load_model(args.model)
+    model = open_model(args.model, args)
     example = (torch.zeros(1, data.in_channels, *data.image_size),)
     train = {"lr": args.lr, "batch_size": args.batch_size}
     report = network_slimming(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from slimkit.cli.inputs import add_factory_argument, open_model
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train a zoo model and save it")
@@ -21,6 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     e = subparsers.add_parser("eval", help="evaluate a saved model on a dataset's test split")
     e.add_argument("model_file", help="a model saved by slimkit (train/prune/save_model)")
+    add_factory_argument(e)
     e.add_argument("--data", default="fashion_mnist")
     e.add_argument("--subset", type=int, default=None)
     e.set_defaults(run=run_eval)
@@ -28,9 +31,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     from slimkit.data import load_dataset
-    from slimkit.models import save_model
     from slimkit.recipe.build import build_model
     from slimkit.recipe.schema import ModelSection
+    from slimkit.state import save_model
     from slimkit.train import TrainConfig, evaluate, fit
 
     data = load_dataset(args.data, seed=args.seed, subset=args.subset)
@@ -47,10 +50,9 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_eval(args: argparse.Namespace) -> int:
     from slimkit.data import load_dataset
-    from slimkit.models import load_model
     from slimkit.train import evaluate
 
     data = load_dataset(args.data, subset=args.subset)
-    metrics = evaluate(load_model(args.model_file), data.test)
+    metrics = evaluate(open_model(args.model_file, args), data.test)
     print(f"test accuracy {100 * metrics['accuracy']:.2f}%  loss {metrics['loss']:.4f}  ({metrics['samples']} samples)")
     return 0

@@ -58,8 +58,8 @@ class DeepCompressionConfig:
 @register_stage("deep_compression", DeepCompressionConfig, compresses=True)
 def deep_compression_stage(ctx: StageContext, config: DeepCompressionConfig) -> dict[str, Any]:
     """Share weights by k-means, fine-tune the codebooks, and write the compact ``.slim`` file."""
-    from slimkit.codec import save_compressed
     from slimkit.quant.kmeans import share_weights, strip_sharing
+    from slimkit.state import save_compressed
 
     ctx.freeze_reference()
     sharing = share_weights(ctx.model, bits=config.bits, layer_bits=config.layer_bits, ignore=config.ignore)
