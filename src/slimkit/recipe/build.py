@@ -35,7 +35,7 @@ def build_model(section: ModelSection, data: Any) -> nn.Module:
     from slimkit.state import load_model
 
     if section.file is not None:
-        return load_model(section.file)
+        return load_model(section.file, factory=model_factory(section))
     assert section.name is not None
     factory = resolve_factory(section.name)
     kwargs = dict(section.kwargs)
@@ -52,6 +52,15 @@ def build_model(section: ModelSection, data: Any) -> nn.Module:
         return create_model(section.name, **kwargs)
     except ConfigError as err:
         raise ConfigError(f"model: {err}") from None
+
+
+def model_factory(section: ModelSection) -> Any:
+    """The factory the recipe names for the user's own architecture (``model.name: pkg.mod:fn`` or
+    ``model.factory``), used to rebuild saved files; ``None`` for zoo models."""
+    from slimkit.models._registry import resolve_factory
+
+    name = section.factory or (section.name if section.name and ":" in section.name else None)
+    return resolve_factory(name) if name else None
 
 
 def example_inputs_for(data: Any) -> tuple[torch.Tensor, ...]:

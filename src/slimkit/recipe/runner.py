@@ -31,7 +31,7 @@ import yaml
 from slimkit.core.errors import ConfigError
 from slimkit.core.io import atomic_write_bytes, atomic_write_json
 from slimkit.recipe._registry import load_stages
-from slimkit.recipe.build import build_data, build_model, example_inputs_for, resolve_device
+from slimkit.recipe.build import build_data, build_model, example_inputs_for, model_factory, resolve_device
 from slimkit.recipe.context import StageContext
 from slimkit.recipe.schema import Recipe
 from slimkit.recipe.snapshot import load_snapshot, save_snapshot
@@ -217,6 +217,8 @@ def run_recipe(
     _seed_everything(recipe.seed)
     data = build_data(recipe.data, seed=recipe.seed)  # fails on missing files before any stage runs
     device = resolve_device(recipe.device)
+    factory = model_factory(recipe.model)  # the recipe is the user's code: it may name their factory
+    inputs = example_inputs_for(data)
 
     if manifest is None:
         model = build_model(recipe.model, data)
@@ -225,7 +227,8 @@ def run_recipe(
             "fingerprint": recipe.fingerprint(),
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "status": "running",
-            "initial": {"file": "initial.pt", "sha256": save_snapshot(model, run_dir / "initial.pt")},
+            "initial": {"file": "initial.pt", "sha256": save_snapshot(model, run_dir / "initial.pt",
+                                                                     example_inputs=inputs)},
             "reference": None,
             "stages": [{"name": s.name, "type": s.type, "status": "pending"} for s in recipe.stages],
         }
@@ -235,9 +238,9 @@ def run_recipe(
     else:
         done = [s for s in manifest["stages"] if s["status"] == "done"]
         source = done[-1] if done else manifest["initial"]
-        model = load_snapshot(run_dir / source["file"], source["sha256"])
+        model = load_snapshot(run_dir / source["file"], source["sha256"], factory=factory)
         ref = manifest.get("reference")
-        reference = load_snapshot(run_dir / ref["file"], ref["sha256"]) if ref else None
+        reference = load_snapshot(run_dir / ref["file"], ref["sha256"], factory=factory) if ref else None
         echo(f"resuming {run_dir}: {len(done)}/{len(recipe.stages)} stages already done")
 
     ctx = StageContext(
@@ -261,7 +264,8 @@ def run_recipe(
         ctx.stage_dir.mkdir(parents=True, exist_ok=True)
         if stage_type.compresses and manifest["reference"] is None:
             reference = ctx.freeze_reference()
-            manifest["reference"] = {"file": "reference.pt", "sha256": save_snapshot(reference, run_dir / "reference.pt")}
+            manifest["reference"] = {"file": "reference.pt", "sha256": save_snapshot(
+                reference, run_dir / "reference.pt", example_inputs=ctx.example_inputs)}
         echo(f"[{index + 1}/{len(recipe.stages)}] {spec.name} ({spec.type})")
         _seed_everything(recipe.seed + index)
         start = time.perf_counter()
@@ -272,7 +276,7 @@ def run_recipe(
         entry.update(
             status="done",
             file=snapshot,
-            sha256=save_snapshot(ctx.model, run_dir / snapshot),
+            sha256=save_snapshot(ctx.model, run_dir / snapshot, example_inputs=ctx.example_inputs),
             metrics=metrics,
             seconds=round(seconds, 2),
         )
@@ -284,7 +288,8 @@ def run_recipe(
 
     before = ctx.reference
     if before is None:
-        before = load_snapshot(run_dir / manifest["initial"]["file"], manifest["initial"]["sha256"])
+        before = load_snapshot(run_dir / manifest["initial"]["file"], manifest["initial"]["sha256"],
+                               factory=factory)
     summary, table = summarize(before.to(device), ctx, recipe.report, manifest["stages"])
     manifest["status"] = "done"
     atomic_write_json(run_dir / "manifest.json", manifest)

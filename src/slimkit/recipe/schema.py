@@ -33,15 +33,22 @@ from slimkit.recipe._registry import load_stages
 
 @dataclass(frozen=True)
 class ModelSection:
-    """Either ``name`` (zoo name or ``package.module:factory``, with ``kwargs``) or ``file`` (slimkit.save_model)."""
+    """Either ``name`` (zoo name or ``package.module:factory``, with ``kwargs``) or ``file`` (slimkit.save_model).
+
+    ``factory`` (``package.module:function``) builds the architecture of a ``file`` that names the user's own
+    model: a recipe is the user's code and may import it, a model file never is.
+    """
 
     name: str | None = None
     file: str | None = None
     kwargs: dict[str, Any] = field(default_factory=dict)
+    factory: str | None = None
 
     def __post_init__(self) -> None:
         if (self.name is None) == (self.file is None):
             raise ValueError("give exactly one of model.name (zoo or 'package.module:factory') or model.file")
+        if self.factory is not None and (self.file is None or ":" not in self.factory):
+            raise ValueError("model.factory ('package.module:function') goes with model.file")
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,22 @@
 """Whole-model snapshots for a run folder, so a run resumes whatever the stages did to the model.
 
-Stages may replace modules (quantized, decomposed layers), so a snapshot keeps the module object itself.
-Unpickling can run code, so a snapshot is loaded only when its SHA-256 matches the one slimkit recorded in the
-run's manifest when it wrote the file: a file slimkit did not write is refused.
+A snapshot is an ordinary model file (:func:`slimkit.save_model`: the checked container, the architecture as data,
+the structure edits the stages made): any slimkit command opens it, and loading it runs no code from the run
+folder. The manifest's SHA-256 is kept as a second check that the file is the one this run wrote.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-import torch
 from torch import nn
 
 from slimkit.core.errors import CheckpointError
-from slimkit.core.io import atomic_write
+from slimkit.state import load_model, save_model
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -26,21 +27,22 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def save_snapshot(model: nn.Module, path: str | os.PathLike) -> str:
-    """Write ``model`` atomically and return the file's SHA-256 (to record in the manifest)."""
-    atomic_write(path, lambda f: torch.save(model, f))
+def save_snapshot(model: nn.Module, path: str | os.PathLike, *, example_inputs: Any = None) -> str:
+    """Write ``model`` atomically as a model file and return its SHA-256 (to record in the manifest)."""
+    save_model(model, path, example_inputs=example_inputs)
     return file_sha256(path)
 
 
-def load_snapshot(path: str | os.PathLike, sha256: str) -> nn.Module:
-    """Load a snapshot written by :func:`save_snapshot`, refusing any file whose hash differs."""
+def load_snapshot(path: str | os.PathLike, sha256: str, *,
+                  factory: Callable[..., nn.Module] | None = None) -> nn.Module:
+    """Load a snapshot written by :func:`save_snapshot`, refusing a file whose hash differs from the manifest's.
+
+    ``factory`` builds the architecture when the recipe names the user's own ``package.module:factory`` (the
+    recipe is the user's code; the snapshot file only names it).
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: snapshot missing; cannot resume from it")
-    actual = file_sha256(path)
-    if actual != sha256:
-        raise CheckpointError(f"{path}: checksum differs from the run manifest; refusing to unpickle it")
-    model = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(model, nn.Module):
-        raise CheckpointError(f"{path}: does not hold a model")
-    return model
+    if file_sha256(path) != sha256:
+        raise CheckpointError(f"{path}: checksum differs from the run manifest; the snapshot was changed")
+    return load_model(path, factory=factory)
