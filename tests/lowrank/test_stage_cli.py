@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+import slimkit
 from slimkit.cli import main
 from slimkit.lowrank import Factorized, decompose
 from slimkit.lowrank.checkpoint import load_decomposed
@@ -38,7 +39,7 @@ def test_decompose_then_distill_with_hints_in_a_recipe(tmp_path) -> None:
     assert distilled["hint_layers"] == 1 and 0.0 <= distilled["accuracy"] <= 1.0
     assert any(isinstance(m, Factorized) for m in result.model.modules())
     # the reference (teacher) is the model before decomposition
-    reference = torch.load(tmp_path / "run" / "reference.pt", weights_only=False)
+    reference = slimkit.load_model(tmp_path / "run" / "reference.pt")
     assert not any(isinstance(m, Factorized) for m in reference.modules())
 
 

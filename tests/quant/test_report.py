@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import torch
@@ -20,16 +19,16 @@ def test_report_table_and_json(cnn: nn.Module, batches: list[torch.Tensor]) -> N
     assert "ptq:" in table and "BatchNorms folded" in table
 
 
-def test_quantized_model_survives_a_snapshot(cnn: nn.Module, images: torch.Tensor,
-                                             batches: list[torch.Tensor]) -> None:
+def test_quantized_model_survives_a_snapshot(cnn: nn.Module, cnn_factory, images: torch.Tensor,
+                                             batches: list[torch.Tensor], tmp_path) -> None:
+    from slimkit.recipe.snapshot import load_snapshot, save_snapshot
+
     quantize(cnn, QuantConfig(weight_bits=4, mode="qat", learn_step=True), calibration_data=batches)
     cnn.eval()
     before = cnn(images)
-    buffer = io.BytesIO()
-    torch.save(cnn, buffer)
-    buffer.seek(0)
-    loaded = torch.load(buffer, weights_only=False)  # a model slimkit itself wrote (the recipe's snapshot)
-    torch.testing.assert_close(loaded(images), before)
+    digest = save_snapshot(cnn, tmp_path / "model.pt", example_inputs=images[:1])  # as a recipe stage does
+    loaded = load_snapshot(tmp_path / "model.pt", digest, factory=lambda: cnn_factory(seed=5)).eval()
+    assert torch.equal(loaded(images), before)
 
 
 def test_ternary_state_dict_round_trip(cnn_factory, images: torch.Tensor) -> None:

@@ -93,6 +93,8 @@ def model_header(model: nn.Module, fmt: str, *, metadata: Mapping[str, Any] | No
 
     where = f"{type(model).__name__}"
     entries, extra = describe_structure(model)
+    signature, inputs = signature_of(model, example_inputs) if example_inputs is not None else (None, {})
+    extra.update({EXTRA_PREFIX + k: v for k, v in inputs.items()})
     items = logical_tensors(model) + [(k, v, None) for k, v in extra.items()]
     for item in items:
         if dtype_name(item[1].dtype) not in DTYPES:
@@ -103,7 +105,7 @@ def model_header(model: nn.Module, fmt: str, *, metadata: Mapping[str, Any] | No
         "slimkit_version": __version__,
         "spec": model_spec(model),
         "structure": entries,
-        "signature": signature_of(model, example_inputs) if example_inputs is not None else None,
+        "signature": signature,
         "metadata": dict(metadata or {}),
     }
     return header, items, where
@@ -165,7 +167,8 @@ def rebuild(header: dict[str, Any], tensors: dict[str, torch.Tensor], *, source:
             model.slimkit_spec = header["spec"]  # type: ignore[assignment]
     _check_weights_finite(model, source)
     if verify and header.get("signature"):
-        check_signature(model, header["signature"], source)
+        stored = {k[len(EXTRA_PREFIX):]: v for k, v in tensors.items() if k.startswith(EXTRA_PREFIX)}
+        check_signature(model, header["signature"], source, stored)
     return model
 
 
