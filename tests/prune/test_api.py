@@ -183,16 +183,21 @@ def _offset_leaf(tr, module, args, kwargs, out):
     tr.set(out, dict(tr.fields(args[0])))
 
 
-def test_failure_rolls_back_and_names_the_module():
+def test_breaking_group_is_excluded_naming_the_module():
+    """The only group's cut breaks the forward: it is left alone with the failing module as the reason."""
     model = nn.Sequential(nn.Conv2d(3, 8, 1), Offset(), nn.ReLU(), nn.Conv2d(8, 2, 1))
     x = torch.randn(1, 3, 4, 4)
     saved = state(model)
     params = list(model.parameters())
-    with pytest.raises(GraphError, match=r"1 \(Offset\)"):
-        slimkit.prune_channels(model, x, ratio=0.5)
+    report = slimkit.prune_channels(model, x, ratio=0.5)
+    assert report.macs_reduction == 1.0
+    assert any(r"1 (Offset)" in s.reason and "breaks the model" in s.reason for s in report.skipped)
     assert same_state(model, saved)
     assert all(a is b for a, b in zip(params, model.parameters()))
     assert model[0].out_channels == 8
+    slimkit.prune_channels(model, x, ratio=0.5, verify="never")  # opting out: the failure is the user's
+    with pytest.raises(RuntimeError, match="size of tensor"):
+        model(x)
 
 
 def test_strict_raises_naming_module_and_op():

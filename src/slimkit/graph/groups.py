@@ -70,6 +70,7 @@ class ChannelGraph:
         self.unknown_ops = sorted(tracer.unknown_ops)
         self.shapes = [tuple(t.shape) for t in self.tensors]
         self.output_shapes: list[tuple[int, ...]] = []
+        self.output_finite: list[bool] = []  # per output: finite on the example inputs (pruning must keep it so)
         n = rec.next_id
         if rec.edges:
             a = torch.cat([e[0] for e in rec.edges]).numpy()
@@ -276,4 +277,5 @@ def build_graph(model: nn.Module, example_inputs: Any, *, record_activity: bool 
         out = tracer.run(example_inputs)
     graph = ChannelGraph(model, tracer, time.perf_counter() - t0)
     graph.output_shapes = [tuple(t.shape) for t in _tensors(out)]
+    graph.output_finite = [bool(torch.isfinite(t).all()) if t.is_floating_point() else True for t in _tensors(out)]
     return graph

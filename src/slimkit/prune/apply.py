@@ -78,17 +78,114 @@ def _forward(model: nn.Module, inputs: tuple) -> Any:
         model.train(was)
 
 
+def _finite(out: Any) -> list[bool]:
+    return [bool(torch.isfinite(t).all()) if t.is_floating_point() else True for t in _tensors(out)]
+
+
+def check_outputs(graph: ChannelGraph, inputs: tuple) -> None:
+    """Run the (pruned) model on the example inputs: it must run, keep every output shape, and keep finite
+    outputs finite. Raises GraphError naming the failing module or output."""
+    out = _forward(graph.model, inputs)
+    after = _shapes(out)
+    if after != graph.output_shapes:
+        raise GraphError(f"{label('', graph.model)}: pruning changed the output shapes {graph.output_shapes} -> {after}")
+    was_finite = graph.output_finite or [True] * len(after)
+    for i, (before, now) in enumerate(zip(was_finite, _finite(out))):
+        if before and not now:
+            raise GraphError(f"{label('', graph.model)}: pruning made output {i} NaN or infinite")
+
+
+def _slice_model(graph: ChannelGraph, plan: dict[int, dict[int, torch.Tensor]]) -> dict[int, torch.Tensor]:
+    """Swap every planned tensor for its sliced copy and update the touched modules' attributes."""
+    replaced: dict[int, torch.Tensor] = {}
+    touched: dict[int, tuple[str, nn.Module]] = {}
+    for k, dims in plan.items():
+        old = graph.tensors[k]
+        data = _slice(old, dims)
+        if isinstance(old, nn.Parameter):
+            new: torch.Tensor = nn.Parameter(data, requires_grad=old.requires_grad)
+            if old.grad is not None:
+                new.grad = _slice(old.grad, dims)
+        else:
+            new = data
+        replaced[k] = new
+        for fqn, module, attr, is_param in graph.locations[k]:
+            (module._parameters if is_param else module._buffers)[attr] = new
+            touched[id(module)] = (fqn, module)
+    for module in graph.whole_heads:
+        if id(module) in touched:  # whole heads went: head_dim stays, the head count follows the width
+            module.num_heads = module.in_proj_weight.shape[1] // module.head_dim
+    for fqn, module in touched.values():
+        try:
+            sync_attributes(module)
+        except Exception as err:  # noqa: BLE001 - any failure must roll back and name the module
+            raise GraphError(f"{label(fqn, module)}: cannot update attributes after pruning ({err})") from err
+    return replaced
+
+
+class _Rollback(Exception):
+    pass
+
+
+def trial(graph: ChannelGraph, removed: torch.Tensor, inputs: tuple) -> str | None:
+    """Apply ``removed``, check the outputs, and undo it: ``None`` if the pruned model works, else the error."""
+    plan = keep_indices(graph, removed)
+    if not plan:
+        return None
+    try:
+        with transaction(graph.model, replaces_only=True):
+            _slice_model(graph, plan)
+            check_outputs(graph, inputs)
+            raise _Rollback
+    except _Rollback:
+        return None
+    except GraphError as err:
+        return str(err)
+
+
+def breaking_groups(graph: ChannelGraph, removed: torch.Tensor, inputs: tuple) -> list[tuple[int, str]]:
+    """The groups whose cut makes the forward fail, found by bisection over the plan's groups.
+
+    Each trial re-applies a subset on the intact model and rolls it back. A group is blamed when adding it to a
+    set already known to work breaks the model, so cuts that fail only together are caught too; the number of
+    trials grows with (blamed groups) x log2(groups).
+    """
+    candidates = [i for i, g in enumerate(graph.groups) if bool(removed[g.channels].any())]
+
+    def only(groups: list[int]) -> torch.Tensor:
+        mask = torch.zeros_like(removed)
+        for i in groups:
+            ch = graph.groups[i].channels
+            mask[ch] = removed[ch]
+        return mask
+
+    def find(base: list[int], cand: list[int], error: str | None = None) -> list[tuple[int, str]]:
+        if not cand:
+            return []
+        error = error if error is not None else trial(graph, only(base + cand), inputs)
+        if error is None:
+            return []
+        if len(cand) == 1:
+            return [(cand[0], error)]
+        half = len(cand) // 2
+        bad_a = find(base, cand[:half])
+        blamed = {i for i, _ in bad_a}
+        good_a = [i for i in cand[:half] if i not in blamed]
+        return bad_a + find(base + good_a, cand[half:])
+
+    return find([], candidates)
+
+
 def apply_removal(graph: ChannelGraph, removed: torch.Tensor, example_inputs: Any,
                   optimizer: torch.optim.Optimizer | None = None, *, verify: str = "auto") -> dict[int, dict[int, torch.Tensor]]:
     """Slice the model in place (atomically) and return what was kept per tensor.
 
-    ``verify``: run the pruned model on the example inputs and compare output shapes ``always``, ``never``, or
-    (``auto``) when the graph relied on an assumption: a view size read from ``.shape``, or a user-registered
-    op or module handler. The built-in rules are exact, so then the extra forward pass is skipped.
+    ``verify`` (``auto`` or ``always``; ``never`` skips it): run the pruned model on the example inputs; it must
+    run, keep its output shapes, and keep finite outputs finite.
 
     Raises:
-        GraphError: the model changed since tracing, or the pruned model fails or changes its output shapes
-            (the model is then restored exactly).
+        GraphError: the model changed since tracing, or the pruned model fails the check (the model is then
+            restored exactly).
     """
     model = graph.model
     inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
@@ -96,37 +193,10 @@ def apply_removal(graph: ChannelGraph, removed: torch.Tensor, example_inputs: An
     plan = keep_indices(graph, removed)
     if not plan:
         return plan
-    before = graph.output_shapes
-    replaced: dict[int, torch.Tensor] = {}
     with transaction(model, replaces_only=True):  # slicing makes new tensors; the old ones stay intact
-        touched: dict[int, tuple[str, nn.Module]] = {}
-        for k, dims in plan.items():
-            old = graph.tensors[k]
-            data = _slice(old, dims)
-            if isinstance(old, nn.Parameter):
-                new: torch.Tensor = nn.Parameter(data, requires_grad=old.requires_grad)
-                if old.grad is not None:
-                    new.grad = _slice(old.grad, dims)
-            else:
-                new = data
-            replaced[k] = new
-            for fqn, module, attr, is_param in graph.locations[k]:
-                (module._parameters if is_param else module._buffers)[attr] = new
-                touched[id(module)] = (fqn, module)
-        for module in graph.whole_heads:
-            if id(module) in touched:  # whole heads went: head_dim stays, the head count follows the width
-                module.num_heads = module.in_proj_weight.shape[1] // module.head_dim
-        for fqn, module in touched.values():
-            try:
-                sync_attributes(module)
-            except Exception as err:  # noqa: BLE001 - any failure must roll back and name the module
-                raise GraphError(f"{label(fqn, module)}: cannot update attributes after pruning ({err})") from err
-        if verify == "always" or (verify == "auto" and graph.assumptions):
-            after = _shapes(_forward(model, inputs))
-        else:
-            after = before
-        if after != before:
-            raise GraphError(f"{label('', model)}: pruning changed the output shapes {before} -> {after}")
+        replaced = _slice_model(graph, plan)
+        if verify != "never":
+            check_outputs(graph, inputs)
     if optimizer is not None:
         _update_optimizer(optimizer, graph, plan, replaced)
     return plan

@@ -124,12 +124,40 @@ class PrunePlan:
         return rows
 
     def apply(self, *, optimizer: torch.optim.Optimizer | None = None) -> PruneReport:
-        """Slice the model in place (all or nothing) and return the report with ``applied=True``."""
+        """Slice the model in place and return the report with ``applied=True``.
+
+        The pruned model is run on the example inputs (unless ``verify="never"``): it must run, keep its output
+        shapes and keep finite outputs finite. If it does not, the groups whose cut breaks it are found by
+        bisection, left untouched (``report.skipped`` names the failing module and error), and the rest is
+        applied. A model handed back always runs; on any other error it is restored exactly.
+        """
         t0 = time.perf_counter()
-        apply_removal(self.graph, self.removed, self.example_inputs, optimizer, verify=self.config.verify)
+        try:
+            apply_removal(self.graph, self.removed, self.example_inputs, optimizer, verify=self.config.verify)
+        except GraphError:
+            if self.config.verify == "never":
+                raise
+            self._exclude_breaking_groups()
+            apply_removal(self.graph, self.removed, self.example_inputs, optimizer, verify=self.config.verify)
         self.report.apply_s = time.perf_counter() - t0
         self.report.applied = True
         return self.report
+
+    def _exclude_breaking_groups(self) -> None:
+        """Drop the groups whose cut breaks the forward from the plan, and rebuild the report around the rest."""
+        from slimkit.prune.apply import breaking_groups
+
+        bad = breaking_groups(self.graph, self.removed, self.example_inputs)
+        if not bad:
+            raise GraphError(f"{type(self.graph.model).__name__}: the pruned model fails, and no single group "
+                             "explains it; the model is unchanged")
+        removed = self.removed.clone()
+        for i, _ in bad:
+            removed[self.graph.groups[i].channels] = False
+        reasons = [(self.graph.groups[i].name, f"cutting it breaks the model: {why}") for i, why in bad]
+        rebuilt = make_plan(self.graph, removed, self.example_inputs, self.config, self.excluded + reasons)
+        rebuilt.report.latency_trail = self.report.latency_trail
+        self.removed, self.report, self.excluded = removed, rebuilt.report, rebuilt.excluded
 
 
 def _as_tuple(example_inputs: Any) -> tuple:
@@ -144,7 +172,8 @@ def make_plan(graph: ChannelGraph, removed: torch.Tensor, example_inputs: Any, c
         gone = int(removed[g.channels].sum())
         groups.append(GroupReport(g.name, g.size * g.width, (g.size - gone) * g.width, g.exact, tuple(g.modules)))
     skipped = [SkippedGroup(g.name, g.size * g.width, g.reason) for g in graph.skipped]
-    skipped += [SkippedGroup(name, 0, why) for name, why in excluded]
+    sizes = {g.name: g.size * g.width for g in graph.groups}
+    skipped += [SkippedGroup(name, sizes.get(name, 0), why) for name, why in excluded]
     report = PruneReport(graph.macs(), graph.macs(removed), graph.params(), graph.params(removed), groups, skipped,
                          graph.analysis_s)
     return PrunePlan(graph, removed, _as_tuple(example_inputs), config, report, list(excluded))
