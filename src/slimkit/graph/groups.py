@@ -65,6 +65,7 @@ class ChannelGraph:
         self.activity = rec.activity
         self.module_ms = tracer.module_ms
         self.whole_heads = tracer.whole_heads
+        self.int_links = tracer.int_links
         self.module_channels = tracer.module_channels
         self.assumptions = sorted(tracer.assumptions)
         self.unknown_ops = sorted(tracer.unknown_ops)

@@ -247,6 +247,31 @@ def matmul(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out
     _matmul_fields(tr, a, b, out, name)
 
 
+@register_op("addmm")
+def addmm(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """``beta * bias + alpha * (x @ w)``: Hugging Face's ``Conv1D`` (GPT-2), a Linear whose weight is (in, out)."""
+    bias, x, w = args[0], args[1], args[2]
+    if not all(isinstance(t, torch.Tensor) for t in (x, w)) or x.ndim != 2 or w.ndim != 2:
+        return unknown(tr, name, func, args, kwargs, out)
+    fx, fw = tr.fields(x), tr.param_fields(w, {0: "in", 1: "out"})
+    couple(tr, fx.get(1), fw.get(0), "addmm contraction")
+    if fx.get(1) is not None:
+        tr.rec.contracted.append(fx[1][fx[1] >= 0])
+    if isinstance(bias, torch.Tensor) and bias.ndim == 2:
+        fb = tr.fields(bias)
+        couple(tr, fb.get(1), fw.get(1), "addmm bias")
+        couple(tr, fb.get(0), fx.get(0), "addmm bias rows")
+    else:
+        _bias(tr, bias, fw.get(1), "addmm bias")
+    result: Fields = {}
+    if 0 in fx:
+        result[0] = fx[0]
+    if 1 in fw:
+        result[1] = fw[1]
+    tr.set(out, result)
+    tr.rec.macs.append(MacsTerm(int(w.numel() * x.shape[0]), [i for i in (fw.get(1), fw.get(0)) if i is not None]))
+
+
 @register_op("rmatmul")
 def rmatmul(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
     return matmul(tr, "matmul", func, (args[1], args[0]), kwargs, out)

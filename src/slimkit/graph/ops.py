@@ -202,7 +202,11 @@ def shape_op(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, o
             got = _collapse(tr, labels, adaptive)
             if got is not None and name in ("view", "reshape", "unflatten") and got[0] != adaptive:
                 size = int(labels.shape[got[0]])
-                if size not in tr.read_sizes and int(x.shape[d]) not in tr.read_sizes:
+                link = tr.size_attribute(size) if size == int(x.shape[d]) else None
+                if size not in tr.read_sizes and int(x.shape[d]) not in tr.read_sizes and link is not None:
+                    tr.int_links.append((link[0], link[1], ids))  # the count follows the width when pruned
+                    tr.assumptions.add(f"{tr.rec.where}: {name} to {size} channels read from .{link[1]}")
+                elif size not in tr.read_sizes and int(x.shape[d]) not in tr.read_sizes:
                     tr.rec.block(ids, f"{name} with a literal channel count {size} (write -1 or read it from .shape)")
                     got = None
                 else:

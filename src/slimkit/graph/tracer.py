@@ -110,6 +110,9 @@ class Tracer:
         self.read_sizes: set[int] = set()
         self.assumptions: set[str] = set()  # rules the graph relies on that a verification forward should check
         self.module_ids: list[int] = []
+        self.module_objs: list[nn.Module] = []  # the running modules, outermost first
+        # (module, attribute, channel ids): an int attribute a forward used as a channel count (a view's size)
+        self.int_links: list[tuple[nn.Module, str, torch.Tensor]] = []
         self.module_ms: dict[int, float] = {}  # compute time of each module's own ops during the trace
         self.module_channels: dict[int, list[torch.Tensor]] = {}  # channel ids produced by each module's own ops
         self.record_activity = False  # per-channel zero fractions after ReLUs (for APoZ)
@@ -211,6 +214,7 @@ class Tracer:
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
             self.stack.append(label(fqn, module))
             self.module_ids.append(id(module))
+            self.module_objs.append(module)
             if self.leaf_depth or self._leaf(module) is not None:
                 self.leaf_depth += 1
 
@@ -232,8 +236,22 @@ class Tracer:
                     self.busy = False
             self.stack.pop()
             self.module_ids.pop()
+            self.module_objs.pop()
 
         return hook
+
+    def size_attribute(self, size: int) -> tuple[nn.Module, str] | None:
+        """The one int attribute equal to ``size`` of the innermost running module (not torch's) that has any:
+        the count a forward like Hugging Face's ``Conv1D`` (``x.view(..., self.nf)``) reads. None when there is
+        none or it is ambiguous (two attributes with that value)."""
+        for module in reversed(self.module_objs):
+            if type(module).__module__.startswith("torch."):
+                continue
+            names = [k for k, v in vars(module).items()
+                     if not k.startswith("_") and type(v) is int and v == size]
+            if names:
+                return (module, names[0]) if len(names) == 1 else None
+        return None
 
     @staticmethod
     def _leaf(module: nn.Module) -> LeafHandler | None:

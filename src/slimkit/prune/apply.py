@@ -95,7 +95,8 @@ def check_outputs(graph: ChannelGraph, inputs: tuple) -> None:
             raise GraphError(f"{label('', graph.model)}: pruning made output {i} NaN or infinite")
 
 
-def _slice_model(graph: ChannelGraph, plan: dict[int, dict[int, torch.Tensor]]) -> dict[int, torch.Tensor]:
+def _slice_model(graph: ChannelGraph, plan: dict[int, dict[int, torch.Tensor]],
+                 removed: torch.Tensor) -> dict[int, torch.Tensor]:
     """Swap every planned tensor for its sliced copy and update the touched modules' attributes."""
     replaced: dict[int, torch.Tensor] = {}
     touched: dict[int, tuple[str, nn.Module]] = {}
@@ -120,6 +121,13 @@ def _slice_model(graph: ChannelGraph, plan: dict[int, dict[int, torch.Tensor]]) 
             sync_attributes(module)
         except Exception as err:  # noqa: BLE001 - any failure must roll back and name the module
             raise GraphError(f"{label(fqn, module)}: cannot update attributes after pruning ({err})") from err
+    done: set[tuple[int, str]] = set()
+    for module, attr, ids in graph.int_links:  # counts a forward reads from an attribute (Conv1D's nf)
+        live = ids[ids >= 0]
+        gone = int(removed[graph.comp[live]].sum()) if live.numel() == ids.numel() else 0
+        if gone and (id(module), attr) not in done:
+            done.add((id(module), attr))
+            setattr(module, attr, int(getattr(module, attr)) - gone)
     return replaced
 
 
@@ -134,7 +142,7 @@ def trial(graph: ChannelGraph, removed: torch.Tensor, inputs: tuple) -> str | No
         return None
     try:
         with transaction(graph.model, replaces_only=True):
-            _slice_model(graph, plan)
+            _slice_model(graph, plan, removed)
             check_outputs(graph, inputs)
             raise _Rollback
     except _Rollback:
@@ -194,7 +202,7 @@ def apply_removal(graph: ChannelGraph, removed: torch.Tensor, example_inputs: An
     if not plan:
         return plan
     with transaction(model, replaces_only=True):  # slicing makes new tensors; the old ones stay intact
-        replaced = _slice_model(graph, plan)
+        replaced = _slice_model(graph, plan, removed)
         if verify != "never":
             check_outputs(graph, inputs)
     if optimizer is not None:

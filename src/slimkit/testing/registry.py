@@ -38,4 +38,5 @@ def build_arch(name: str, *, seed: int = 0) -> tuple[nn.Module, tuple]:
 
 def _load() -> None:
     import slimkit.testing.archs_conv  # noqa: F401
+    import slimkit.testing.archs_hf  # noqa: F401
     import slimkit.testing.archs_seq  # noqa: F401

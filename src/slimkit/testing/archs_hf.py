@@ -1,0 +1,45 @@
+"""Test architectures reproducing patterns of Hugging Face models, without depending on ``transformers``."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from slimkit.testing.registry import register_arch
+
+
+class Conv1D(nn.Module):
+    """Hugging Face's ``Conv1D`` (GPT-2): a Linear with a (in, out) weight, run as ``addmm``, whose output
+    view reads its width from the ``nf`` attribute."""
+
+    def __init__(self, nf: int, nx: int) -> None:
+        super().__init__()
+        self.nf = nf
+        self.weight = nn.Parameter(torch.randn(nx, nf) * 0.2)
+        self.bias = nn.Parameter(torch.randn(nf) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size_out = x.size()[:-1] + (self.nf,)
+        x = torch.addmm(self.bias, x.view(-1, x.size(-1)), self.weight)
+        return x.view(size_out)
+
+
+class GPT2MLP(nn.Module):
+    """GPT-2's feed-forward block on a residual stream: ``x + c_proj(gelu(c_fc(ln(x))))``."""
+
+    def __init__(self, dim: int = 12, hidden: int = 32) -> None:
+        super().__init__()
+        self.ln = nn.LayerNorm(dim)
+        self.c_fc = Conv1D(hidden, dim)
+        self.c_proj = Conv1D(dim, hidden)
+        self.act = nn.GELU()
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D)
+        x = x + self.c_proj(self.act(self.c_fc(self.ln(x))))
+        return self.head(x)
+
+
+@register_arch("hf_conv1d_mlp")
+def hf_conv1d_mlp() -> tuple[nn.Module, tuple]:
+    return GPT2MLP(), (torch.randn(2, 5, 12),)
