@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from slimkit.train import TrainConfig, evaluate, fit
+from slimkit.train.checkpoint import load_checkpoint
 
 pytestmark = [
     pytest.mark.gpu,
@@ -19,5 +20,5 @@ def test_fit_on_cuda(blobs, blobs_val, mlp, amp, tmp_path):
     assert next(model.parameters()).is_cuda
     assert result.final["val_accuracy"] > 0.8
     assert evaluate(model, blobs_val)["accuracy"] == pytest.approx(result.final["val_accuracy"], abs=0.02)
-    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    saved = load_checkpoint(tmp_path)
     assert (saved["scaler"] is not None) == (amp == "fp16")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from slimkit.train.checkpoint import load_checkpoint
 from slimkit.train.ddp_check import train_tiny
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -43,7 +44,7 @@ def test_two_gloo_ranks_end_identical(tmp_path):
     assert not torch.equal(single.state_dict()["0.weight"], train_tiny(32, epochs=1)[0].state_dict()["0.weight"])
 
     # only rank 0 wrote the checkpoint, with the all-reduced history
-    saved = torch.load(tmp_path / "ckpt" / "last.pt", weights_only=True)
+    saved = load_checkpoint(tmp_path / "ckpt")
     assert saved["epoch"] == 2 and saved["history"][-1]["loss"] == summaries[0]["history"][-1]["loss"]
     assert all(torch.equal(saved["model"][k], rank0[k]) for k in saved["model"])
     assert torch.equal(saved["hook_params"]["hooks.0.0"], rank0["hook.center"])

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from slimkit.train import Hook, TrainConfig, fit
+from slimkit.train.checkpoint import load_checkpoint
 
 QUICK = dict(epochs=2, batch_size=64, lr=0.1, progress=False, device="cpu")  # 4 steps per epoch on 256 samples
 
@@ -132,7 +133,7 @@ def test_on_epoch_end_runs_before_the_checkpoint(tmp_path, blobs, mlp):
     hook = SoftFilterPruning()
     fit(model, blobs, TrainConfig(**{**QUICK, "epochs": 3}), hooks=[hook], checkpoint_dir=tmp_path)
     assert torch.all(model[0].weight[hook.row] == 0)
-    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    saved = load_checkpoint(tmp_path)
     assert torch.all(saved["model"]["0.weight"][hook.row] == 0)  # the epoch's checkpoint includes the hook's edit
     assert hook.regrown == [True, True]  # soft pruning: gradients revive the filter within the next epoch
 
@@ -153,7 +154,7 @@ def test_hook_parameters_are_trained_and_checkpointed(tmp_path, blobs, mlp):
     hook = Regressor()
     fit(mlp(), blobs, TrainConfig(**{**QUICK, "epochs": 3}), hooks=[hook], checkpoint_dir=tmp_path)
     assert hook.bias.abs().sum() > 0
-    saved = torch.load(tmp_path / "last.pt", weights_only=True)
+    saved = load_checkpoint(tmp_path)
     assert torch.equal(saved["hook_params"]["hooks.0.0"], hook.bias.detach())
     assert "hooks.0.0" in saved["optimizer"]["state"]
 

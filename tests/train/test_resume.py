@@ -1,11 +1,14 @@
 """An interrupted run resumed from its checkpoint ends bit-identical to one that never stopped."""
 
+import zipfile
+
 import pytest
 import torch
 
+from slimkit.codec.container import MAGIC
 from slimkit.core.errors import CheckpointError
 from slimkit.train import Hook, TrainConfig, fit
-from slimkit.train.checkpoint import checkpoint_path
+from slimkit.train.checkpoint import checkpoint_path, load_checkpoint
 
 
 class Interrupt(Exception):
@@ -54,7 +57,7 @@ def test_interrupted_run_resumes_bit_identical(tmp_path, blobs, blobs_val, mlp, 
     model = mlp()
     with pytest.raises(Interrupt):  # crash in epoch 2 (8 steps per epoch)
         fit(model, blobs, config, val_data=blobs_val, hooks=[Counter(), StopAt(12)], checkpoint_dir=tmp_path / "run")
-    saved = torch.load(checkpoint_path(tmp_path / "run"), weights_only=True)
+    saved = load_checkpoint(tmp_path / "run")
     assert saved["epoch"] == 1 and saved["step"] == 8
 
     resumed_model = mlp()  # a fresh process would rebuild the model from scratch
@@ -67,8 +70,8 @@ def test_interrupted_run_resumes_bit_identical(tmp_path, blobs, blobs_val, mlp, 
         assert torch.equal(ref_state[key], new_state[key]), key
     assert _strip_timing(resumed.history) == _strip_timing(ref.history)
     assert counter.count == ref_counter.count == 24
-    a = torch.load(checkpoint_path(tmp_path / "ref"), weights_only=True)
-    b = torch.load(checkpoint_path(tmp_path / "run"), weights_only=True)
+    a = load_checkpoint(tmp_path / "ref")
+    b = load_checkpoint(tmp_path / "run")
     for name, state in a["optimizer"]["state"].items():
         for key, value in state.items():
             assert torch.equal(value, b["optimizer"]["state"][name][key]), (name, key)
@@ -78,7 +81,10 @@ def test_interrupted_run_resumes_bit_identical(tmp_path, blobs, blobs_val, mlp, 
 def test_checkpoint_is_safe_and_keyed_by_parameter_name(tmp_path, blobs, mlp):
     model = mlp()
     fit(model, blobs, TrainConfig(epochs=1, batch_size=64, progress=False, device="cpu"), checkpoint_dir=tmp_path)
-    saved = torch.load(checkpoint_path(tmp_path), weights_only=True)  # no pickled objects
+    data = checkpoint_path(tmp_path).read_bytes()
+    assert data.startswith(MAGIC) and not zipfile.is_zipfile(checkpoint_path(tmp_path))  # slimkit's container
+    assert b"torch._utils" not in data  # no pickled tensor anywhere
+    saved = load_checkpoint(tmp_path)
     names = [n for n, _ in model.named_parameters()]
     assert sorted(saved["optimizer"]["state"]) == sorted(names)
     assert saved["optimizer"]["param_groups"][0]["params"] == names

@@ -1,14 +1,18 @@
 """Training checkpoints: everything needed to continue a run bit-identically, with no pickled objects.
 
-A checkpoint holds tensors and plain values only (loaded with ``weights_only=True``): model state, optimizer state
-keyed by parameter *name* (so it survives parameter re-creation and can be sliced with its parameter by the
-structured pruning engine), scheduler and loss-scaler state, every RNG state, the epoch and the history.
+A checkpoint holds tensors and plain values only: model state, optimizer state keyed by parameter *name* (so it
+survives parameter re-creation and can be sliced with its parameter by the structured pruning engine), scheduler
+and loss-scaler state, every RNG state, the epoch and the history. It is a ``.slim`` container (checked framing,
+SHA-256, load limits; :mod:`slimkit.codec.container`): the plain values as a JSON tree in the header
+(:mod:`slimkit.codec.tree`), the tensors raw in the payload. Checkpoints of slimkit 0.1 (``torch.save`` zip, format
+``slimkit.train/1``) are still read, with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,10 +21,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from slimkit.core.errors import CheckpointError
-from slimkit.core.io import atomic_write
+from slimkit.codec.api import load_state, write_model
+from slimkit.codec.container import MAGIC
+from slimkit.codec.tree import pack_tree, unpack_tree
+from slimkit.core.errors import CheckpointError, CodecError, FormatError
 
-FORMAT = "slimkit.train/1"
+FORMAT = "slimkit.train"
+VERSION = 2
+LEGACY_FORMAT = "slimkit.train/1"
 CHECKPOINT_NAME = "last.pt"
 
 
@@ -120,24 +128,58 @@ def checkpoint_path(checkpoint_dir: str | os.PathLike) -> Path:
 
 
 def save_checkpoint(checkpoint_dir: str | os.PathLike, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (plus the format tag) atomically to ``checkpoint_dir/last.pt``."""
-    payload = {"format": FORMAT, **payload}
-    return atomic_write(checkpoint_path(checkpoint_dir), lambda f: torch.save(payload, f))
+    """Write ``payload`` atomically to ``checkpoint_dir/last.pt`` as a ``.slim`` container.
+
+    Raises:
+        CheckpointError: naming the path of a value in ``payload`` that is not a tensor, array or plain value.
+    """
+    tree, tensors = pack_tree(payload)
+    path = checkpoint_path(checkpoint_dir)
+    header = {"format": FORMAT, "version": VERSION, "tree": tree}
+    write_model(path, header, [(name, t, None) for name, t in tensors.items()], layout="dense", huffman=False)
+    return path
 
 
 def load_checkpoint(checkpoint_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The checkpoint in ``checkpoint_dir``, or None when there is none.
 
     Raises:
-        CheckpointError: when the file exists but is not a readable slimkit training checkpoint.
+        FormatError: the file is damaged or altered (checksum), malformed, or claims more than the load limits.
+        CheckpointError: the file is readable but not a slimkit training checkpoint of a known version.
     """
     path = checkpoint_path(checkpoint_dir)
     if not path.is_file():
         return None
+    with path.open("rb") as f:
+        magic = f.read(len(MAGIC))
+    if magic != MAGIC and zipfile.is_zipfile(path):
+        return _load_legacy(path)
+    try:
+        tensors, header = load_state(path)
+    except FormatError:
+        raise
+    except CodecError as err:
+        raise FormatError(str(err)) from None
+    if header.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a slimkit training checkpoint (format {header.get('format')!r}, "
+                              f"expected {FORMAT!r})")
+    if header.get("version") != VERSION:
+        raise CheckpointError(f"{path}: training checkpoint version {header.get('version')!r} is not readable by "
+                              f"this slimkit (it reads version {VERSION}); upgrade slimkit or resume=False")
+    if len(tensors) != len(header["tensors"]):
+        raise FormatError(f"{path}: tensor names are not unique")
+    payload = unpack_tree(header.get("tree"), tensors, root=f"{path}: state")
+    if not isinstance(payload, dict):
+        raise FormatError(f"{path}: the checkpoint's tree is not a mapping")
+    return payload
+
+
+def _load_legacy(path: Path) -> dict[str, Any]:
+    """A slimkit 0.1 checkpoint (``torch.save`` zip of tensors and plain values)."""
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
         raise CheckpointError(f"{path}: not a readable training checkpoint ({type(err).__name__}: {err})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a slimkit training checkpoint (expected format {FORMAT})")
-    return payload
+    if not isinstance(payload, dict) or payload.get("format") != LEGACY_FORMAT:
+        raise CheckpointError(f"{path}: not a slimkit training checkpoint (expected format {LEGACY_FORMAT})")
+    return {k: v for k, v in payload.items() if k != "format"}
