@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
 from torch import nn
 
-from slimkit.core.errors import GraphError
+from slimkit.core.errors import ConfigError, GraphError
 
 FilterFn = Callable[[nn.Module, str], bool]
 
@@ -42,6 +43,42 @@ def matches_any(fqn: str, patterns: Iterable[str]) -> bool:
         if fqn == pattern or fqn.startswith(pattern + ".") or fnmatch.fnmatchcase(fqn, pattern):
             return True
     return False
+
+
+def module_names(model: nn.Module, entries: Iterable[str | nn.Module] | str | nn.Module, *,
+                 field: str = "ignore") -> tuple[str, ...]:
+    """Names for ``entries``: fqns or globs (kept as given) and module objects of ``model`` (every fqn they have).
+
+    Raises:
+        ConfigError: a name or glob matching no module of ``model`` (naming the close matches), a module object
+            that is not a submodule of ``model`` (naming its type), or the model itself.
+    """
+    if isinstance(entries, (str, nn.Module)):
+        entries = (entries,)
+    fqns_of: dict[int, list[str]] = {}
+    for fqn, module in model.named_modules(remove_duplicate=False):
+        fqns_of.setdefault(id(module), []).append(fqn)
+    names = [fqn for fqns in fqns_of.values() for fqn in fqns if fqn]
+    model_name = type(model).__name__
+    out: list[str] = []
+    for entry in entries:
+        if isinstance(entry, nn.Module):
+            fqns = fqns_of.get(id(entry))
+            if fqns is None:
+                raise ConfigError(f"{field}: a {type(entry).__name__} that is not a submodule of {model_name}")
+            if entry is model:
+                raise ConfigError(f"{field}: the model itself ({model_name}); name the submodules to leave alone")
+            out += fqns
+        elif isinstance(entry, str):
+            if entry and not any(matches_any(name, (entry,)) for name in names):
+                close = difflib.get_close_matches(entry, names, n=3, cutoff=0.6)
+                hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+                raise ConfigError(f"{field}: {entry!r} matches no module of {model_name}{hint}")
+            out.append(entry)
+        else:
+            raise ConfigError(f"{field}: expected module names, globs or nn.Module objects, got "
+                              f"{type(entry).__name__} {entry!r}")
+    return tuple(dict.fromkeys(out))
 
 
 def iter_modules(

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 
 import torch
+from torch import nn
 
-from slimkit.core.config import check_ratio
+from slimkit.core.config import check_ratio, parse_config
+from slimkit.core.errors import ConfigError
+from slimkit.core.modules import module_names
 
 
 class Scope(str, Enum):
@@ -53,10 +56,15 @@ class PruneConfig:
         aggregate: how the scores of a channel's coupled tensors combine (sum, mean, max).
         debias: score per weight element instead of per slice, so wide fan-in layers do not dominate.
         ignore: module names or globs whose tensors must not be sliced (groups touching them are skipped).
+            ``plan_pruning``/``prune_channels`` also take module objects here and store their names; every entry
+            must match a module of the model (a typo raises ConfigError naming the close matches).
         ratios: per-module overrides ``{"layer4.*": 0.2}``; matched against the group's producing modules.
         target_macs: prune (global ranking) until the MACs of the example input are at most this.
         macs_reduction: prune until MACs fall by this factor (2.0 = half the MACs).
         target_params: prune until the parameter count is at most this.
+        allow_partial: when ``target_macs``/``macs_reduction``/``target_params`` cannot be met (nothing prunable,
+            the per-group floors, or rounding steps too coarse to land within 3% past it), keep the closest plan
+            and warn (``BudgetWarning``) instead of raising ConfigError.
         target_latency_ms: prune (global ranking) until the median latency measured on ``latency_device`` at
             ``latency_batch_size`` is at most this (each candidate is applied, timed and rolled back).
         latency_device: where ``target_latency_ms`` is measured ("cpu", "cuda", ...).
@@ -93,6 +101,7 @@ class PruneConfig:
     target_macs: float | None = None
     macs_reduction: float | None = None
     target_params: float | None = None
+    allow_partial: bool = False
     target_latency_ms: float | None = None
     latency_device: str = "cpu"
     latency_batch_size: int = 1
@@ -114,7 +123,11 @@ class PruneConfig:
         object.__setattr__(self, "scope", Scope(self.scope))
         object.__setattr__(self, "normalize", Normalize(self.normalize))
         object.__setattr__(self, "aggregate", Aggregate(self.aggregate))
-        object.__setattr__(self, "ignore", tuple(self.ignore))
+        object.__setattr__(self, "ignore", (self.ignore,) if isinstance(self.ignore, str) else tuple(self.ignore))
+        for entry in self.ignore:
+            if not isinstance(entry, str):
+                raise ValueError(f"ignore holds module names or globs, got a {type(entry).__name__}; pass module "
+                                 "objects as ignore=[...] to plan_pruning / prune_channels, which store their names")
         if self.attention not in ("head_dims", "heads"):
             raise ValueError(f"attention must be 'head_dims' or 'heads', got {self.attention!r}")
         if self.round_to == "auto":
@@ -136,3 +149,25 @@ class PruneConfig:
         budgets = [self.target_macs, self.macs_reduction, self.target_params, self.target_latency_ms]
         if sum(b is not None for b in budgets) > 1:
             raise ValueError("give at most one of target_macs, macs_reduction, target_params, target_latency_ms")
+
+
+def resolve_config(model: nn.Module, config: PruneConfig | dict | None, options: dict[str, Any]) -> PruneConfig:
+    """The :class:`PruneConfig` of a call on ``model``: ``config`` (a PruneConfig, a dict or None) with keyword
+    ``options`` over it. Module objects in ``ignore`` become their names in ``model``; every ``ignore`` entry must
+    match a module (ConfigError naming the close matches otherwise)."""
+    if "ignore" in options:
+        options = {**options, "ignore": module_names(model, options["ignore"], field="ignore")}
+    if config is None or isinstance(config, dict):
+        config = dict(config or {})
+        if "ignore" in config:
+            config["ignore"] = module_names(model, config["ignore"], field="ignore")
+        return parse_config(PruneConfig, {**config, **options})
+    if options:
+        from dataclasses import replace
+
+        try:
+            config = replace(config, **options)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"PruneConfig: {err}") from None
+    module_names(model, config.ignore, field="ignore")
+    return config

@@ -16,12 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimkit.core.config import parse_config
 from slimkit.core.errors import ConfigError, GraphError
 from slimkit.core.gc_pause import gc_paused
 from slimkit.graph.groups import ChannelGraph, build_graph
 from slimkit.prune.apply import apply_removal
-from slimkit.prune.config import PruneConfig
+from slimkit.prune.config import PruneConfig, resolve_config
 from slimkit.prune.importance import ImportanceContext, channel_scores
 from slimkit.prune.select import eligible_groups, select_channels, select_for_budget
 
@@ -194,15 +193,7 @@ def plan_pruning(model: nn.Module, example_inputs: Any, config: PruneConfig | di
     Raises:
         ConfigError: a bad option. GraphError: the forward fails, or ``strict`` and some channel is blocked.
     """
-    if config is None or isinstance(config, dict):
-        config = parse_config(PruneConfig, {**(config or {}), **options})
-    elif options:
-        from dataclasses import replace
-
-        try:
-            config = replace(config, **options)
-        except (TypeError, ValueError) as err:
-            raise ConfigError(f"PruneConfig: {err}") from None
+    config = resolve_config(model, config, options)
     with gc_paused():
         graph = build_graph(model, _as_tuple(example_inputs), record_activity=config.importance == "apoz",
                             attention=config.attention)

@@ -31,6 +31,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--importance", default="l1", help="l1, l2, fpgm, bn_scale, random, apoz (default l1)")
     p.add_argument("--scope", default="global", choices=["global", "local"], help="ranking scope (default global)")
     p.add_argument("--macs-reduction", type=float, default=None, help="prune until MACs fall by this factor")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="when the budget cannot be met, keep the closest plan and warn instead of failing")
     p.add_argument("--round-to", type=_round_to, default=None,
                    help="keep channel counts at multiples of this; 'auto': what the latency device's kernels like")
     p.add_argument("--debias", action="store_true", help="score per weight element so wide layers do not dominate")
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     example = (x,)
     options = {"ratio": args.ratio, "importance": args.importance, "scope": args.scope,
                "macs_reduction": args.macs_reduction, "round_to": args.round_to, "ignore": tuple(args.ignore),
-               "debias": args.debias, "attention": args.attention, "latency_weight": args.latency_weight}
+               "allow_partial": args.allow_partial, "debias": args.debias, "attention": args.attention,
+               "latency_weight": args.latency_weight}
     plan = plan_pruning(model, example, options)
     report = plan.report if args.dry_run else plan.apply()
     if not args.dry_run:

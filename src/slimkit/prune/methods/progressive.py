@@ -188,5 +188,5 @@ def _round_plan(model: nn.Module, inputs: tuple, options: dict[str, Any], per_ma
         s = scores[e.group.channels].double()
         adjusted[e.group.channels] = (s / s.mean().clamp_min(1e-12) / saved).float()
     config = replace(config, target_macs=base * (1 - config.ratio))
-    removed = select_for_budget(graph, adjusted, groups, config)
+    removed = select_for_budget(graph, adjusted, groups, config, quiet=True)  # a round's step, not a budget
     return make_plan(graph, removed, inputs, config, [(g.name, why) for g, why in excluded])
