@@ -50,14 +50,24 @@ def create_model(name: str, **kwargs: Any) -> nn.Module:
         name: zoo name (see :func:`list_models`) or ``package.module:factory``.
         **kwargs: passed to the factory; zoo models take ``in_channels``, ``num_classes``, ``width``.
     """
-    factory = resolve_factory(name)
+    return instantiate(resolve_factory(name), name, kwargs)
+
+
+def instantiate(factory: ModelFactory, name: str | None, kwargs: dict[str, Any]) -> nn.Module:
+    """``factory(**kwargs)``, checked to be a module; its spec is recorded when ``name`` is given.
+
+    Raises:
+        ConfigError: the factory rejects the arguments or returns something else than an ``nn.Module``.
+    """
+    label = name or getattr(factory, "__name__", "factory")
     try:
         model = factory(**kwargs)
     except TypeError as err:
-        raise ConfigError(f"model {name!r}: bad arguments {kwargs} ({err})") from None
+        raise ConfigError(f"model {label!r}: bad arguments {kwargs} ({err})") from None
     if not isinstance(model, nn.Module):
-        raise ConfigError(f"model {name!r}: factory returned {type(model).__name__}, not an nn.Module")
-    setattr(model, SPEC_ATTR, {"name": name, "kwargs": _as_json(dict(kwargs))})
+        raise ConfigError(f"model {label!r}: factory returned {type(model).__name__}, not an nn.Module")
+    if name is not None:
+        setattr(model, SPEC_ATTR, {"name": name, "kwargs": _as_json(dict(kwargs))})
     return model
 
 

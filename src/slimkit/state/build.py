@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from slimkit.core.errors import CheckpointError
+from slimkit.core.errors import CheckpointError, ConfigError
 from slimkit.core.limits import ENV_VAR, architecture_budget_bytes
 
 
@@ -49,7 +49,7 @@ def build_architecture(spec: Any, *, factory: Callable[..., nn.Module] | None, d
         CheckpointError: the file names no architecture, names one that is not registered (slimkit never imports
             it), asks for one larger than the budget, or the factory rejects the file's arguments.
     """
-    from slimkit.models._registry import MODELS, SPEC_ATTR
+    from slimkit.models._registry import MODELS, instantiate
 
     if spec is None and factory is None:
         raise CheckpointError(
@@ -75,11 +75,6 @@ def build_architecture(spec: Any, *, factory: Callable[..., nn.Module] | None, d
             f"than the {budget:,} this {declared_bytes:,}-byte state allows; set {ENV_VAR} to raise the limit"
         )
     try:
-        model = factory(**kwargs)
-    except TypeError as err:
-        raise CheckpointError(f"{source}: model {name!r} rejects the file's arguments {kwargs} ({err})") from None
-    if not isinstance(model, nn.Module):
-        raise CheckpointError(f"{source}: the factory returned {type(model).__name__}, not an nn.Module")
-    if spec is not None:
-        setattr(model, SPEC_ATTR, {"name": name, "kwargs": dict(kwargs)})
-    return model
+        return instantiate(factory, name if spec is not None else None, kwargs)
+    except ConfigError as err:
+        raise CheckpointError(f"{source}: {err}") from None
