@@ -84,8 +84,10 @@ class PruneConfig:
         max_group_ratio: never remove more than this fraction of one group (global/budget modes).
         allow_inexact: also prune channels whose removal is not function-preserving even at zero effect
             (dims normalized by LayerNorm, reduced over, or scaled by attention's default scale).
-        verify: run the pruned model once and check its output shapes: ``auto`` (when the graph relied on an
-            assumption: a view size read from ``.shape``, a user-registered handler), ``always`` or ``never``.
+        verify: ``auto``/``always`` (the same): run the pruned model on the example inputs; it must run, keep its
+            output shapes and keep finite outputs finite, else the groups that break it are found by bisection
+            and left alone (``report.skipped`` names the failing module). ``never`` skips the check (one forward
+            pass saved; a broken model is then possible).
         strict: raise GraphError when any channel is blocked for a reason other than being a model output.
         seed: for ``random`` importance and tie-breaking.
     """
