@@ -85,6 +85,10 @@ _EXPORTS: dict[str, str] = {
     "compare_latency": "slimkit.profile:compare_latency",
     "ProfileReport": "slimkit.profile:ProfileReport",
     "LatencyReport": "slimkit.profile:LatencyReport",
+    # GAN compression
+    "gan_slim": "slimkit.gan:gan_slim",
+    "GanSlimConfig": "slimkit.gan:GanSlimConfig",
+    "GanSlimReport": "slimkit.gan:GanSlimReport",
     # unstructured pruning
     "prune_weights": "slimkit.prune.unstructured:prune_weights",
     "make_permanent": "slimkit.prune.unstructured:make_permanent",

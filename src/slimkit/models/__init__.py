@@ -3,7 +3,7 @@
 Importing this package registers every family (one module each); ``list_models()`` names them.
 """
 
-from slimkit.models import densenet, lenet, mobilenetv2, resnet, vgg  # noqa: F401  (registers the zoo)
+from slimkit.models import densenet, gan, lenet, mobilenetv2, resnet, vgg  # noqa: F401  (registers the zoo)
 from slimkit.models._registry import create_model, list_models, model_spec, register_model
 from slimkit.models.checkpoint import load_model, save_model
 

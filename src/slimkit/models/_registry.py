@@ -18,15 +18,24 @@ from slimkit.core.registry import Registry
 ModelFactory = Callable[..., nn.Module]
 MODELS: Registry[ModelFactory] = Registry("model")
 SPEC_ATTR = "slimkit_spec"
+CLASSIFICATION = "classification"
+_TASKS: dict[str, str] = {}  # model name -> task, for names registered with a task other than classification
 
 
-def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
-    """Decorator adding a factory ``f(*, in_channels, num_classes, width, **kw) -> nn.Module`` to the zoo."""
+def register_model(name: str, *, task: str = CLASSIFICATION) -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator adding a factory ``f(*, in_channels, num_classes, width, **kw) -> nn.Module`` to the zoo.
+
+    ``task`` groups models whose inputs and outputs differ from an image classifier's (``"gan"``: generators and
+    discriminators, :mod:`slimkit.models.gan`); :func:`list_models` lists one task at a time.
+    """
+    if task != CLASSIFICATION:
+        _TASKS[name.lower()] = task
     return MODELS.register(name)
 
 
-def list_models() -> list[str]:
-    return MODELS.names()
+def list_models(task: str | None = CLASSIFICATION) -> list[str]:
+    """Registered names of ``task`` (default: image classifiers, ``(B, C, H, W) -> (B, classes)``); None: all."""
+    return [n for n in MODELS.names() if task is None or _TASKS.get(n, CLASSIFICATION) == task]
 
 
 def resolve_factory(name: str) -> ModelFactory:

@@ -1,0 +1,84 @@
+"""The GAN zoo (``list_models("gan")``): shapes, width multipliers, file round trips, and kept out of the
+classifier listing that zoo-wide classifier tests iterate over."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import slimkit
+
+GAN_MODELS = slimkit.list_models("gan")
+
+
+def _inputs(name: str, batch: int = 2) -> tuple:
+    if name == "dcgan_g":
+        return torch.randn(batch, 64), torch.arange(batch) % 10
+    if name == "dcgan_d":
+        return torch.rand(batch, 1, 28, 28) * 2 - 1, torch.arange(batch) % 10
+    return (torch.rand(batch, 1, 28, 28) * 2 - 1,)
+
+
+OUTPUT_SHAPES = {"dcgan_g": (2, 1, 28, 28), "dcgan_d": (2,), "resnet_g": (2, 1, 28, 28), "patch_d": (2, 1, 6, 6)}
+
+
+def _params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_gan_models_are_registered_apart_from_classifiers():
+    assert set(GAN_MODELS) == {"dcgan_g", "dcgan_d", "resnet_g", "patch_d"}
+    assert not set(GAN_MODELS) & set(slimkit.list_models())
+    assert set(slimkit.list_models(None)) == set(slimkit.list_models()) | set(GAN_MODELS)
+
+
+@pytest.mark.parametrize("name", GAN_MODELS)
+def test_forward_shape_gradients_and_range(name):
+    torch.manual_seed(0)
+    model = slimkit.create_model(name).train()
+    out = model(*_inputs(name))
+    assert out.shape == OUTPUT_SHAPES[name] and torch.isfinite(out).all()
+    if name.endswith("_g"):
+        assert out.abs().max() <= 1.0  # tanh output
+    out.square().mean().backward()
+    for pname, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), pname
+
+
+@pytest.mark.parametrize("name", GAN_MODELS)
+def test_half_width_quarters_the_hidden_params(name):
+    full, half = _params(slimkit.create_model(name)), _params(slimkit.create_model(name, width=0.5))
+    assert 0.2 < half / full < 0.5
+    assert slimkit.create_model(name, width=0.5)(*_inputs(name)).shape == OUTPUT_SHAPES[name]
+
+
+def test_dcgan_transposed_conv_variant_and_image_to_image_norms():
+    g = slimkit.create_model("dcgan_g", upsample="transpose")
+    assert any(isinstance(m, nn.ConvTranspose2d) for m in g.modules())
+    assert g(*_inputs("dcgan_g")).shape == OUTPUT_SHAPES["dcgan_g"]
+    r = slimkit.create_model("resnet_g")
+    norms = [m for m in r.modules() if isinstance(m, nn.InstanceNorm2d)]
+    assert norms and all(m.affine for m in norms)
+    with pytest.raises(slimkit.ConfigError, match="upsample"):
+        slimkit.create_model("dcgan_g", upsample="bilinear")
+
+
+@pytest.mark.parametrize("name", GAN_MODELS)
+def test_save_load_round_trip_identical(name, tmp_path):
+    torch.manual_seed(0)
+    model = slimkit.create_model(name, width=0.25).eval()
+    x = _inputs(name)
+    loaded = slimkit.load_model(slimkit.save_model(model, tmp_path / f"{name}.pt", example_inputs=x)).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(*x), model(*x))
+
+
+@pytest.mark.parametrize("name", GAN_MODELS)
+def test_structured_pruning_keeps_shapes(name):
+    torch.manual_seed(0)
+    model = slimkit.create_model(name, width=0.5).eval()
+    x = _inputs(name)
+    report = slimkit.prune_channels(model, x, macs_reduction=2.0)
+    assert report.macs_reduction >= 2.0
+    assert model(*x).shape == OUTPUT_SHAPES[name]
