@@ -35,6 +35,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SlimkitError as err:
         print(f"slimkit {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a file named on the command line that cannot be read or written
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"slimkit {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"slimkit {args.command}: interrupted; run again with --resume to continue", file=sys.stderr)
+        hint = args.interrupted(args) if getattr(args, "interrupted", None) else "interrupted"
+        print(f"slimkit {args.command}: {hint}", file=sys.stderr)
         return 130

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from slimkit.core.errors import ConfigError
+
+C = TypeVar("C")
 
 
 def input_size(text: str | None, in_channels: int) -> tuple[int, int]:
@@ -51,8 +55,60 @@ def open_model(path: str | os.PathLike, args: argparse.Namespace) -> nn.Module:
 
 def load_with_example(path: str, size_text: str | None,
                       args: argparse.Namespace | None = None) -> tuple[nn.Module, torch.Tensor]:
-    """A saved model (eval mode) and a random batch-1 input for it: its spec's channels, ``--input-size``."""
+    """A saved model (eval mode) and a random batch-1 input for it: its spec's channels, ``--input-size``.
+
+    Raises:
+        ConfigError: the model does not run on that input (e.g. ``--input-size 2`` for a 5x5 kernel).
+    """
     model = open_model(path, args or argparse.Namespace()).eval()
     in_channels = spec_in_channels(model)
     h, w = input_size(size_text, in_channels)
-    return model, torch.randn(1, in_channels, h, w)
+    x = torch.randn(1, in_channels, h, w)
+    check_forward(model, (x,), flag="--input-size", source=size_text or f"{h}x{w} (the default)")
+    return model, x
+
+
+def config_from_flags(cls: type[C], flags: dict[str, Any]) -> C:
+    """A config built from command-line flags (``{"--lr": 0.1}`` fills field ``lr``); an error names the flag.
+
+    Raises:
+        ConfigError: ``--lr: lr must be > 0, got -1.0``: the first flag the config's message is about.
+    """
+    from slimkit.core.config import parse_config
+
+    fields = {_field(flag): value for flag, value in flags.items()}
+    try:
+        return parse_config(cls, fields)
+    except ConfigError as err:
+        text = str(err).removeprefix(f"{cls.__name__}: ")
+        found = [(m.start(), flag) for flag in flags if (m := re.search(rf"\b{_field(flag)}\b", text))]
+        if not found:
+            raise
+        flag = min(found)[1]
+        raise ConfigError(f"{flag}: {text.removeprefix(_field(flag) + ': ')}") from None
+
+
+def _field(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def data_example(data: Any) -> tuple[torch.Tensor, ...]:
+    """A batch-1 input from a dataset's training split."""
+    x, _ = data.train[0]
+    return (x.unsqueeze(0),)
+
+
+def check_forward(model: nn.Module, inputs: tuple[torch.Tensor, ...], *, flag: str, source: str) -> None:
+    """Run ``model`` once on ``inputs``; a model that does not fit them fails as a ConfigError naming ``flag``
+    (``--input-size 2``, ``--data cifar10``) instead of a traceback from deep inside the model."""
+    from slimkit.recipe.build import check_model_runs
+
+    check_model_runs(model, inputs, where=f"{flag} {source}")
+
+
+def check_importance(name: str, flag: str = "--importance") -> None:
+    """An importance criterion name that resolves, checked before the model is even loaded."""
+    from slimkit.prune.importance import CRITERIA
+
+    if name not in CRITERIA:
+        raise ConfigError(f"{flag}: unknown importance {name!r}; choose one of: {', '.join(CRITERIA.names())}")

@@ -33,17 +33,22 @@ class StageType:
     config_cls: type
     run: Callable[[StageContext, Any], dict[str, Any]]
     compresses: bool  # True for stages that change the model (its result is compared against the reference)
+    adds_modules: bool = False  # True for stages that put new named modules in the model (e.g. decompose's factors)
 
 
 STAGES: Registry[StageType] = Registry("stage")
 _loaded = False
 
 
-def register_stage(name: str, config_cls: type, *, compresses: bool = False) -> Callable:
-    """Register ``run(ctx, config) -> metrics`` as recipe stage ``name`` with options ``config_cls``."""
+def register_stage(name: str, config_cls: type, *, compresses: bool = False, adds_modules: bool = False) -> Callable:
+    """Register ``run(ctx, config) -> metrics`` as recipe stage ``name`` with options ``config_cls``.
+
+    ``adds_modules``: the stage puts modules with new names in the model, so module names in later stages are
+    checked when those stages start rather than before the run (see :mod:`slimkit.recipe.check`).
+    """
 
     def add(fn: Callable[[StageContext, Any], dict[str, Any]]) -> Callable:
-        STAGES.add(name, StageType(name, config_cls, fn, compresses))
+        STAGES.add(name, StageType(name, config_cls, fn, compresses, adds_modules))
         return fn
 
     return add

@@ -31,9 +31,17 @@ import yaml
 from slimkit.core.errors import ConfigError
 from slimkit.core.io import atomic_write_bytes, atomic_write_json
 from slimkit.recipe._registry import load_stages
-from slimkit.recipe.build import build_data, build_model, example_inputs_for, model_factory, resolve_device
+from slimkit.recipe.build import (
+    build_data,
+    build_model,
+    check_model_runs,
+    example_inputs_for,
+    model_factory,
+    resolve_device,
+)
+from slimkit.recipe.check import check_stages
 from slimkit.recipe.context import StageContext
-from slimkit.recipe.schema import Recipe
+from slimkit.recipe.schema import Recipe, recipe_changes
 from slimkit.recipe.snapshot import load_snapshot, save_snapshot
 from slimkit.recipe.summary import summarize
 
@@ -135,7 +143,19 @@ def _read_manifest(recipe: Recipe, run_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def _prepare_run_dir(
+def _changed_fields(recipe: Recipe, run_dir: Path) -> str:
+    """``stages[1].ratio: 0.5 -> 0.3; ...`` against the run folder's ``recipe.yaml`` ('' when unreadable)."""
+    try:
+        old = yaml.safe_load((run_dir / "recipe.yaml").read_text())
+    except (OSError, ValueError, yaml.YAMLError):
+        return ""
+    new = yaml.safe_load(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    changes = recipe_changes(old, new)
+    shown = "; ".join(changes[:6]) + (f"; and {len(changes) - 6} more" if len(changes) > 6 else "")
+    return f" ({shown})" if changes else ""
+
+
+def check_run_dir(
     recipe: Recipe,
     run_dir: Path,
     *,
@@ -145,21 +165,24 @@ def _prepare_run_dir(
 ) -> dict[str, Any] | None:
     """Return the manifest to resume from (or None for a fresh run), refusing to clobber a run silently.
 
-    ``overwrite`` empties a non-empty folder only if slimkit created it (it holds the ``.slimkit-run`` marker),
-    and never the current directory or a folder above it, the filesystem root, the home folder, or a folder
-    holding the recipe file.
+    Reads only: nothing in ``run_dir`` changes here (see :func:`_start_fresh`). ``overwrite`` may empty a non-empty
+    folder only if slimkit created it (it holds the ``.slimkit-run`` marker), and never the current directory or a
+    folder above it, the filesystem root, the home folder, or a folder holding the recipe file.
+
+    Raises:
+        ConfigError: the folder cannot be used as asked; a changed recipe on resume names the changed fields.
     """
     if resume:
         manifest = _read_manifest(recipe, run_dir)
         if manifest.get("fingerprint") != recipe.fingerprint():
             raise ConfigError(
-                f"{run_dir}: the recipe changed since this run started; resume with the same recipe "
-                "or start a new run with --overwrite"
+                f"{run_dir}: the recipe changed since this run started{_changed_fields(recipe, run_dir)}; resume "
+                "with the same recipe or start a new run with --overwrite"
             )
         return manifest
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"{run_dir}: exists and is not a folder; choose another --run-dir")
-    if run_dir.exists() and any(child.name != RUN_MARKER for child in run_dir.iterdir()):
+    if _holds_files(run_dir):
         if not overwrite:
             raise ConfigError(f"{run_dir}: run folder is not empty; use --resume to continue it or --overwrite")
         reason = _protected_reason(run_dir, recipe_path)
@@ -171,10 +194,83 @@ def _prepare_run_dir(
                 "and this one has none, so its files may be yours; give another --run-dir, or move or delete "
                 "the folder yourself"
             )
-        _empty_run_dir(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_marker(run_dir, recipe)
     return None
+
+
+def _holds_files(run_dir: Path) -> bool:
+    return run_dir.is_dir() and any(child.name != RUN_MARKER for child in run_dir.iterdir())
+
+
+def _start_fresh(recipe: Recipe, run_dir: Path) -> None:
+    """Empty the folder :func:`check_run_dir` allowed to be emptied, create and mark it."""
+    try:
+        if _holds_files(run_dir):
+            _empty_run_dir(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_marker(run_dir, recipe)
+    except OSError as err:
+        raise ConfigError(f"{run_dir}: cannot create the run folder ({err.strerror or err}); "
+                          "give another --run-dir") from None
+
+
+@dataclass
+class Preflight:
+    """What :func:`preflight` found: the data, the model the first pending stage receives, and the run state.
+
+    Attributes:
+        manifest: the manifest being resumed (None for a fresh run).
+        start: index of the first stage still to run.
+    """
+
+    data: Any
+    model: torch.nn.Module
+    inputs: tuple[torch.Tensor, ...]
+    device: torch.device
+    factory: Any
+    manifest: dict[str, Any] | None
+    reference: torch.nn.Module | None
+    start: int
+
+
+def preflight(
+    recipe: Recipe,
+    run_dir: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    recipe_path: str | os.PathLike | None = None,
+) -> Preflight:
+    """Check everything a run of ``recipe`` in ``run_dir`` could fail on before its first stage; change nothing.
+
+    The run folder can be used as asked (:func:`check_run_dir`), the data opens, the model builds (or the snapshot
+    to resume from loads) and runs on an example input, and every pending stage's names and options resolve
+    against that model (:func:`slimkit.recipe.check.check_stages`). ``slimkit compress --check`` runs this.
+
+    Raises:
+        ConfigError / DataError / CheckpointError: naming the field, file or folder.
+    """
+    run_dir = Path(run_dir)
+    manifest = check_run_dir(recipe, run_dir, resume=resume, overwrite=overwrite,
+                             recipe_path=recipe.source if recipe_path is None else recipe_path)
+    _seed_everything(recipe.seed)
+    data = build_data(recipe.data, seed=recipe.seed)
+    device = resolve_device(recipe.device)
+    factory = model_factory(recipe.model)  # the recipe is the user's code: it may name their factory
+    inputs = example_inputs_for(data)
+    reference = None
+    start = 0
+    if manifest is None:
+        model = build_model(recipe.model, data)
+        check_model_runs(model, inputs, where="model")
+    else:
+        done = [s for s in manifest["stages"] if s["status"] == "done"]
+        source = done[-1] if done else manifest["initial"]
+        model = load_snapshot(run_dir / source["file"], source["sha256"], factory=factory)
+        ref = manifest.get("reference")
+        reference = load_snapshot(run_dir / ref["file"], ref["sha256"], factory=factory) if ref else None
+        start = next((i for i, s in enumerate(manifest["stages"]) if s["status"] != "done"), len(recipe.stages))
+    check_stages(recipe, model, start=start)
+    return Preflight(data, model, inputs, device, factory, manifest, reference, start)
 
 
 def run_recipe(
@@ -188,6 +284,9 @@ def run_recipe(
 ) -> RunResult:
     """Run every stage of ``recipe`` in ``run_dir`` and print the before/after summary.
 
+    Everything that can fail before the first stage is checked first (:func:`preflight`), so a bad option of a
+    late stage stops the run before any training and before ``overwrite`` empties anything.
+
     Args:
         recipe: a validated recipe (see :func:`slimkit.recipe.load_recipe`).
         run_dir: the run folder; created if absent.
@@ -200,7 +299,8 @@ def run_recipe(
             ``recipe.source``).
 
     Raises:
-        ConfigError: the run folder cannot be used as asked (see ``resume`` and ``overwrite``).
+        ConfigError: the run folder cannot be used as asked (see ``resume`` and ``overwrite``), or a field of the
+            recipe does not resolve (see :func:`preflight`).
     """
     run_dir = Path(run_dir)
     rank = int(os.environ.get("RANK", "0") or 0)
@@ -211,17 +311,12 @@ def run_recipe(
         run_dir = named.with_name(f"{named.name}.rank{rank}")
         echo = _silent
     registry = load_stages()
-    if recipe_path is None:
-        recipe_path = recipe.source
-    manifest = _prepare_run_dir(recipe, run_dir, resume=resume, overwrite=overwrite, recipe_path=recipe_path)
-    _seed_everything(recipe.seed)
-    data = build_data(recipe.data, seed=recipe.seed)  # fails on missing files before any stage runs
-    device = resolve_device(recipe.device)
-    factory = model_factory(recipe.model)  # the recipe is the user's code: it may name their factory
-    inputs = example_inputs_for(data)
+    checked = preflight(recipe, run_dir, resume=resume, overwrite=overwrite, recipe_path=recipe_path)
+    data, device, factory, inputs = checked.data, checked.device, checked.factory, checked.inputs
+    model, manifest, reference = checked.model, checked.manifest, checked.reference
 
     if manifest is None:
-        model = build_model(recipe.model, data)
+        _start_fresh(recipe, run_dir)
         manifest = {
             "recipe": recipe.name,
             "fingerprint": recipe.fingerprint(),
@@ -234,14 +329,8 @@ def run_recipe(
         }
         atomic_write_bytes(run_dir / "recipe.yaml", yaml.safe_dump(recipe.to_dict(), sort_keys=False).encode())
         atomic_write_json(run_dir / "manifest.json", manifest)
-        reference = None
     else:
-        done = [s for s in manifest["stages"] if s["status"] == "done"]
-        source = done[-1] if done else manifest["initial"]
-        model = load_snapshot(run_dir / source["file"], source["sha256"], factory=factory)
-        ref = manifest.get("reference")
-        reference = load_snapshot(run_dir / ref["file"], ref["sha256"], factory=factory) if ref else None
-        echo(f"resuming {run_dir}: {len(done)}/{len(recipe.stages)} stages already done")
+        echo(f"resuming {run_dir}: {checked.start}/{len(recipe.stages)} stages already done")
 
     ctx = StageContext(
         model=model.to(device),

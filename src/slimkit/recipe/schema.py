@@ -20,6 +20,7 @@ import copy
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PureWindowsPath
 from typing import Any, Literal
@@ -59,6 +60,12 @@ class DataSection:
     subset: int | None = None
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.subset is not None and self.subset < 1:
+            raise ValueError(f"subset must be >= 1 samples per split (or null for all), got {self.subset}")
+
 
 @dataclass(frozen=True)
 class ReportSection:
@@ -67,6 +74,15 @@ class ReportSection:
     latency: bool = True
     latency_repeats: int = 30
     latency_batch_sizes: tuple[int, ...] = (1,)
+
+    def __post_init__(self) -> None:
+        if self.latency_repeats < 1:
+            raise ValueError(f"latency_repeats must be >= 1, got {self.latency_repeats}")
+        if not self.latency_batch_sizes:
+            raise ValueError("latency_batch_sizes must name at least one batch size")
+        for size in self.latency_batch_sizes:
+            if size < 1:
+                raise ValueError(f"latency_batch_sizes must all be >= 1, got {size}")
 
 
 @dataclass(frozen=True)
@@ -172,24 +188,84 @@ def parse_recipe(raw: Any, *, source: str | None = None) -> Recipe:
     return Recipe(name, model, data, tuple(stages), seed, device, report, source)
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line for a YAML error: what is wrong and where (``expected ',' or ']' at line 1, column 3``)."""
+    problem = getattr(err, "problem", None) or (str(err).strip().splitlines() or ["unreadable"])[0]
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
+
+
+def _list_index(node: list[Any], key: str, where: str) -> int:
+    try:
+        index = int(key)
+    except ValueError:
+        raise ConfigError(f"{where}: {key!r} is not an index into a list of {len(node)}") from None
+    if not 0 <= index < len(node):
+        raise ConfigError(f"{where}: no entry {index}; the list has {len(node)} (0..{len(node) - 1})")
+    return index
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides (``stages.0.epochs=1``); values are parsed as YAML scalars."""
+    """Apply ``key.path=value`` overrides (``stages.0.epochs=1``); values are parsed as YAML scalars.
+
+    Raises:
+        ConfigError: naming the ``--set`` item: no ``=``, a value that is not YAML, a list index out of range,
+            or a path through something that is not a mapping or list.
+    """
     raw = copy.deepcopy(raw)
     for item in overrides:
         path, sep, value = item.partition("=")
         if not sep or not path:
             raise ConfigError(f"--set {item!r}: expected KEY.PATH=VALUE, e.g. stages.0.epochs=1")
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: the value {value!r} is not valid YAML ({_yaml_problem(err)})") from None
         keys = path.split(".")
         node: Any = raw
-        for key in keys[:-1]:
-            node = node[int(key)] if isinstance(node, list) else node.setdefault(key, {})
-        last = keys[-1]
-        parsed = yaml.safe_load(value)
-        if isinstance(node, list):
-            node[int(last)] = parsed
-        else:
-            node[last] = parsed
+        for depth, key in enumerate(keys):
+            where = f"--set {item!r}: {'.'.join(keys[:depth]) or 'the recipe'}"
+            last = depth == len(keys) - 1
+            if isinstance(node, list):
+                index = _list_index(node, key, where)
+                if last:
+                    node[index] = parsed
+                else:
+                    node = node[index]
+            elif isinstance(node, dict):
+                if last:
+                    node[key] = parsed
+                else:
+                    node = node.setdefault(key, {})
+            else:
+                raise ConfigError(f"{where} is {node!r}, not a mapping or list, so it has no field {key!r}")
     return raw
+
+
+def recipe_changes(old: Any, new: Any, path: str = "") -> list[str]:
+    """Lines ``stages[1].ratio: 0.5 -> 0.3`` for every field where two resolved recipe dicts differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        lines = []
+        for key in list(dict.fromkeys([*old, *new])):
+            where = f"{path}.{key}" if path else str(key)
+            if key not in new:
+                lines.append(f"{where}: {old[key]!r} -> (removed)")
+            elif key not in old:
+                lines.append(f"{where}: (absent) -> {new[key]!r}")
+            else:
+                lines += recipe_changes(old[key], new[key], where)
+        return lines
+    if isinstance(old, list) and isinstance(new, list):
+        lines = []
+        for i in range(max(len(old), len(new))):
+            if i >= len(new):
+                lines.append(f"{path}[{i}]: removed")
+            elif i >= len(old):
+                lines.append(f"{path}[{i}]: added")
+            else:
+                lines += recipe_changes(old[i], new[i], f"{path}[{i}]")
+        return lines
+    return [] if old == new and type(old) is type(new) else [f"{path or 'recipe'}: {old!r} -> {new!r}"]
 
 
 def load_recipe(path: str | os.PathLike, *, overrides: list[str] | None = None) -> Recipe:
@@ -198,10 +274,32 @@ def load_recipe(path: str | os.PathLike, *, overrides: list[str] | None = None) 
     if not path.is_file():
         raise ConfigError(f"{path}: no such recipe file")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text (UTF-8) file") from None
     if overrides:
         raw = apply_overrides(raw if isinstance(raw, dict) else {}, overrides)
-    return parse_recipe(raw, source=str(path))
+    recipe = parse_recipe(raw, source=str(path))
+    if model_factory_name(recipe.model):
+        _importable_from(path.resolve().parent)
+    return recipe
+
+
+def model_factory_name(section: ModelSection) -> str | None:
+    """The user's ``package.module:function`` a model section names (``model.factory``, or ``model.name`` with a
+    colon); None for zoo models."""
+    return section.factory or (section.name if section.name and ":" in section.name else None)
+
+
+def _importable_from(folder: Path) -> None:
+    """Let the recipe's own code (``mymodule:factory`` beside the recipe file) import without ``PYTHONPATH=.``.
+
+    A recipe is the user's code, like a script: its folder joins ``sys.path`` (at the end, so it never shadows an
+    installed package).
+    """
+    entry = str(folder)
+    if entry not in sys.path:
+        sys.path.append(entry)
 

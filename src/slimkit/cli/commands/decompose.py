@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from slimkit.cli.inputs import add_factory_argument, open_model
+from slimkit.cli.inputs import add_factory_argument, check_forward, open_model
 
 
 def _rank(text: str) -> int | str:
@@ -16,7 +16,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model_file", help="a model saved by slimkit (train / save_model)")
     add_factory_argument(p)
     p.add_argument("--out", required=True, help="where to save the decomposed model (.pt)")
-    p.add_argument("--method", default="auto", choices=["auto", "svd", "tucker", "cp"])
+    p.add_argument("--method", default="auto", choices=["auto", "svd", "tucker", "cp"],
+                   help="factorization: svd, tucker or cp; auto: svd for Linear and 1x1 conv, tucker for kxk conv")
     rule = p.add_mutually_exclusive_group()
     rule.add_argument("--rank", type=_rank, help="fixed rank per layer, or 'vbmf' (the default rule)")
     rule.add_argument("--energy", type=float, help="kept fraction of singular-value energy, in (0, 1]")
@@ -32,7 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from slimkit.cli.outputs import ensure_writable
     from slimkit.core.errors import ConfigError
+    from slimkit.core.modules import module_names
     from slimkit.lowrank import decompose
     from slimkit.lowrank.checkpoint import save_decomposed
 
@@ -40,7 +43,12 @@ def run(args: argparse.Namespace) -> int:
         shape = tuple(int(v) for v in args.input_shape.split(","))
     except ValueError:
         raise ConfigError(f"--input-shape: expected comma-separated integers, got {args.input_shape!r}") from None
+    if not shape or min(shape) < 1:
+        raise ConfigError(f"--input-shape: expected positive sizes C,H,W, got {args.input_shape!r}")
+    ensure_writable(args.out)
     model = open_model(args.model_file, args).eval()
+    check_forward(model, (torch.zeros(1, *shape),), flag="--input-shape", source=args.input_shape)
+    module_names(model, args.ignore, field="--ignore")
     options = {"method": args.method, "ignore": tuple(args.ignore)}
     for name in ("rank", "energy", "target_params", "target_macs"):
         if getattr(args, name) is not None:

@@ -26,8 +26,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from slimkit.cli.outputs import ensure_writable
     from slimkit.export import export_onnx
 
+    ensure_writable(args.out)
     model, x = load_with_example(args.model, args.input_size, args)
     path = export_onnx(model, (x,), Path(args.out), verify=not args.no_verify, atol=args.atol)
     result = {"model": args.model, "out": str(path), "bytes": path.stat().st_size, "verified": not args.no_verify}

@@ -47,9 +47,11 @@ def _print_report(report, as_json: bool) -> None:  # noqa: ANN001 - CompressionR
 
 
 def run_pack(args: argparse.Namespace) -> int:
+    from slimkit.cli.outputs import ensure_writable
     from slimkit.quant.kmeans import share_weights
     from slimkit.state import save_compressed
 
+    ensure_writable(args.output, flag="output")
     model = open_model(args.model, args)
     if args.bits is not None:
         share_weights(model, bits=args.bits)
@@ -59,8 +61,10 @@ def run_pack(args: argparse.Namespace) -> int:
 
 
 def run_unpack(args: argparse.Namespace) -> int:
+    from slimkit.cli.outputs import ensure_writable
     from slimkit.state import save_model
 
+    ensure_writable(args.output, flag="output")
     model = open_model(args.input, args)
     save_model(model, args.output, metadata={"unpacked_from": str(args.input)})
     print(f"{args.output}: written from {args.input}")

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from slimkit.cli.inputs import add_factory_argument, input_size, open_model, spec_in_channels
+from slimkit.cli.inputs import add_factory_argument, check_forward, input_size, open_model, spec_in_channels
 from slimkit.core.errors import ConfigError
 
 
@@ -69,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     model, in_channels = _load(args)
     height, width = input_size(args.input_size, in_channels)
     example = torch.randn(args.batch_size, in_channels, height, width)
+    check_forward(model.eval(), (example[:1],), flag="--input-size", source=args.input_size or f"{height}x{width} (the default)")
     report = profile(model, example)
     latency = None
     if args.latency:

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from slimkit.cli.inputs import add_factory_argument, load_with_example
+from slimkit.cli.inputs import add_factory_argument, check_importance, load_with_example
 
 
 def _round_to(text: str) -> int | str:
@@ -49,9 +49,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from slimkit.cli.outputs import ensure_writable
     from slimkit.prune.structured import plan_pruning
     from slimkit.state import save_model
 
+    if not args.dry_run:
+        ensure_writable(args.out)
+    check_importance(args.importance)
     model, x = load_with_example(args.model, args.input_size, args)
     example = (x,)
     options = {"ratio": args.ratio, "importance": args.importance, "scope": args.scope,

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import argparse
 
-from slimkit.cli.inputs import add_factory_argument, open_model
+from slimkit.cli.inputs import (
+    add_factory_argument,
+    check_forward,
+    config_from_flags,
+    data_example,
+    open_model,
+)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -35,8 +41,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from slimkit.cli.outputs import ensure_writable
     from slimkit.core.errors import ConfigError
     from slimkit.core.io import atomic_write
+    from slimkit.core.modules import module_names
     from slimkit.prune.unstructured import (
         AGPHook,
         MaskHook,
@@ -50,12 +58,17 @@ def run(args: argparse.Namespace) -> int:
     )
     from slimkit.state import save_model
 
-    WeightPruneConfig(sparsity=args.sparsity, scope=args.scope, ignore=tuple(args.ignore))  # fail before loading
+    config_from_flags(WeightPruneConfig, {"--sparsity": args.sparsity, "--scope": args.scope,
+                                          "--ignore": tuple(args.ignore)})  # fail before loading
+    ensure_writable(args.out)
+    if args.sparse_out:
+        ensure_writable(args.sparse_out, flag="--sparse-out")
     if (args.epochs or args.method == "agp") and not args.data:
         raise ConfigError("--data: fine-tuning (--epochs, --method agp) needs a dataset")
     if args.method == "agp" and args.epochs < 1:
         raise ConfigError("--epochs: --method agp prunes while fine-tuning; give --epochs >= 1")
     model = open_model(args.model_file, args)
+    module_names(model, args.ignore, field="--ignore")
     data = None
     metrics: dict[str, float] = {}
     if args.data:
@@ -63,12 +76,13 @@ def run(args: argparse.Namespace) -> int:
         from slimkit.train import evaluate
 
         data = load_dataset(args.data, subset=args.subset)
+        check_forward(model, data_example(data), flag="--data", source=args.data)
         metrics["acc_dense"] = evaluate(model, data.test)["accuracy"]
     options = {"sparsity": args.sparsity, "scope": args.scope, "ignore": tuple(args.ignore)}
     if args.epochs:
         from slimkit.train import TrainConfig, fit
 
-        config = TrainConfig(epochs=args.epochs, lr=args.lr)
+        config = config_from_flags(TrainConfig, {"--epochs": args.epochs, "--lr": args.lr})
         if args.method == "agp":
             steps = args.epochs * -(-len(data.train) // config.batch_size)
             start, events, frequency = agp_plan(steps)

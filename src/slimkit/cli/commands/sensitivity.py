@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from slimkit.cli.inputs import add_factory_argument, open_model
+from slimkit.cli.inputs import add_factory_argument, check_forward, check_importance, open_model
 from slimkit.core.errors import ConfigError
 
 
@@ -34,6 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from slimkit.cli.outputs import ensure_writable
     from slimkit.core.io import atomic_write_json
     from slimkit.data import load_dataset
     from slimkit.prune.methods.sensitivity import sensitivity_analysis
@@ -44,13 +45,21 @@ def run(args: argparse.Namespace) -> int:
         ratios = tuple(float(r) for r in args.ratios.split(","))
     except ValueError:
         raise ConfigError(f"--ratios: expected comma-separated numbers, got {args.ratios!r}") from None
+    for ratio in ratios:
+        if not 0.0 < ratio < 1.0:
+            raise ConfigError(f"--ratios: every ratio must be in (0, 1), got {ratio:g}")
     if args.max_drop is not None and args.macs_reduction is not None:
         raise ConfigError("give at most one of --max-drop, --macs-reduction")
     if (args.max_drop is not None or args.macs_reduction is not None) != (args.out is not None):
         raise ConfigError("--out goes with --max-drop or --macs-reduction (the pruned model is written there)")
+    check_importance(args.importance)
+    ensure_writable(args.out_dir, flag="--out-dir", folder=True)
+    if args.out is not None:
+        ensure_writable(args.out)
     data = load_dataset(args.data, subset=args.subset)
     model = open_model(args.model, args).eval()
     example = (torch.zeros(1, data.in_channels, *data.image_size),)
+    check_forward(model, example, flag="--data", source=args.data)
     out_dir = Path(args.out_dir)
     report = sensitivity_analysis(model, example, data.val, ratios=ratios, importance=args.importance,
                                   plot_path=out_dir / "sensitivity.png",

@@ -17,7 +17,7 @@ from slimkit.recipe._registry import register_stage
 from slimkit.recipe.context import StageContext
 
 
-@register_stage("decompose", DecomposeConfig, compresses=True)
+@register_stage("decompose", DecomposeConfig, compresses=True, adds_modules=True)
 def decompose_stage(ctx: StageContext, config: DecomposeConfig) -> dict[str, Any]:
     """Replace layers by low-rank factors (SVD, Tucker-2, CP) chosen by rank, energy, VBMF or a budget."""
     inputs = tuple(x.to(ctx.device) for x in ctx.example_inputs)
