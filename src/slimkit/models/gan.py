@@ -8,6 +8,8 @@
   ``images (B, C, H, W) -> images (B, C, H, W)``, two stride-2 downsamplings, residual blocks, two upsamplings.
 - ``patch_d``: PatchGAN discriminator (Isola et al. 2017), ``images -> patch logits (B, 1, h, w)``.
 
+``FeatureClassifier`` (not registered) is the small Fashion-MNIST CNN whose features :mod:`slimkit.gan.fid` uses.
+
 They are registered with ``task="gan"``: ``list_models("gan")`` names them, ``list_models()`` (classifiers) does not.
 Every one takes ``width`` (channel multiplier, the thin-from-scratch baseline of a slimmed generator).
 """
@@ -150,6 +152,29 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images))
+
+
+class FeatureClassifier(nn.Module):
+    """conv3x3-BN-ReLU-pool x2, a ``feature_dim`` penultimate layer, a linear classifier: the feature network of
+    :mod:`slimkit.gan.fid` (not in the zoo registry; trained and cached there)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: float = 1.0, feature_dim: int = 128,
+                 image_size: int = 28) -> None:
+        super().__init__()
+        c1, c2 = max(1, round(32 * width)), max(1, round(64 * width))
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, c1, 3, padding=1, bias=False), nn.BatchNorm2d(c1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(c2 * (image_size // 4) ** 2, feature_dim), nn.ReLU(),
+        )
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return self.body(images)  # (B, feature_dim)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))  # (B, classes)
 
 
 def _check_upsample(upsample: str) -> str:
