@@ -1,12 +1,14 @@
 """Real integer execution: export to an int8 QDQ ONNX model and run it with ONNX Runtime's int8 CPU kernels.
 
-Path: unwrap slimkit's quantized layers (weights baked to their quantized values), fold BatchNorm, export fp32
-ONNX, measure every activation tensor's range on the calibration batches with slimkit's own observers (input
-ranges that the torch model already calibrated or learned, e.g. with LSQ, are carried over as they are), and let
-``onnxruntime.quantization.quantize_static`` write QuantizeLinear/DequantizeLinear pairs from exactly those ranges
-(passed as its calibration cache, so ORT's calibrators never run). ORT's graph optimizer then fuses
-``DQ -> Conv -> Q`` into ``QLinearConv`` and ``DQ -> MatMul/Gemm -> Q`` into ``QLinearMatMul``/``QGemm``, which
-run on u8s8 (VNNI where present) kernels. ``quantize_static`` is used for the graph rewrite because it already
+Path: unwrap slimkit's quantized layers (weights baked to their quantized values), fold BatchNorm, export fp32 ONNX,
+measure every activation tensor's range on the calibration batches with slimkit's own observers (input ranges that
+the torch model already calibrated or learned, e.g. with LSQ, are carried over as they are; a layer's input range
+is also given to the tensors upstream whose parameters ORT passes on to it through Flatten/MaxPool/Reshape; a layer
+right after an AveragePool, which passes parameters on the same way but does not commute with clipping, gets the
+range of the pool's input), and let ``onnxruntime.quantization.quantize_static`` write QuantizeLinear/DequantizeLinear pairs from
+exactly those ranges (passed as its calibration cache, so ORT's calibrators never run). ORT's graph optimizer then
+fuses ``DQ -> Conv -> Q`` into ``QLinearConv`` and ``DQ -> MatMul/Gemm -> Q`` into ``QLinearMatMul``/``QGemm``,
+which run on u8s8 (VNNI where present) kernels. ``quantize_static`` is used for the graph rewrite because it already
 knows which operators ORT can fuse (Relu absorbed into the conv's output range, int32 biases, per-channel weight
 scales); re-implementing that rewrite would add risk and no speed.
 """
@@ -100,14 +102,40 @@ def _observe_ranges(
     return ranges
 
 
-def _weight_consumers(path: Path) -> dict[str, onnx.NodeProto]:
+def _weight_consumers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
     """Initializer name -> the Conv/Gemm/MatMul node that uses it as its weight."""
-    graph = onnx.load(str(path)).graph
     found = {}
     for node in graph.node:
         if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) > 1:
             found[node.input[1]] = node
     return found
+
+
+# Ops whose int8 output ORT's QDQ quantizer gives its input's scale and zero point (QDQDirect8BitOp) and that
+# commute with an elementwise monotonic quantizer: q(op(x)) == op(q(x)), so a range meant for the output is exact
+# on the input too. AveragePool also shares parameters but averaging does not commute with clipping: not listed.
+_SHARED_EXACT_OPS = frozenset({"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Transpose", "MaxPool", "Slice"})
+
+
+def _sharing_chain(graph: onnx.GraphProto, tensor: str) -> list[str]:
+    """Tensors upstream of ``tensor`` whose quantization parameters ORT gives ``tensor``.
+
+    ORT quantizes the output of a Flatten/MaxPool/... with its input's parameters, so a range set on a layer's input
+    alone would be ignored when that input comes out of such an op. The chain stops at a tensor that something else
+    also reads (its range is not this layer's alone) or that a non-sharing op produced.
+    """
+    producers = {out: node for node in graph.node for out in node.output}
+    readers = collections.Counter(name for node in graph.node for name in node.input)
+    outputs = {o.name for o in graph.output}
+    chain = []
+    node = producers.get(tensor)
+    while node is not None and node.op_type in _SHARED_EXACT_OPS:
+        upstream = node.input[0]
+        if readers[upstream] != 1 or upstream in outputs:
+            break
+        chain.append(upstream)
+        node = producers.get(upstream)
+    return chain
 
 
 def export_onnx_int8(
@@ -146,11 +174,17 @@ def export_onnx_int8(
     with tempfile.TemporaryDirectory(prefix="slimkit-int8-") as tmp:
         fp32_path = export_onnx(float_model, example, Path(tmp) / "fp32.onnx", verify=False)
         ranges = _observe_ranges(fp32_path, inputs, observer, percentile)
-        consumers = _weight_consumers(fp32_path)
+        graph = onnx.load(str(fp32_path)).graph
+        consumers = _weight_consumers(graph)
         for fqn, rng in torch_ranges.items():  # ranges slimkit calibrated/learned on the torch model win
             node = consumers.get(f"{fqn}.weight")
             if node is not None and node.input[0] in ranges:
                 ranges[node.input[0]] = rng
+        for node in consumers.values():  # a layer's input range also where ORT takes that input's parameters from
+            rng = ranges.get(node.input[0])
+            for name in _sharing_chain(graph, node.input[0]) if rng is not None else ():
+                if name in ranges:
+                    ranges[name] = rng
         exclude = []
         if quantized:  # mirror the torch model: float layers stay float
             exclude = [consumers[f"{f}.weight"].name for f in float_layers if f"{f}.weight" in consumers]
