@@ -20,10 +20,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import slimkit  # noqa: E402
 
 QUICK_SUBSET = 4000  # training images of a --quick run
+SMOKE_SUBSET = 128  # images per split of a --smoke run (seconds; checks the code path, not the figures)
 
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help=f"{QUICK_SUBSET} training images, few epochs (CPU minutes)")
+    parser.add_argument("--smoke", action="store_true",
+                        help=f"{SMOKE_SUBSET} images per split, one epoch per stage, tiny settings (seconds)")
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default 1 quick, 2 full)")
 
 
@@ -47,8 +50,8 @@ class Dense:
 def train_dense(args: argparse.Namespace, arch: str, *, width: float, epochs: int, lr: float,
                 weight_decay: float) -> Dense:
     """Set threads, load Fashion-MNIST (a seeded subset with ``--quick``), train ``arch`` and evaluate it."""
-    torch.set_num_threads(args.threads or (1 if args.quick else 2))
-    subset = QUICK_SUBSET if args.quick else None
+    torch.set_num_threads(args.threads or (1 if args.quick or args.smoke else 2))
+    subset = SMOKE_SUBSET if args.smoke else QUICK_SUBSET if args.quick else None
     data = slimkit.load_dataset("fashion_mnist", subset=subset, seed=0)
     torch.manual_seed(0)  # the same initial weights every run (fit seeds the data order itself)
     model = slimkit.create_model(arch, in_channels=1, width=width)

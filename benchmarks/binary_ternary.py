@@ -7,6 +7,7 @@ for every other parameter (first/last layers, biases, BatchNorm).
 
     python benchmarks/binary_ternary.py            # vgg11_bn width 0.5, full data, 4 + 4 epochs
     python benchmarks/binary_ternary.py --quick    # width 0.25, 3k training images, 1 + 1 epoch, 2k test
+    python benchmarks/binary_ternary.py --smoke    # seconds: width 0.125, 128 images, 1 + 1 epoch
 
 Last line: JSON with acc_fp32, acc_bwn, acc_twn, size_ratio_bwn, size_ratio_twn (and more).
 """
@@ -33,15 +34,17 @@ from slimkit.train import TrainConfig, evaluate, fit  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few CPU minutes")
+    parser.add_argument("--smoke", action="store_true", help="seconds: the code path on a tiny model and data")
     parser.add_argument("--model", default="vgg11_bn", help="zoo CNN")
-    parser.add_argument("--width", type=float, default=None, help="zoo width multiplier (0.25 quick, 0.5 full)")
+    parser.add_argument("--width", type=float, default=None,
+                        help="zoo width multiplier (0.25 quick, 0.5 full, 0.125 smoke)")
     parser.add_argument("--epochs", type=int, default=None, help="fp32 epochs (and again for each low-bit model)")
     args = parser.parse_args()
     torch.manual_seed(0)
 
-    subset = 3_000 if args.quick else None
-    epochs = args.epochs or (1 if args.quick else 4)
-    width = args.width or (0.25 if args.quick else 0.5)
+    subset = 128 if args.smoke else 3_000 if args.quick else None
+    epochs = args.epochs or (1 if args.quick or args.smoke else 4)
+    width = args.width or (0.125 if args.smoke else 0.25 if args.quick else 0.5)
     data = load_dataset("fashion_mnist", subset=subset, seed=0)
     test = data.test
     if args.quick:
@@ -86,6 +89,7 @@ def main() -> None:
         "width": width,
         "epochs": epochs,
         "quick": args.quick,
+        "smoke": args.smoke,
     }
     print(json.dumps(result))
 

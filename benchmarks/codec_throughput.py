@@ -13,7 +13,11 @@ alternating encode and decode, and the median is reported, as wall-clock through
 second of this process' CPU time (on a shared machine the wall clock includes waiting for a core). The JSON
 keys ``encode_weights_per_s`` / ``decode_weights_per_s`` are the slowest variant's wall-clock figures.
 
+Outside the timed region every decoded tensor is compared bit for bit (dtype, shape, bytes) with the tensor that
+was encoded; ``decode_exact`` in the JSON says they all matched, and the run exits with status 1 when not.
+
     python benchmarks/codec_throughput.py [--quick]
+    python benchmarks/codec_throughput.py --smoke    # seconds: 1/32-width tensors, one repeat (a test runs it)
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from slimkit.codec import load_state  # noqa: E402
 from slimkit.quant.kmeans import share_weights  # noqa: E402
 from slimkit.state import save_compressed  # noqa: E402
+from slimkit.state.file import SLIM_FORMAT, dense_value, model_header  # noqa: E402
 
 
 def resnet50_tensors(num_classes: int = 1000, width: float = 1.0) -> nn.Module:
@@ -75,6 +80,22 @@ def build(variant: str, width: float) -> nn.Module:
     return model
 
 
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+
+
+def decode_mismatches(model: nn.Module, decoded: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the tensors whose decoded dtype, shape or bits differ from what ``save_compressed`` encoded."""
+    _, items, _ = model_header(model, SLIM_FORMAT, metadata=None)  # the tensors save_compressed hands the codec
+    encoded = {item[0]: dense_value(item) for item in items}  # k-means shared weights as their codebook values
+    bad = sorted(set(encoded) ^ set(decoded))
+    for name in sorted(set(encoded) & set(decoded)):
+        a, b = encoded[name], decoded[name]
+        if a.dtype != b.dtype or a.shape != b.shape or not torch.equal(_bits(a), _bits(b)):
+            bad.append(name)
+    return bad
+
+
 def time_variant(model: nn.Module, repeats: int, folder: Path) -> dict:
     weights = sum(p.numel() for n, p in model.state_dict().items() if not n.endswith("num_batches_tracked"))
     path = folder / "model.slim"
@@ -83,14 +104,16 @@ def time_variant(model: nn.Module, repeats: int, folder: Path) -> dict:
         t0, c0 = time.perf_counter(), time.process_time()
         report = save_compressed(model, path)
         t1, c1 = time.perf_counter(), time.process_time()
-        load_state(path)
+        decoded, _ = load_state(path)
         t2, c2 = time.perf_counter(), time.process_time()
         encode.append(t1 - t0)
         decode.append(t2 - t1)
         encode_cpu.append(c1 - c0)
         decode_cpu.append(c2 - c1)
     enc, dec = statistics.median(encode), statistics.median(decode)
+    mismatches = decode_mismatches(model, decoded)  # untimed: the last decode against what was encoded
     return {
+        "decode_exact": not mismatches, "mismatches": mismatches,
         "weights": weights, "file_bytes": report.file_bytes, "ratio": report.ratio,
         "encode_s": enc, "decode_s": dec, "encode_weights_per_s": weights / enc, "decode_weights_per_s": weights / dec,
         # CPU time of this process: what the codec costs when it does not wait for a shared core
@@ -102,10 +125,11 @@ def time_variant(model: nn.Module, repeats: int, folder: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="quarter-width model (1.6 M weights), 3 repeats")
+    parser.add_argument("--smoke", action="store_true", help="1/32-width model (0.09 M weights), 1 repeat: seconds")
     parser.add_argument("--repeats", type=int, default=None)
     args = parser.parse_args()
-    width = 0.25 if args.quick else 1.0
-    repeats = args.repeats or (3 if args.quick else 5)
+    width = 1 / 32 if args.smoke else 0.25 if args.quick else 1.0
+    repeats = args.repeats or (1 if args.smoke else 3 if args.quick else 5)
     torch.set_num_threads(1)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -128,6 +152,8 @@ def main() -> None:
         "decode_weights_per_s": min(r["decode_weights_per_s"] for r in results.values()),
         "weights": results["deep"]["weights"],
         "quick": args.quick,
+        "smoke": args.smoke,
+        "decode_exact": all(r["decode_exact"] for r in results.values()),
     }
     for name, r in results.items():
         out[f"{name}_encode_weights_per_s"] = r["encode_weights_per_s"]
@@ -136,6 +162,9 @@ def main() -> None:
         out[f"{name}_decode_weights_per_cpu_s"] = r["decode_weights_per_cpu_s"]
         out[f"{name}_ratio"] = r["ratio"]
     print(json.dumps(out))
+    if not out["decode_exact"]:
+        bad = {name: r["mismatches"][:5] for name, r in results.items() if r["mismatches"]}
+        sys.exit(f"codec_throughput: decoded tensors differ from the encoded ones: {bad}")
 
 
 if __name__ == "__main__":

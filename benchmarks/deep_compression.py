@@ -13,6 +13,7 @@ For LeNet-300-100 and LeNet-5 (Caffe variant, 431K params):
 included). ``acc_drop`` is in percentage points (dense test accuracy - loaded model's test accuracy).
 
     python benchmarks/deep_compression.py [--quick]
+    python benchmarks/deep_compression.py --smoke    # seconds: 128 images, one epoch per stage, one round
 """
 
 from __future__ import annotations
@@ -80,13 +81,14 @@ def magnitude_masks(model: nn.Module, ratios: dict[str, float], scale: float) ->
     return masks
 
 
-def run_model(name: str, splits, quick: bool, folder: Path, log) -> dict:  # noqa: ANN001
+def run_model(name: str, splits, quick: bool, folder: Path, log, smoke: bool = False) -> dict:  # noqa: ANN001
     plan = PLANS[name]
-    scale = 0.34 if quick else 1.0
+    scale = 0.0 if smoke else 0.34 if quick else 1.0
     epochs = {
         k: max(1, round(plan[k] * scale)) for k in ("dense_epochs", "round_epochs", "final_epochs", "codebook_epochs")
     }
-    rounds = (0.6, 1.0) if quick else plan["rounds"]  # fraction of the final ratios reached in each round
+    # fraction of the final ratios reached in each round
+    rounds = (1.0,) if smoke else (0.6, 1.0) if quick else plan["rounds"]
 
     def train(model: nn.Module, n: int, lr: float, hooks=(), weight_decay: float = 5e-4) -> None:
         cfg = TrainConfig(epochs=n, lr=lr, batch_size=128, weight_decay=weight_decay, progress=False, device="cpu")
@@ -131,14 +133,15 @@ def run_model(name: str, splits, quick: bool, folder: Path, log) -> dict:  # noq
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a third of the epochs, two pruning rounds")
+    parser.add_argument("--smoke", action="store_true", help="128 images, one epoch per stage, one round (seconds)")
     parser.add_argument("--models", nargs="+", default=list(PLANS), choices=list(PLANS))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    splits = load_dataset("fashion_mnist", seed=0)
+    splits = load_dataset("fashion_mnist", seed=0, subset=128 if args.smoke else None)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
-            results[name] = run_model(name, splits, args.quick, Path(tmp), lambda m: print(m, flush=True))
+            results[name] = run_model(name, splits, args.quick, Path(tmp), lambda m: print(m, flush=True), args.smoke)
             print(f"{name}: {json.dumps(results[name])}", flush=True)
     head = f"{'model':<10}{'dense':>8}{'pruned':>8}{'shared':>8}{'tuned':>8}{'loaded':>8}{'drop pt':>8}"
     head += f"{'P':>7}{'P+Q':>7}{'P+Q+H':>7}{'file':>7}{'bytes':>8}"
@@ -150,7 +153,7 @@ def main() -> None:
             f"{r['ratio_pruning']:>6.1f}x{r['ratio_quantization']:>6.1f}x{r['ratio_huffman']:>6.1f}x"
             f"{r['ratio']:>6.1f}x{r['file_bytes']:>8}"
         )
-    out: dict = {"quick": args.quick}
+    out: dict = {"quick": args.quick, "smoke": args.smoke}
     short = {"lenet300": "lenet300", "lenet5": "lenet5"}
     for name, r in results.items():
         key = short[name]

@@ -7,6 +7,7 @@ table and, as its last line, one JSON object with the keys of issue 6.
 
     python benchmarks/distill.py            # full run
     python benchmarks/distill.py --quick    # CPU-minutes version
+    python benchmarks/distill.py --smoke    # seconds: 128 images, one epoch each, one seed
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def _config(epochs: int, seed: int, alpha: float, temperature: float) -> TrainCo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="subset and fewer epochs (CPU minutes)")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="128 images, one epoch each, one seed (seconds)")
+    parser.add_argument("--seeds", type=int, default=None, help="default 3; 1 with --smoke")
     parser.add_argument("--alpha", type=float, default=0.5, help="weight of the soft-target loss")
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--hint-weight", type=float, default=0.1, help="0 turns the FitNets hint off")
@@ -46,6 +48,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     # 8k-image subsets (train and test) keep 7 trainings to CPU minutes on the shared machine
     subset, teacher_epochs, student_epochs = (4000, 4, 2) if args.quick else (8000, 5, 3)
+    if args.smoke:
+        subset, teacher_epochs, student_epochs = 128, 1, 1
+    args.seeds = args.seeds or (1 if args.smoke else 3)
 
     data = load_dataset("fashion_mnist", seed=0, subset=subset)
     example = data.example_inputs(1)
@@ -83,6 +88,7 @@ def main() -> None:
         "student_kd_mean": round(statistics.mean(kd), 2),
         "student_kd_std": round(std(kd), 2),
         "seeds": args.seeds,
+        "smoke": args.smoke,
     }
     print()
     print(json.dumps(result))

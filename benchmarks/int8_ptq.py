@@ -7,6 +7,7 @@ baseline), timed alternately in one process, one thread each, medians.
 
     python benchmarks/int8_ptq.py            # full: whole training set, 2 epochs, whole test set
     python benchmarks/int8_ptq.py --quick    # CPU minutes: 6k training images, 1 epoch, 2k test images
+    python benchmarks/int8_ptq.py --smoke    # seconds: width 0.125, 128 images, 1 epoch, 1 calibration batch
 
 Last line: JSON with acc_fp32, acc_int8, cpu_speedup_bs1, cpu_speedup_bs16 (and more).
 """
@@ -58,16 +59,19 @@ def time_alternately(fns: dict[str, Callable[[], object]], *, rounds: int, inner
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few CPU minutes")
+    parser.add_argument("--smoke", action="store_true", help="seconds: the code path on a tiny model and data")
     parser.add_argument("--model", default="vgg11_bn", help="zoo CNN")
-    parser.add_argument("--width", type=float, default=1.0, help="zoo width multiplier")
+    parser.add_argument("--width", type=float, default=None, help="zoo width multiplier (1.0; 0.125 with --smoke)")
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1, help="threads for every latency path")
-    parser.add_argument("--calibration-batches", type=int, default=8)
+    parser.add_argument("--calibration-batches", type=int, default=None, help="default 8; 1 with --smoke")
     args = parser.parse_args()
     torch.manual_seed(0)
+    args.width = args.width or (0.125 if args.smoke else 1.0)
+    args.calibration_batches = args.calibration_batches or (1 if args.smoke else 8)
 
-    subset = 6_000 if args.quick else None
-    epochs = args.epochs or (1 if args.quick else 2)
+    subset = 128 if args.smoke else 6_000 if args.quick else None
+    epochs = args.epochs or (1 if args.quick or args.smoke else 2)
     data = load_dataset("fashion_mnist", subset=subset, seed=0)
     test = data.test
     if args.quick:
@@ -115,7 +119,7 @@ def main() -> None:
                 latency[bs] = time_alternately(
                     {"torch_fp32": lambda x=x: fp32_model(x), "ort_fp32": lambda x=x: ort_fp32(x),
                      "ort_int8": lambda x=x: int8(x)},
-                    rounds=15 if args.quick else 40, inner=10,
+                    rounds=1 if args.smoke else 15 if args.quick else 40, inner=1 if args.smoke else 10,
                 )
 
     print(f"\n{args.model} on Fashion-MNIST ({len(test)} test images), trained {epochs} epochs in {train_s:.0f}s")
@@ -144,6 +148,7 @@ def main() -> None:
         "onnx_bytes_fp32": size_fp32,
         "onnx_bytes_int8": size_int8,
         "quick": args.quick,
+        "smoke": args.smoke,
     }
     print(json.dumps(result))
 

@@ -16,6 +16,7 @@ at the traced batch and at batch 1.
 
     python benchmarks/latency_aware.py            # full Fashion-MNIST, 4 + 2 epochs
     python benchmarks/latency_aware.py --quick    # 4000 training images, fewer epochs (CPU minutes)
+    python benchmarks/latency_aware.py --smoke    # 128 images, width 0.25, 1 + 1 epochs, 2-3 rounds (seconds)
 
 Last line: one JSON object with macs_reduction, speedup and accuracy of each selection (``KEY_VARIANT``).
 """
@@ -46,15 +47,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser)
     parser.add_argument("--model", default="mobilenetv2")
-    parser.add_argument("--width", type=float, default=0.5, help="width multiplier of the dense model")
+    parser.add_argument("--width", type=float, default=None, help="width multiplier of the dense model (0.5; 0.25 smoke)")
     parser.add_argument("--macs-reduction", type=float, default=2.0)
     parser.add_argument("--batch", type=int, default=64, help="batch the latency table is taken at and timed at")
     parser.add_argument("--epochs", type=int, default=None, help="dense epochs (default 4; 3 with --quick)")
     parser.add_argument("--finetune-epochs", type=int, default=None, help="default 2; 1 with --quick")
     args = parser.parse_args()
-    q = args.quick
-    epochs = args.epochs if args.epochs is not None else (3 if q else 4)
-    finetune_epochs = args.finetune_epochs if args.finetune_epochs is not None else (1 if q else 2)
+    q, smoke = args.quick, args.smoke
+    args.width = args.width or (0.25 if smoke else 0.5)
+    epochs = args.epochs if args.epochs is not None else (1 if smoke else 3 if q else 4)
+    finetune_epochs = args.finetune_epochs if args.finetune_epochs is not None else (1 if q or smoke else 2)
     dense = train_dense(args, args.model, width=args.width, epochs=epochs, lr=0.05, weight_decay=4e-5)
     data, teacher = dense.data, dense.model.eval()
     example = torch.zeros(args.batch, 1, 28, 28)
@@ -68,10 +70,10 @@ def main() -> None:
         budget: dict[str, float] = {"macs_reduction": args.macs_reduction}
         if name == "importance_same_latency":
             budget = {"target_latency_ms": slimkit.measure_latency(cut["latency_aware"], (example,), warmup=3,
-                                                                   repeats=20).median_ms}
+                                                                   repeats=3 if smoke else 20).median_ms}
         report = slimkit.prune_channels(model, example, importance="l1", round_to=8, latency_weight=weight,
                                         latency_batch_size=args.batch, **budget)
-        slimkit.recalibrate_bn(model, data.train, batches=50)
+        slimkit.recalibrate_bn(model, data.train, batches=2 if smoke else 50)
         acc_recalibrated = slimkit.evaluate(model, data.test)["accuracy"]
         slimkit.fit(model, data.train, {**dense.train, "epochs": finetune_epochs, "lr": 0.01, "distill_alpha": 0.7},
                     val_data=data.val, teacher=teacher)
@@ -80,7 +82,7 @@ def main() -> None:
         rows[name] = {"latency_weight": weight, "macs_reduction": report.macs_reduction,
                       "params_reduction": report.params_reduction, "acc_recalibrated": acc_recalibrated,
                       "acc_finetuned": slimkit.evaluate(model, data.test)["accuracy"]}
-    for batch, rounds in ((args.batch, 10 if q else 30), (1, 30 if q else 100)):
+    for batch, rounds in ((args.batch, 2 if smoke else 10 if q else 30), (1, 3 if smoke else 30 if q else 100)):
         lat = latency_ms({"dense": teacher, **cut}, batch, rounds)
         for name in cut:
             rows[name][f"speedup_bs{batch}"] = lat["dense"] / lat[name]
@@ -91,7 +93,7 @@ def main() -> None:
     for c in cols:
         print(f"{c:<26}" + "".join(f"{rows[n][c]:>25.4f}" for n in rows))
     print(json.dumps({
-        "benchmark": "latency_aware", "quick": q, "model": args.model, "width": args.width, "train_subset": dense.subset,
+        "benchmark": "latency_aware", "quick": q, "smoke": smoke, "model": args.model, "width": args.width, "train_subset": dense.subset,
         "epochs": [epochs, finetune_epochs], "batch": args.batch, "acc_dense": round(dense.acc_dense, 4),
         **{f"{k}_{n}": round(v, 4) for n, r in rows.items() for k, v in r.items() if k != "latency_weight"},
         "seconds": round(dense.seconds(), 1),

@@ -6,6 +6,7 @@ process. Prints a table and, as its last line, one JSON object with the keys of 
 
     python benchmarks/lowrank.py            # full run
     python benchmarks/lowrank.py --quick    # CPU-minutes version (subsets, fewer epochs)
+    python benchmarks/lowrank.py --smoke    # seconds: VGG width 0.125, 128-image subsets, one epoch each
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _alternate_latency(a: nn.Module, b: nn.Module, x: torch.Tensor, repeats: int
 def tucker_vgg(args: argparse.Namespace) -> dict:
     data = load_dataset("fashion_mnist", seed=args.seed, subset=args.subset)
     torch.manual_seed(args.seed)
-    dense = create_model("vgg11_bn", in_channels=1, num_classes=10, width=0.5)
+    dense = create_model("vgg11_bn", in_channels=1, num_classes=10, width=args.vgg_width)
     t0 = time.perf_counter()
     _train(dense, data, epochs=args.vgg_epochs, lr=0.05, seed=args.seed)
     train_s = time.perf_counter() - t0
@@ -78,7 +79,7 @@ def tucker_vgg(args: argparse.Namespace) -> dict:
         x = data.example_inputs(batch)
         latency[batch] = _alternate_latency(dense, model, x, args.repeats)
     print(report.table())
-    print(f"\nTucker-2 VGG-11-BN x0.5: dense {acc_dense:.2f}% -> decomposed {acc_decomposed:.2f}% -> "
+    print(f"\nTucker-2 VGG-11-BN x{args.vgg_width}: dense {acc_dense:.2f}% -> decomposed {acc_decomposed:.2f}% -> "
           f"fine-tuned {acc_finetuned:.2f}%  (train {train_s:.0f}s, fine-tune {finetune_s:.0f}s)")
     for batch, (ms_dense, ms_dec) in latency.items():
         print(f"  CPU latency batch {batch:>2}: dense {ms_dense:.2f} ms, decomposed {ms_dec:.2f} ms, "
@@ -114,6 +115,7 @@ def svd_lenet(args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="subsets and fewer epochs (CPU minutes)")
+    parser.add_argument("--smoke", action="store_true", help="128-image subsets, one epoch each (seconds)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tucker-target", type=float, default=0.45, help="VGG MACs afterwards (fraction)")
     parser.add_argument("--tucker-rank", default=None, help="instead of the MACs target: 'vbmf' or an integer")
@@ -125,14 +127,18 @@ def main() -> None:
     if args.tucker_rank not in (None, "vbmf"):
         args.tucker_rank = int(args.tucker_rank)
     torch.set_num_threads(args.threads)
-    if args.quick:
+    args.vgg_width = 0.125 if args.smoke else 0.5
+    if args.smoke:
+        args.subset, args.vgg_epochs, args.lenet_epochs, args.finetune_epochs, args.repeats = 128, 1, 1, 1, 2
+        args.lenet_subset = 128
+    elif args.quick:
         args.subset, args.vgg_epochs, args.lenet_epochs, args.finetune_epochs, args.repeats = 4000, 2, 3, 1, 20
         args.lenet_subset = 4000
     else:  # 6k-image subsets (train and test) keep the VGG part to CPU minutes on a shared 2-core machine
         args.subset, args.vgg_epochs, args.lenet_epochs, args.finetune_epochs, args.repeats = 6000, 3, 5, 1, 30
         args.lenet_subset = None  # LeNet is cheap: all 54k training images
     torch.manual_seed(args.seed)
-    results = {**tucker_vgg(args), **svd_lenet(args)}
+    results = {**tucker_vgg(args), **svd_lenet(args), "smoke": args.smoke}
     print()
     print(json.dumps(results))
 

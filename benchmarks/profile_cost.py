@@ -6,6 +6,7 @@ conv + linear (the layers whose counting all three share); totals differ by conv
 
     python benchmarks/profile_cost.py            # 5 timed runs per tool and model
     python benchmarks/profile_cost.py --quick    # 1 timed run (a couple of CPU minutes)
+    python benchmarks/profile_cost.py --smoke    # seconds: ResNet-20 only, 1 run; a peer not installed is skipped
 
 Last line: one JSON object with ``profile_s`` (slimkit, both models, wall-clock seconds), ``peer_profile_s`` (fvcore),
 ``thop_profile_s``, the same as CPU seconds (``*_cpu_s``: steadier than wall-clock on a shared machine), and
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import platform
 import statistics
@@ -33,6 +35,7 @@ MODELS: list[tuple[str, dict[str, Any], tuple[int, ...]]] = [
     ("resnet56", {"in_channels": 3, "num_classes": 10}, (1, 3, 32, 32)),
     ("resnet50", {"in_channels": 3, "num_classes": 1000}, (1, 3, 224, 224)),
 ]
+SMOKE_MODELS = [("resnet20", {"in_channels": 3, "num_classes": 10}, (1, 3, 32, 32))]
 
 
 def run_slimkit(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
@@ -72,6 +75,7 @@ def thop_conv_linear_macs(model: nn.Module, x: torch.Tensor) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one timed run per tool and model")
+    parser.add_argument("--smoke", action="store_true", help="ResNet-20 only, one run; skips a peer not installed")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per tool and model (default 5)")
     parser.add_argument(
         "--threads", type=int, default=1,
@@ -79,17 +83,20 @@ def main() -> None:
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    repeats = args.repeats or (1 if args.quick else 5)
+    repeats = args.repeats or (1 if args.quick or args.smoke else 5)
     torch.manual_seed(0)
 
     tools: list[tuple[str, Callable[[nn.Module, torch.Tensor], dict[str, int]]]] = [
         ("slimkit", run_slimkit), ("fvcore", run_fvcore), ("thop", run_thop),
     ]
+    if args.smoke:  # the smoke run checks the code path: a peer that is not installed is left out (figures null)
+        tools = [t for t in tools if t[0] == "slimkit" or importlib.util.find_spec(t[0]) is not None]
+    names = [t for t, _ in tools]
     detail: dict[str, Any] = {}
     print(f"profile_cost: {repeats} timed run(s) per tool, torch {torch.__version__}, {platform.processor() or platform.machine()}")
     print(f"threads {torch.get_num_threads()}; wall-clock seconds (median, min) and CPU seconds (median, all threads)")
     print(f"{'model':<10} {'tool':<8} {'median s':>9} {'min s':>8} {'cpu s':>8} {'MACs':>15}")
-    for name, kwargs, shape in MODELS:
+    for name, kwargs, shape in SMOKE_MODELS if args.smoke else MODELS:
         model = create_model(name, **kwargs).eval()
         x = torch.randn(shape)
         copies = {"slimkit": model, "fvcore": model, "thop": copy.deepcopy(model)}  # thop adds buffers
@@ -105,7 +112,8 @@ def main() -> None:
                 results[tool_name] = fn(copies[tool_name], x)
                 times[tool_name].append(time.perf_counter() - start)
                 cpu_times[tool_name].append(time.process_time() - start_cpu)
-        results["thop"]["conv_linear_macs"] = thop_conv_linear_macs(copy.deepcopy(model), x)
+        if "thop" in results:
+            results["thop"]["conv_linear_macs"] = thop_conv_linear_macs(copy.deepcopy(model), x)
         row: dict[str, Any] = {"input": list(shape)}
         for tool_name, _ in tools:
             med = statistics.median(times[tool_name])
@@ -123,18 +131,22 @@ def main() -> None:
         print(f"{name:<10} conv+linear MACs {row['conv_linear_macs']}  agree={row['conv_linear_macs_agree']}")
         detail[name] = row
 
+    def total(tool: str, key: str) -> float | None:  # None: that tool is not installed (smoke runs only)
+        return round(sum(d[f"{tool}_{key}"] for d in detail.values()), 4) if tool in names else None
+
     summary = {
         "benchmark": "profile_cost",
         "quick": args.quick,
+        "smoke": args.smoke,
         "repeats": repeats,
         "threads": args.threads,
-        "profile_s": round(sum(d["slimkit_s"] for d in detail.values()), 4),
+        "profile_s": total("slimkit", "s"),
         "peer": "fvcore",
-        "peer_profile_s": round(sum(d["fvcore_s"] for d in detail.values()), 4),
-        "thop_profile_s": round(sum(d["thop_s"] for d in detail.values()), 4),
-        "profile_cpu_s": round(sum(d["slimkit_cpu_s"] for d in detail.values()), 4),
-        "peer_profile_cpu_s": round(sum(d["fvcore_cpu_s"] for d in detail.values()), 4),
-        "thop_profile_cpu_s": round(sum(d["thop_cpu_s"] for d in detail.values()), 4),
+        "peer_profile_s": total("fvcore", "s"),
+        "thop_profile_s": total("thop", "s"),
+        "profile_cpu_s": total("slimkit", "cpu_s"),
+        "peer_profile_cpu_s": total("fvcore", "cpu_s"),
+        "thop_profile_cpu_s": total("thop", "cpu_s"),
         "macs_agree": all(d["conv_linear_macs_agree"] for d in detail.values()),
         "models": detail,
     }

@@ -9,6 +9,7 @@ reduction each reaches at the target is the comparison at equal accuracy. Test a
 
     python benchmarks/progressive_global.py            # full Fashion-MNIST
     python benchmarks/progressive_global.py --quick    # 4000 training images, width 0.125 (CPU minutes)
+    python benchmarks/progressive_global.py --smoke    # 128 images, width 0.125, 2 rounds of 1 epoch (seconds)
 
 Last line: one JSON object with target_acc, final_acc, macs_reduction, uniform_macs_reduction.
 """
@@ -31,14 +32,19 @@ def main() -> None:
     add_common_args(parser)
     parser.add_argument("--drop", type=float, default=1.0, help="allowed accuracy drop in points (target)")
     parser.add_argument("--step", type=float, default=0.1)
-    parser.add_argument("--finetune-epochs", type=int, default=2, help="fine-tuning epochs per round")
-    parser.add_argument("--max-rounds", type=int, default=16)
+    parser.add_argument("--finetune-epochs", type=int, default=None, help="per round (default 2; 1 with --smoke)")
+    parser.add_argument("--max-rounds", type=int, default=None, help="default 16 (at least 20 full); 2 with --smoke")
     parser.add_argument("--per-macs", action="store_true", help="global ranking of importance per MAC saved")
     parser.add_argument("--out-dir", default="runs/benchmarks/progressive_global")
     args = parser.parse_args()
     q = args.quick
-    width = 0.125 if q else 0.25
-    epochs, rounds = (4, args.max_rounds) if q else (15, max(args.max_rounds, 20))
+    width = 0.125 if q or args.smoke else 0.25
+    if args.finetune_epochs is None:
+        args.finetune_epochs = 1 if args.smoke else 2
+    if args.smoke:
+        epochs, rounds = 1, args.max_rounds or 2
+    else:
+        epochs, rounds = (4, args.max_rounds or 16) if q else (15, max(args.max_rounds or 16, 20))
     dense = train_dense(args, "vgg11_bn", width=width, epochs=epochs, lr=0.05, weight_decay=1e-4)
     data, model, x, base, subset = dense.data, dense.model, dense.example, dense.train, dense.subset
     val_dense, acc_dense = dense.acc_dense_val, dense.acc_dense
@@ -58,7 +64,7 @@ def main() -> None:
     for scope, (rep, test) in results.items():
         print(f"{scope:<8} {rep.final_accuracy:>8.4f} {test:>9.4f} {rep.macs_reduction:>7.2f} {rep.params_reduction:>9.2f}")
     print(json.dumps({
-        "benchmark": "progressive_global", "quick": q, "width": width, "train_subset": subset, "step": args.step, "finetune_epochs": args.finetune_epochs, "per_macs": args.per_macs, "max_rounds": rounds,
+        "benchmark": "progressive_global", "quick": q, "smoke": args.smoke, "width": width, "train_subset": subset, "step": args.step, "finetune_epochs": args.finetune_epochs, "per_macs": args.per_macs, "max_rounds": rounds,
         "target_acc": round(target, 4), "final_acc": round(g[0].final_accuracy, 4),
         "macs_reduction": round(g[0].macs_reduction, 3), "uniform_macs_reduction": round(u.macs_reduction, 3),
         "uniform_final_acc": round(u.final_accuracy, 4), "acc_dense_val": round(val_dense, 4),

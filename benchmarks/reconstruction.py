@@ -6,6 +6,7 @@ and ``lasso`` (He et al. 2017), both with the least-squares refit of the next la
 
     python benchmarks/reconstruction.py            # full Fashion-MNIST
     python benchmarks/reconstruction.py --quick    # 4000 training images, width 0.125 (CPU minutes)
+    python benchmarks/reconstruction.py --smoke    # 128 images, width 0.125, one epoch, 1 calibration batch
 
 Last line: one JSON object with acc_l1, acc_thinet, acc_lasso, ratio.
 """
@@ -28,10 +29,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser)
     parser.add_argument("--ratio", type=float, default=0.3)
-    parser.add_argument("--calibration-batches", type=int, default=8)
+    parser.add_argument("--calibration-batches", type=int, default=None, help="default 8; 1 with --smoke")
     args = parser.parse_args()
     q = args.quick
-    width, epochs = (0.125, 4) if q else (0.25, 15)
+    width, epochs = (0.125, 1) if args.smoke else (0.125, 4) if q else (0.25, 15)
+    if args.calibration_batches is None:
+        args.calibration_batches = 1 if args.smoke else 8
     dense = train_dense(args, "vgg11_bn", width=width, epochs=epochs, lr=0.05, weight_decay=1e-4)
     data, model, x, subset, acc_dense = dense.data, dense.model, dense.example, dense.subset, dense.acc_dense
     calib = []
@@ -62,7 +65,7 @@ def main() -> None:
     for name, a, red, err, s in rows:
         print(f"{name:<22} {a:>9.4f} {red:>7.2f} {err:>13.4f} {s:>8.1f}")
     print(json.dumps({
-        "benchmark": "reconstruction", "quick": q, "width": width, "train_subset": subset, "ratio": args.ratio,
+        "benchmark": "reconstruction", "quick": q, "smoke": args.smoke, "width": width, "train_subset": subset, "ratio": args.ratio,
         "calibration_batches": args.calibration_batches, "acc_dense": round(acc_dense, 4),
         "acc_l1": round(acc["l1"], 4), "acc_thinet": round(acc["thinet"], 4), "acc_lasso": round(acc["lasso"], 4),
         "acc_thinet_no_refit": round(acc["thinet (no refit)"], 4),

@@ -8,6 +8,7 @@ exactly by the engine's cost model); BatchNorm statistics re-estimated on 50 tra
 
     python benchmarks/resnet_channels.py            # full Fashion-MNIST, 15 + 10 epochs
     python benchmarks/resnet_channels.py --quick    # 4000 training images, few epochs (CPU minutes)
+    python benchmarks/resnet_channels.py --smoke    # 128 images, 1 + 1 epochs: the code path in seconds
 
 Last line: one JSON object with macs_reduction, acc_dense, acc_pruned.
 """
@@ -32,15 +33,15 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=None, help="default 10; 3 with --quick")
     args = parser.parse_args()
     q = args.quick
-    epochs = args.epochs if args.epochs is not None else (4 if q else 15)
-    finetune_epochs = args.finetune_epochs if args.finetune_epochs is not None else (3 if q else 10)
+    epochs = args.epochs if args.epochs is not None else (1 if args.smoke else 4 if q else 15)
+    finetune_epochs = args.finetune_epochs if args.finetune_epochs is not None else (1 if args.smoke else 3 if q else 10)
     dense = train_dense(args, args.model, width=1.0, epochs=epochs, lr=0.1, weight_decay=5e-4)
     data, model, x, base, subset, acc_dense = (dense.data, dense.model, dense.example, dense.train, dense.subset,
                                                dense.acc_dense)
     teacher = copy.deepcopy(model).eval()
     report = slimkit.prune_channels(model, x, macs_reduction=args.macs_reduction, importance="l1", debias=True)
     acc_cut = slimkit.evaluate(model, data.test)["accuracy"]
-    slimkit.recalibrate_bn(model, data.train, batches=50)
+    slimkit.recalibrate_bn(model, data.train, batches=2 if args.smoke else 50)
     acc_recalibrated = slimkit.evaluate(model, data.test)["accuracy"]
     slimkit.fit(model, data.train, {**base, "epochs": finetune_epochs, "lr": 0.02, "distill_alpha": 0.7},
                 val_data=data.val, teacher=teacher)
@@ -52,7 +53,7 @@ def main() -> None:
     print(f"{'pruned':<10} {report.macs_after:>14,} {report.params_after:>10,} {acc_pruned:>9.4f}  "
           f"(before fine-tuning {acc_cut:.4f}, BN recalibrated {acc_recalibrated:.4f})")
     print(json.dumps({
-        "benchmark": "resnet_channels", "quick": q, "model": args.model, "train_subset": subset,
+        "benchmark": "resnet_channels", "quick": q, "smoke": args.smoke, "model": args.model, "train_subset": subset,
         "epochs": [epochs, finetune_epochs], "macs_reduction": round(report.macs_reduction, 3),
         "params_reduction": round(report.params_reduction, 3), "acc_dense": round(acc_dense, 4),
         "acc_pruned": round(acc_pruned, 4), "acc_before_finetune": round(acc_cut, 4),

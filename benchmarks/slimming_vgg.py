@@ -7,6 +7,7 @@ is timed alternately in one process (``compare_latency``, medians), one intra-op
 
     python benchmarks/slimming_vgg.py            # full Fashion-MNIST, width 0.25
     python benchmarks/slimming_vgg.py --quick    # 4000 training images, width 0.125, few epochs (CPU minutes)
+    python benchmarks/slimming_vgg.py --smoke    # 128 images, width 0.125, one epoch per stage (seconds)
 
 Last line: one JSON object with channels_pruned, acc_dense, acc_pruned, cpu_speedup_bs1.
 """
@@ -34,8 +35,8 @@ def main() -> None:
     parser.add_argument("--out-dir", default="runs/benchmarks/slimming_vgg")
     args = parser.parse_args()
     q = args.quick
-    width = 0.125 if q else 0.25
-    epochs, sparsity_epochs, finetune_epochs = (4, 3, 3) if q else (15, 10, 8)
+    width = 0.125 if q or args.smoke else 0.25
+    epochs, sparsity_epochs, finetune_epochs = (1, 1, 1) if args.smoke else (4, 3, 3) if q else (15, 10, 8)
     if args.finetune_epochs is not None:
         finetune_epochs = args.finetune_epochs
     strength = args.strength if args.strength is not None else (1e-2 if q else 5e-3)
@@ -49,7 +50,8 @@ def main() -> None:
     model.eval()
     acc_pruned = slimkit.evaluate(model, data.test)["accuracy"]
     seconds = trained.seconds()
-    lat_dense, lat_slim, speedup = slimkit.compare_latency(dense, model, x, repeats=60 if q else 200, num_threads=1)
+    repeats = 5 if args.smoke else 60 if q else 200
+    lat_dense, lat_slim, speedup = slimkit.compare_latency(dense, model, x, repeats=repeats, num_threads=1)
     print(f"{'model':<10} {'BN channels':>12} {'MACs':>14} {'test acc':>9} {'bs1 ms':>8}")
     print(f"{'dense':<10} {report.channels_before:>12} {report.macs_before:>14,} {acc_dense:>9.4f} "
           f"{lat_dense.median_ms:>8.3f}")
@@ -58,7 +60,7 @@ def main() -> None:
     print(f"channels removed {100 * report.channels_pruned:.1f}%, accuracy change "
           f"{100 * (acc_pruned - acc_dense):+.2f} points, CPU speedup bs1 {speedup:.2f}x; plots in {args.out_dir}")
     print(json.dumps({
-        "benchmark": "slimming_vgg", "quick": q, "width": width, "train_subset": subset,
+        "benchmark": "slimming_vgg", "quick": q, "smoke": args.smoke, "width": width, "train_subset": subset,
         "epochs": [epochs, sparsity_epochs, finetune_epochs], "strength": strength,
         "channels_pruned": round(report.channels_pruned, 4), "acc_dense": round(acc_dense, 4),
         "acc_pruned": round(acc_pruned, 4), "acc_sparse": report.accuracy_sparse,

@@ -8,6 +8,7 @@ The loader alone is timed too (batching 54,000 in-memory images).
 Usage:
     python benchmarks/train_throughput.py            # 3 x one full epoch each (54,000 images)
     python benchmarks/train_throughput.py --quick    # 3 x 40 steps each
+    python benchmarks/train_throughput.py --smoke    # seconds: 1 x 2 steps on 256 images
     python benchmarks/train_throughput.py --threads 1   # one intra-op thread (steadier on a shared CPU)
 
 The last line printed is one JSON object; ``images_per_s`` is the engine's median throughput.
@@ -65,9 +66,10 @@ def loader_only(loader, steps: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="40 steps per measurement instead of a full epoch")
+    parser.add_argument("--smoke", action="store_true", help="2 steps, 1 repeat, 256 images (seconds)")
     parser.add_argument("--model", default="lenet5")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=None, help="default 3; 1 with --smoke")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (1 is far steadier on a shared, oversubscribed CPU)")
@@ -75,10 +77,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    data = load_dataset("fashion_mnist")
+    args.repeats = args.repeats or (1 if args.smoke else 3)
+    data = load_dataset("fashion_mnist", subset=256 if args.smoke else None)
     device = resolve_device(args.device, distributed=False)
     loader = make_loader(data.train, batch_size=args.batch_size, shuffle=True, seed=0)
-    steps = 40 if args.quick else len(loader)
+    steps = 2 if args.smoke else 40 if args.quick else len(loader)
     config = TrainConfig(epochs=1, batch_size=args.batch_size, lr=0.05, max_steps_per_epoch=steps,
                          progress=False, device=str(device))
 
@@ -87,14 +90,14 @@ def main() -> None:
         return create_model(args.model, in_channels=data.in_channels, num_classes=data.num_classes)
 
     # warm-up (first-call costs: allocator, lazy imports) outside the timed runs
-    fit(fresh_model(), data.train, TrainConfig(**{**config.__dict__, "max_steps_per_epoch": 5}))
+    fit(fresh_model(), data.train, TrainConfig(**{**config.__dict__, "max_steps_per_epoch": 1 if args.smoke else 5}))
     engine, bare, load = [], [], []
     val_accuracy = None
     for repeat in range(args.repeats):  # alternate so drifting machine load hits both alike
         model = fresh_model()
         result = fit(model, data.train, config)
         engine.append(result.history[-1]["images_per_s"])
-        if repeat == 0 and not args.quick:
+        if repeat == 0 and not args.quick and not args.smoke:
             val_accuracy = evaluate(model, data.val)["accuracy"]
         bare.append(bare_loop(fresh_model(), loader, steps, device, config.lr))
         load.append(loader_only(loader, steps))
@@ -126,6 +129,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "val_accuracy_after_epoch": None if val_accuracy is None else round(val_accuracy, 4),
         "quick": args.quick,
+        "smoke": args.smoke,
     }))
 
 

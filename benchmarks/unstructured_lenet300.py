@@ -6,6 +6,7 @@ dense model is also fine-tuned the same way without pruning (``acc_dense_finetun
 training alone is visible.
 
 Run:  python benchmarks/unstructured_lenet300.py [--quick] [--method agp|iterative]
+      python benchmarks/unstructured_lenet300.py --smoke    # seconds: 128 images, 1 + 1 epochs
 Last line: one JSON object with keys sparsity, acc_dense, acc_pruned (and more).
 """
 
@@ -39,6 +40,7 @@ from slimkit.train import TrainConfig, evaluate, fit  # noqa: E402
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few epochs: a CPU-minutes check")
+    parser.add_argument("--smoke", action="store_true", help="128 images, 1 + 1 epochs (seconds)")
     parser.add_argument("--method", choices=["agp", "iterative"], default="agp")
     parser.add_argument("--sparsity", type=float, default=0.9, help="target sparsity of the weights")
     parser.add_argument("--dense-epochs", type=int, default=None)
@@ -55,12 +57,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 is fastest on a shared 2-core machine: more threads oversubscribe)")
     args = parser.parse_args(argv)
-    dense_epochs = args.dense_epochs or (4 if args.quick else 30)
-    prune_epochs = args.prune_epochs or (4 if args.quick else 30)
+    dense_epochs = args.dense_epochs or (1 if args.smoke else 4 if args.quick else 30)
+    prune_epochs = args.prune_epochs or (1 if args.smoke else 4 if args.quick else 30)
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    data = load_dataset("fashion_mnist", seed=args.seed, subset=12000 if args.quick else None)
+    data = load_dataset("fashion_mnist", seed=args.seed, subset=128 if args.smoke else 12000 if args.quick else None)
     model = create_model("lenet300", in_channels=1, num_classes=10)
     quiet = {"progress": False, "seed": args.seed, "device": "cpu"}
 
@@ -140,6 +142,7 @@ def main(argv: list[str] | None = None) -> dict:
         "prune_epochs": prune_epochs,
         "distill_alpha": args.distill_alpha,
         "quick": args.quick,
+        "smoke": args.smoke,
         "bar_met": bool(report.sparsity >= 0.9 and drop <= 0.3),
     }
     print(json.dumps(result))

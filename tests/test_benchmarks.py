@@ -1,28 +1,127 @@
-"""Every benchmark imports, parses its arguments (``--help``) and documents its last-line JSON keys.
+"""Every benchmark imports, parses its arguments (``--help``), documents its last-line JSON keys, and runs.
 
-Benchmarks are not run here (they take minutes to hours); this keeps them from rotting as the API moves.
+The full benchmarks take minutes to hours and are not run here. Each has a ``--smoke`` setting instead (the
+smallest model and data, one epoch or round, a peer that is not installed skipped): the slow-marked test runs it in
+a subprocess and checks that the last line is one JSON object holding every key that docs/benchmarks.md shows for
+that benchmark. Smoke figures mean nothing; the point is that the code path a reader trusts still runs. The runs go
+two at a time (each benchmark uses one intra-op thread): about a minute in all on a 2-core machine.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
+import re
+import subprocess
 import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import torch
 
-BENCHMARKS = sorted(p for p in (Path(__file__).parents[1] / "benchmarks").glob("*.py") if not p.name.startswith("_"))
+ROOT = Path(__file__).parents[1]
+BENCHMARKS = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_"))
+DOCS = ROOT / "docs" / "benchmarks.md"
+
+# Benchmarks whose --smoke run cannot finish in seconds, with the reason (none today: every benchmark smokes).
+SMOKE_EXCLUDED: dict[str, str] = {}
+SMOKE = [p for p in BENCHMARKS if p.stem not in SMOKE_EXCLUDED]
+SMOKE_TIMEOUT_S = 240  # one run; they take 4-12 s each on an idle 2-core machine
+SMOKE_WORKERS = 2
 
 
-@pytest.mark.parametrize("path", BENCHMARKS, ids=lambda p: p.stem)
-def test_benchmark_imports_and_parses_help(path, monkeypatch, capsys):
+def load_benchmark(path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.syspath_prepend(str(path.parent))
     spec = importlib.util.spec_from_file_location(f"benchmark_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def documented_keys(name: str) -> set[str]:
+    """Top-level keys of every JSON line docs/benchmarks.md shows under ``## name`` (those in all of them)."""
+    sections = re.split(r"^## ", DOCS.read_text(), flags=re.MULTILINE)
+    section = next((s for s in sections if s.split("\n", 1)[0].strip() == name), None)
+    assert section is not None, f"docs/benchmarks.md has no '## {name}' section"
+    blocks = re.findall(r"```json\n(\{.*?\})\n```", section, flags=re.DOTALL)
+    assert blocks, f"docs/benchmarks.md '## {name}' shows no JSON result"
+    return set.intersection(*(set(json.loads(b)) for b in blocks))
+
+
+@pytest.mark.parametrize("path", BENCHMARKS, ids=lambda p: p.stem)
+def test_benchmark_imports_and_parses_help(path, monkeypatch, capsys):
+    module = load_benchmark(path, monkeypatch)
     assert module.__doc__ and "--quick" in module.__doc__, "the docstring says how to run the quick version"
     monkeypatch.setattr(sys, "argv", [path.name, "--help"])
     with pytest.raises(SystemExit) as done:
         module.main()
     assert done.value.code == 0
-    assert "--quick" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--quick" in out
+    assert "--smoke" in out or path.stem in SMOKE_EXCLUDED, "a --smoke setting, or a reason in SMOKE_EXCLUDED"
+
+
+@pytest.mark.parametrize("path", BENCHMARKS, ids=lambda p: p.stem)
+def test_benchmark_documents_its_json(path):
+    assert documented_keys(path.stem), "the documented result has keys"
+
+
+def test_codec_benchmark_catches_a_flipped_bit(monkeypatch, tmp_path):
+    """``decode_exact`` has teeth: one changed bit in one decoded tensor is reported by name."""
+    codec = load_benchmark(ROOT / "benchmarks" / "codec_throughput.py", monkeypatch)
+    model = codec.build("deep", 1 / 32)
+    codec.save_compressed(model, tmp_path / "m.slim")
+    decoded, _ = codec.load_state(tmp_path / "m.slim")
+    assert codec.decode_mismatches(model, decoded) == []
+    name = next(k for k, v in decoded.items() if v.dtype == torch.float32 and v.numel() > 1)
+    flipped = decoded[name].clone()
+    flipped.view(torch.int32).view(-1)[0] ^= 1  # the lowest mantissa bit of one value
+    assert codec.decode_mismatches(model, {**decoded, name: flipped}) == [name]
+    assert codec.decode_mismatches(model, {**decoded, name: decoded[name].double()}) == [name]  # dtype counts
+    missing = dict(decoded)
+    missing.pop(name)
+    assert codec.decode_mismatches(model, missing) == [name]
+
+
+def _run_smoke(path: Path, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
+    args = [sys.executable, str(path), "--smoke"]
+    if path.stem in ("slimming_vgg", "progressive_global"):  # their plots, out of the checkout
+        args += ["--out-dir", str(cwd / "plots")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    started = time.perf_counter()
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
+    return proc, time.perf_counter() - started
+
+
+@pytest.fixture(scope="session")
+def smoke_runs(request, tmp_path_factory):
+    """Starts the smoke runs of the selected benchmarks, two at a time, once per session: name -> future."""
+    wanted = {item.callspec.params["path"].stem for item in request.session.items
+              if getattr(item, "originalname", "") == "test_benchmark_smoke" and hasattr(item, "callspec")}
+    pool = ThreadPoolExecutor(max_workers=SMOKE_WORKERS)
+    futures: dict[str, Future] = {
+        p.stem: pool.submit(_run_smoke, p, tmp_path_factory.mktemp(f"smoke_{p.stem}")) for p in SMOKE if p.stem in wanted
+    }
+    yield futures
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", SMOKE, ids=lambda p: p.stem)
+def test_benchmark_smoke(path, smoke_runs, tmp_path):
+    future = smoke_runs.get(path.stem)  # started with the others; run here if the selection hid it from the fixture
+    proc, seconds = future.result() if future is not None else _run_smoke(path, tmp_path)
+    assert proc.returncode == 0, f"{path.stem} --smoke exited {proc.returncode} after {seconds:.0f}s:\n{proc.stderr[-4000:]}"
+    lines = proc.stdout.strip().splitlines()
+    assert lines, f"{path.stem} --smoke printed nothing"
+    result = json.loads(lines[-1])  # the last line is one JSON object
+    assert isinstance(result, dict)
+    missing = documented_keys(path.stem) - set(result)
+    assert not missing, f"{path.stem}: keys shown in docs/benchmarks.md but missing from the result: {sorted(missing)}"
+    assert result["smoke"] is True, "the result says it is a smoke run"
+    if path.stem == "codec_throughput":
+        assert result["decode_exact"] is True
