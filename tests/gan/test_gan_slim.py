@@ -130,7 +130,7 @@ def test_resume_refuses_another_configuration(data, tmp_path):
     [
         ("epochs", -1), ("epochs", 1.5), ("lr_g", 0.0), ("lr_d", -1e-3), ("strength", -0.1), ("distill_weight", -1.0),
         ("gan_weight", -1.0), ("weight_bits", 1), ("weight_bits", 9), ("activation_bits", 16),
-        ("target_macs_reduction", 0.5), ("finetune_epochs", -2), ("batch_size", 0), ("max_steps_per_epoch", 0),
+        ("target_macs_reduction", 0.5), ("target_params_reduction", 0.9), ("finetune_epochs", -2), ("batch_size", 0), ("max_steps_per_epoch", 0),
         ("seed", -1), ("device", "tpu"),
     ],
 )

@@ -158,3 +158,13 @@ def test_norm_scales_finds_batch_and_instance_norms():
     model = UserGenerator()
     assert len(norm_scales(model)) == 6
     assert all(isinstance(s, nn.Parameter) for s in norm_scales(model))
+
+
+def test_params_and_macs_targets_are_both_met():
+    torch.manual_seed(0)
+    model = _zoo("dcgan_g", width=0.25, noise_dim=8, num_classes=3).eval()
+    _randomize_norms(model)
+    x = (torch.randn(1, 8), torch.tensor([1]))
+    graph = build_graph(model, x)
+    _, removed = choose_threshold(graph, 1.2, 4.0)
+    assert graph.params() / graph.params(removed) >= 4.0 and graph.macs() / graph.macs(removed) >= 1.2

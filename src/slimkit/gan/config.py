@@ -40,13 +40,15 @@ class GanSlimConfig:
             soft-thresholds every scale by ``lr_g * strength``. 0 turns slimming off (distillation/QAT only).
         distill_weight: weight of the distillation distance to the teacher (pixel L1 plus the feature distance
             when ``feature_fn`` is given).
-        gan_weight: weight of the generator's adversarial loss (non-saturating, logits through BCE).
+        gan_weight: weight of the generator's adversarial loss (non-saturating, logits through BCE); 0 leaves
+            the discriminator untouched (distillation only).
         weight_bits: quantize conv/linear weights to this many bits during training (LSQ learned steps, STE);
             None keeps them in float.
         activation_bits: quantize the inputs of those layers to this many bits; None keeps them in float.
         target_macs_reduction: after training the channels with zero scale are removed; when that leaves more
             than ``macs_before / target_macs_reduction`` MACs, the |scale| threshold is raised (smallest scales
-            first) until the target is met. None: remove exactly the zero-scale channels.
+            first) until the target is met. None (and no params target): remove exactly the zero-scale channels.
+        target_params_reduction: the same for the parameter count (storage); with both, both are met.
         finetune_epochs: epochs of the same objective without the penalty after the removal.
         batch_size: batch size when ``data`` is a dataset (a loader or list of batches is used as it is).
         max_steps_per_epoch: cap on batches per epoch (quick runs); None: the whole of ``data``.
@@ -64,6 +66,7 @@ class GanSlimConfig:
     weight_bits: int | None = None
     activation_bits: int | None = None
     target_macs_reduction: float | None = None
+    target_params_reduction: float | None = None
     finetune_epochs: int = 0
     batch_size: int = 64
     max_steps_per_epoch: int | None = None
@@ -88,11 +91,10 @@ class GanSlimConfig:
         _bits("activation_bits", self.activation_bits)
         if self.activation_bits is not None and self.weight_bits is None:
             raise ConfigError("activation_bits: quantized activations need weight_bits too (set weight_bits)")
-        if self.target_macs_reduction is not None:
-            ok = isinstance(self.target_macs_reduction, (int, float)) and not isinstance(self.target_macs_reduction,
-                                                                                         bool)
-            if not ok or self.target_macs_reduction < 1.0:
-                raise ConfigError(f"target_macs_reduction: must be >= 1 or None, got {self.target_macs_reduction!r}")
+        for name in ("target_macs_reduction", "target_params_reduction"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 1):
+                raise ConfigError(f"{name}: must be >= 1 or None, got {value!r}")
         if not isinstance(self.progress, bool):
             raise ConfigError(f"progress: must be true or false, got {self.progress!r}")
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):

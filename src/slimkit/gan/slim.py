@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -104,6 +105,11 @@ def _adam(params: Iterable[nn.Parameter], lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam([p for p in params if p.requires_grad], lr=lr, betas=(0.5, 0.999))
 
 
+def _set_trainable(params: list[nn.Parameter], flag: bool) -> None:
+    for p in params:
+        p.requires_grad_(flag)
+
+
 class _Trainer:
     """One phase (sparsity training or fine-tuning): optimizers, the step, the epoch records, the checkpoints."""
 
@@ -114,7 +120,8 @@ class _Trainer:
         self.config, self.strength, self.feature_fn, self.device = config, strength, feature_fn, device
         self.fixed = fixed
         self.opt_g = _adam(generator.parameters(), config.lr_g)
-        self.opt_d = _adam(discriminator.parameters(), config.lr_d)
+        self.d_params = [p for p in discriminator.parameters() if p.requires_grad]
+        self.opt_d = _adam(self.d_params, config.lr_d)
         self.scales = norm_scales(generator)
         self.history: list[dict[str, Any]] = []
 
@@ -123,14 +130,14 @@ class _Trainer:
             target = self.t(*batch.inputs)  # (B, C, H, W)
         real = batch.real if batch.real is not None else target
         fake = self.g(*batch.inputs)
-        # discriminator: real -> 1, student -> 0
-        self.d.requires_grad_(True)
-        loss_d = d_loss(self.d(real, *batch.condition), self.d(fake.detach(), *batch.condition))
-        self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_d.step()
+        loss_d = fake.new_zeros(())
+        if self.config.gan_weight > 0:  # discriminator: real -> 1, student -> 0
+            loss_d = d_loss(self.d(real, *batch.condition), self.d(fake.detach(), *batch.condition))
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
         # generator: fool the discriminator, stay close to the teacher
-        self.d.requires_grad_(False)
+        _set_trainable(self.d_params, False)  # no discriminator gradients from the generator's step
         loss_gan = g_loss(self.d(fake, *batch.condition)) if self.config.gan_weight > 0 else fake.new_zeros(())
         loss_distill = (distill_loss(fake, target, self.feature_fn) if self.config.distill_weight > 0
                         else fake.new_zeros(()))
@@ -138,8 +145,8 @@ class _Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
+        _set_trainable(self.d_params, True)
         proximal_l1_(self.scales, self.opt_g.param_groups[0]["lr"] * self.strength)
-        self.d.requires_grad_(True)
         return float(loss_g.detach()), float(loss_d.detach()), float(loss_gan.detach()), float(loss_distill.detach())
 
     def l1_to_teacher(self) -> float:
@@ -254,13 +261,20 @@ def gan_slim(generator: nn.Module, discriminator: nn.Module, teacher: nn.Module,
     batches = _Batches(data, config)
     first = [to_device(b, device) for b in _first(batches, make_inputs, config.seed, _CALIBRATION_BATCHES)]
     example = tuple(t[:1] for t in first[0].inputs)
+    if not any(p.requires_grad for p in generator.parameters()):
+        raise ConfigError("generator: no trainable parameter (a copy of a frozen teacher? requires_grad_(True) it)")
+    if config.gan_weight > 0 and not any(p.requires_grad for p in discriminator.parameters()):
+        raise ConfigError("discriminator: no trainable parameter, and gan_weight > 0 trains it")
     was_training = generator.training
     generator.to(device)
     discriminator.to(device)
-    teacher.to(device).requires_grad_(False)
+    teacher.to(device)
     ckpt = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    teacher_trainable = [p for p in teacher.parameters() if p.requires_grad]
+    _set_trainable(teacher_trainable, False)  # frozen for the run, given back as it was
 
-    with training_mode(teacher, False):
+    with training_mode(teacher, False), contextlib.ExitStack() as undo:
+        undo.callback(_set_trainable, teacher_trainable, True)
         params_before = sum(p.numel() for p in generator.parameters())
         size_before = 4 * params_before
         if config.weight_bits is not None:
@@ -272,7 +286,8 @@ def gan_slim(generator: nn.Module, discriminator: nn.Module, teacher: nn.Module,
         resumed = trainer.train(config.epochs, batches, make_inputs, ckpt / "train" if ckpt else None, resume)
         history = list(trainer.history)
         with training_mode(generator, False):
-            removal = remove_channels(generator, example, config.target_macs_reduction)
+            removal = remove_channels(generator, example, config.target_macs_reduction,
+                                      config.target_params_reduction)
         if config.finetune_epochs > 0:
             tuner = _Trainer("finetune", generator, discriminator, teacher, config, 0.0, feature_fn, device,
                              first[0])

@@ -76,17 +76,23 @@ def removal_mask(graph: ChannelGraph, threshold: float) -> torch.Tensor:
     return removed
 
 
-def choose_threshold(graph: ChannelGraph, target_macs_reduction: float | None) -> tuple[float, torch.Tensor]:
-    """The threshold 0 (exactly the zeroed channels), raised to the smallest |gamma| that meets the MACs target.
+def choose_threshold(graph: ChannelGraph, target_macs_reduction: float | None = None,
+                     target_params_reduction: float | None = None) -> tuple[float, torch.Tensor]:
+    """The threshold 0 (exactly the zeroed channels), raised to the smallest |gamma| that meets the targets.
 
-    Binary search over the sorted channel scales: removing more channels never adds MACs, so the smallest
-    threshold meeting ``macs_before / target`` is found with log2(channels) costings of a mask.
+    Binary search over the sorted channel scales: removing more channels never adds MACs or parameters, so the
+    smallest threshold meeting ``macs_before / target`` (and ``params_before / target``) is found with
+    log2(channels) costings of a mask. When even the largest threshold misses, it is the closest there is.
     """
+    macs_budget = graph.macs() / target_macs_reduction if target_macs_reduction else None
+    params_budget = graph.params() / target_params_reduction if target_params_reduction else None
+
+    def meets(mask: torch.Tensor) -> bool:
+        return ((macs_budget is None or graph.macs(mask) <= macs_budget)
+                and (params_budget is None or graph.params(mask) <= params_budget))
+
     removed = removal_mask(graph, 0.0)
-    if target_macs_reduction is None:
-        return 0.0, removed
-    budget = graph.macs() / target_macs_reduction
-    if graph.macs(removed) <= budget:
+    if meets(removed):
         return 0.0, removed
     scale, has = channel_scales(graph)
     candidates = torch.unique(scale[has])  # sorted
@@ -95,7 +101,7 @@ def choose_threshold(graph: ChannelGraph, target_macs_reduction: float | None) -
     while lo <= hi:
         mid = (lo + hi) // 2
         mask = removal_mask(graph, float(candidates[mid]))
-        if graph.macs(mask) <= budget:
+        if meets(mask):
             best, hi = (float(candidates[mid]), mask), mid - 1
         else:
             lo = mid + 1
@@ -125,8 +131,9 @@ def _slice_quantizer(q: nn.Module | None, keep: torch.Tensor) -> None:
         q.step = nn.Parameter(step.detach()[keep.to(step.device)].clone())
 
 
-def remove_channels(model: nn.Module, example_inputs: tuple, target_macs_reduction: float | None) -> Removal:
-    """Remove the zero-scale channels of ``model`` in place (more, smallest |gamma| first, to meet the target).
+def remove_channels(model: nn.Module, example_inputs: tuple, target_macs_reduction: float | None = None,
+                    target_params_reduction: float | None = None) -> Removal:
+    """Remove the zero-scale channels of ``model`` in place (more, smallest |gamma| first, to meet the targets).
 
     Quantized layers are unwrapped to their float layers for the engine and wrapped again with the same
     quantizers, per-channel scales and learned steps sliced like the weights; nothing is re-calibrated.
@@ -139,7 +146,7 @@ def remove_channels(model: nn.Module, example_inputs: tuple, target_macs_reducti
     try:
         graph = build_graph(model, example_inputs)
         scale, has = channel_scales(graph)
-        threshold, removed = choose_threshold(graph, target_macs_reduction)
+        threshold, removed = choose_threshold(graph, target_macs_reduction, target_params_reduction)
         plan = make_plan(graph, removed, example_inputs, PruneConfig(importance="bn_scale", normalize="none"))
         report = plan.apply()
         removed = plan.removed  # the engine leaves a group alone when cutting it would break the model

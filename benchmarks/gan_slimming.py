@@ -1,0 +1,196 @@
+"""GAN Slimming of a conditional DCGAN generator on Fashion-MNIST: FID and class accuracy against two baselines.
+
+1. A feature classifier for FID (``slimkit.gan.fid``, trained once, cached under ``~/.cache/slimkit/gan``), and
+   a second one (other seed, half width) whose features the distillation loss uses.
+2. The teacher: ``dcgan_g`` trained as a conditional GAN against ``dcgan_d`` (non-saturating loss, Adam).
+3. GS-32: ``gan_slim`` in float from a copy of the teacher (and its discriminator), MACs target 4x.
+4. GS-8: the same with 8-bit weights and activations (LSQ QAT inside the training), params target 6x, so the
+   stored student is >= 20x smaller than the float teacher.
+5. distill_only: a uniformly thinned ``dcgan_g`` (width chosen for GS-32's MACs) trained from scratch on the
+   distillation loss alone (no GAN term, no slimming).
+6. two_step: slimming in float to GS-8's parameter count (the same ``gan_slim`` without quantization), then
+   8-bit post-training quantization: the same size as GS-8, quantization not trained with the rest.
+
+FID: Fréchet distance of the classifier's penultimate features, generated images vs test images (labels cycling
+over the classes); class accuracy: the classifier's accuracy on the labels the images were generated for.
+
+    python benchmarks/gan_slimming.py            # full training set, width 1.0 teacher (CPU hours)
+    python benchmarks/gan_slimming.py --quick    # 10000 images, width 0.5 teacher, few epochs (CPU minutes)
+    python benchmarks/gan_slimming.py --smoke    # 256 images, tiny models, a few steps: the code path only
+
+Last line: one JSON object with teacher_fid, gs32_fid, gs32_macs_reduction, gs32_size_ratio, gs8_fid,
+gs8_size_ratio, distill_only_fid, two_step_fid, class_accuracy_teacher, class_accuracy_gs8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import slimkit  # noqa: E402
+from slimkit.gan import GanSlimConfig, conditional_inputs, fid, gan_slim  # noqa: E402
+from slimkit.gan.losses import d_loss, g_loss  # noqa: E402
+from slimkit.gan.quant import quantize_generator, stored_bytes  # noqa: E402
+from slimkit.prune.engine import build_graph  # noqa: E402
+from slimkit.quant import QuantConfig  # noqa: E402
+
+NOISE_DIM = 64
+
+
+def train_teacher(data, width: float, epochs: int, seed: int, batch_size: int = 64) -> tuple[nn.Module, nn.Module]:
+    """A conditional DCGAN (generator and discriminator) trained from scratch, seeded."""
+    from slimkit.data.loader import make_loader
+
+    torch.manual_seed(seed)
+    g = slimkit.create_model("dcgan_g", width=width, noise_dim=NOISE_DIM)
+    d = slimkit.create_model("dcgan_d", width=width)
+    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    loader = make_loader(data, batch_size=batch_size, shuffle=True, seed=seed, drop_last=True)
+    make = conditional_inputs(NOISE_DIM)
+    rng = torch.Generator().manual_seed(seed)
+    for epoch in range(epochs):
+        loader.set_epoch(epoch)
+        started, losses = time.perf_counter(), []
+        for batch in loader:
+            (z, y), real, cond = make(batch, rng)
+            fake = g(z, y)
+            loss_d = d_loss(d(real, *cond), d(fake.detach(), *cond))
+            opt_d.zero_grad()
+            loss_d.backward()
+            opt_d.step()
+            loss_g = g_loss(d(fake, *cond))
+            opt_g.zero_grad()
+            loss_g.backward()
+            opt_g.step()
+            losses.append((loss_g.item(), loss_d.item()))
+        lg, ld = torch.tensor(losses).mean(0).tolist()
+        print(f"teacher epoch {epoch + 1}/{epochs}  loss_g {lg:.3f}  loss_d {ld:.3f}  "
+              f"{time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return g.eval(), d
+
+
+def macs(model: nn.Module) -> int:
+    x = (torch.randn(1, NOISE_DIM), torch.tensor([0]))
+    with torch.no_grad():
+        return build_graph(model.eval(), x).macs()
+
+
+def thin_width(teacher_width: float, macs_limit: int) -> float:
+    """The largest width (1/64 steps of the teacher's) whose dcgan_g has at most ``macs_limit`` MACs."""
+    best = teacher_width / 64
+    for k in range(1, 65):
+        w = teacher_width * k / 64
+        if macs(slimkit.create_model("dcgan_g", width=w, noise_dim=NOISE_DIM)) <= macs_limit:
+            best = w
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="10000 training images, width 0.5, few epochs")
+    parser.add_argument("--smoke", action="store_true", help="256 images, tiny models, a few steps (seconds)")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", default="runs/benchmarks/gan_slimming")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    q, smoke = args.quick, args.smoke
+    started = time.perf_counter()
+    subset = 256 if smoke else 10000 if q else None
+    width = 0.125 if smoke else 0.5 if q else 1.0
+    teacher_epochs, gs_epochs, ft_epochs = (1, 1, 0) if smoke else (4, 2, 1) if q else (15, 10, 3)
+    samples = 200 if smoke else 2000 if q else 10000
+    strength = 10.0
+
+    data = slimkit.load_dataset("fashion_mnist", normalize=False, subset=subset, seed=args.seed)
+    cache = Path(args.out_dir) if smoke else fid.cache_dir()
+    steps = 10 if smoke else None
+    # FID features: a classifier trained once on the full training set (a small one on the subset in --smoke)
+    classifier = fid.feature_classifier(data if smoke else None, epochs=1 if smoke else 2, seed=0,
+                                        width=0.25 if smoke else 1.0, max_steps_per_epoch=steps,
+                                        path=cache / "fid_classifier.pt" if smoke else None)
+    # the distillation features come from another classifier (seed 1, half width, the benchmark's training
+    # images): a student trained on the FID network's own features would be judged by what it was fitted to
+    distill_net = fid.feature_classifier(data, epochs=1 if smoke else 2, seed=1, width=0.5,
+                                         max_steps_per_epoch=steps,
+                                         path=cache / f"fashion_mnist_distill_w0.5_e2_s1_n{subset or 'all'}.pt")
+    real, _ = fid.real_images(data.test, samples, seed=args.seed)
+
+    def quality(generator: nn.Module) -> tuple[float, float]:
+        images, labels = fid.generate(generator, samples, seed=args.seed + 1)
+        return fid.fid(classifier, real, images), fid.class_accuracy(classifier, images, labels)
+
+    teacher, disc = train_teacher(data.train, width, teacher_epochs, args.seed)
+    teacher_fid, teacher_acc = quality(teacher)
+    teacher_bytes = stored_bytes(teacher)
+    features = fid.classifier_features(distill_net)
+    base = {"epochs": gs_epochs, "finetune_epochs": ft_epochs, "strength": strength, "seed": args.seed,
+            "distill_weight": 1.0, "gan_weight": 0.1, "batch_size": 64, "device": "cpu", "max_steps_per_epoch": steps,
+            "progress": not smoke}
+
+    def run(name: str, student: nn.Module, **options) -> tuple[nn.Module, slimkit.GanSlimReport]:
+        t0 = time.perf_counter()
+        report = gan_slim(student, copy.deepcopy(disc), teacher, data.train, GanSlimConfig(**{**base, **options}),
+                          feature_fn=features, checkpoint_dir=Path(args.out_dir) / name, resume=False)
+        print(f"{name}: {time.perf_counter() - t0:.0f}s\n{report.table()}", file=sys.stderr)
+        return student.eval(), report
+
+    gs32, r32 = run("gs32", copy.deepcopy(teacher), target_macs_reduction=4.0)
+    gs8, r8 = run("gs8", copy.deepcopy(teacher), target_macs_reduction=4.0, target_params_reduction=6.0,
+                  weight_bits=8, activation_bits=8)
+    thin = thin_width(width, r32.macs_after)
+    torch.manual_seed(args.seed)
+    distill_student = slimkit.create_model("dcgan_g", width=thin, noise_dim=NOISE_DIM)
+    distill, rd = run("distill_only", distill_student, strength=0.0, gan_weight=0.0,
+                      epochs=gs_epochs + ft_epochs, finetune_epochs=0)
+    two, r2 = run("two_step", copy.deepcopy(teacher), target_macs_reduction=4.0,
+                  target_params_reduction=r8.params_before / r8.params_after)
+    calibration = [(torch.randn(64, NOISE_DIM, generator=torch.Generator().manual_seed(i)), torch.arange(64) % 10)
+                   for i in range(8)]
+    quantize_generator(two, QuantConfig(weight_bits=8, activation_bits=8, fold_bn=False), calibration)
+
+    rows = [("teacher", teacher, teacher_bytes), ("GS-32", gs32, stored_bytes(gs32)),
+            ("GS-8", gs8, stored_bytes(gs8)), ("distill_only", distill, stored_bytes(distill)),
+            ("two_step", two, stored_bytes(two))]
+    results = {}
+    print(f"{'model':<13} {'MACs':>12} {'MACs red.':>9} {'params':>9} {'bytes':>10} {'size red.':>9} "
+          f"{'FID':>8} {'class acc':>9}")
+    teacher_macs = macs(teacher)
+    for name, model, size in rows:
+        f, acc = (teacher_fid, teacher_acc) if name == "teacher" else quality(model)
+        m = macs(model)
+        params = sum(p.numel() for n, p in model.named_parameters() if "_quant." not in n)
+        results[name] = (f, acc, teacher_macs / m, teacher_bytes / size)
+        print(f"{name:<13} {m:>12,} {teacher_macs / m:>8.2f}x {params:>9,} {size:>10,} "
+              f"{teacher_bytes / size:>8.1f}x {f:>8.2f} {acc:>9.4f}")
+    print(f"distill_only width {thin:.4f} (teacher {width}); two_step params target "
+          f"{r8.params_before / r8.params_after:.2f}x; {time.perf_counter() - started:.0f}s in all")
+    print(json.dumps({
+        "benchmark": "gan_slimming", "quick": q, "smoke": smoke, "train_subset": subset, "teacher_width": width,
+        "epochs": [teacher_epochs, gs_epochs, ft_epochs], "strength": strength, "fid_samples": samples,
+        "teacher_fid": round(teacher_fid, 3), "gs32_fid": round(results["GS-32"][0], 3),
+        "gs32_macs_reduction": round(results["GS-32"][2], 3), "gs32_size_ratio": round(results["GS-32"][3], 3),
+        "gs8_fid": round(results["GS-8"][0], 3), "gs8_size_ratio": round(results["GS-8"][3], 3),
+        "gs8_macs_reduction": round(results["GS-8"][2], 3),
+        "distill_only_fid": round(results["distill_only"][0], 3), "two_step_fid": round(results["two_step"][0], 3),
+        "two_step_size_ratio": round(results["two_step"][3], 3),
+        "class_accuracy_teacher": round(teacher_acc, 4), "class_accuracy_gs8": round(results["GS-8"][1], 4),
+        "class_accuracy_gs32": round(results["GS-32"][1], 4),
+        "class_accuracy_distill_only": round(results["distill_only"][1], 4),
+        "class_accuracy_two_step": round(results["two_step"][1], 4),
+        "seconds": round(time.perf_counter() - started, 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()
