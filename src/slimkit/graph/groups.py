@@ -66,6 +66,7 @@ class ChannelGraph:
         self.module_ms = tracer.module_ms
         self.whole_heads = tracer.whole_heads
         self.int_links = tracer.int_links
+        self.shape_checks = tracer.shape_checks  # ops whose planned shapes the check forward verifies
         self.module_channels = tracer.module_channels
         self.assumptions = sorted(tracer.assumptions)
         self.unknown_ops = sorted(tracer.unknown_ops)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 
 from slimkit.graph.fields import Fields, MacsTerm
 from slimkit.graph.ops import _arg, broadcast_fields, couple, register_op, unknown
@@ -51,14 +52,25 @@ def conv(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: 
     adopt = {1: in_ids} if groups == 1 and _all_channels(in_ids) else None
     fw = tr.param_fields(w, {0: "out", 1: "in"}, adopt, dims=(0, 1))  # kernel dims are never channels
     out_ids, w_in = fw.get(0), fw.get(1)
+    for d, ids in fw.items():
+        if d >= 2:  # a weight computed in forward (a blur filter expanded per channel): kernel dims stay
+            tr.rec.block(ids, f"{name} kernel dims")
     n_out, per_group = w.shape[0], w.shape[1]
     why = f"{name} input channels"
+    verify = False
+    if groups > 1 and per_group == 1 and in_ids is not None:
+        verify = _groups_follow(tr, name, w, in_ids, groups)
+        if verify is None:
+            tr.rec.block(in_ids, f"{name} with groups={groups} fixed in code (read it from .shape)")
+            in_ids = None
     if groups == 1:
         if w_in is not in_ids:
             couple(tr, in_ids, w_in, why)
     elif per_group == 1:
         mult = n_out // groups
-        if out_ids is None or in_ids is None:
+        if out_ids is None and in_ids is not None and mult == 1 and verify:
+            out_ids = in_ids  # one filter broadcast to every channel (``filt.expand(x.shape[1], 1, k, k)``)
+        elif out_ids is None or in_ids is None:
             couple(tr, in_ids, out_ids, why)
         else:
             tr.rec.unify(out_ids.view(groups, mult), in_ids.view(groups, 1), why)
@@ -75,8 +87,30 @@ def conv(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: 
     result: Fields = {1: out_ids} if out_ids is not None else {}
     _pass_batch(tr, fx, result, name, {1})
     tr.set(out, result)
+    if verify:
+        tr.check_shape(out, 0, result, f"{name} groups={groups}")
     tr.rec.macs.append(MacsTerm(int(w.numel() * out[0, 0].numel() * out.shape[0]),
                                 [i for i in (out_ids, w_in) if i is not None]))
+
+
+def _groups_follow(tr: Tracer, name: str, w: torch.Tensor, in_ids: torch.Tensor, groups: int) -> bool | None:
+    """A depthwise-like conv loses whole groups: does its ``groups`` follow? True when the code read it from
+    ``.shape`` or from an int attribute of the running module (timm's ``BlurPool2d``: ``groups=self.channels``,
+    linked so it follows the width); False for an ``nn.Conv2d`` (its attributes are kept in sync anyway); None
+    when the number is fixed in code."""
+    k = tr.tensor_index(w)
+    owners = [m for _, m, _, _ in tr.locations[k]] if k is not None else []
+    if any(isinstance(m, nn.modules.conv._ConvNd) for m in owners) or not tr.module_objs \
+            or type(tr.module_objs[-1]).__module__.startswith("torch."):
+        return False  # a conv module's (or subclass's, e.g. timm's Conv2dSame) attributes follow its weight
+    if any(r.shape == in_ids.shape and bool(torch.equal(r, in_ids)) for r in tr.read_channels(groups) or []):
+        tr.assumptions.add(f"{tr.rec.where}: {name} groups={groups} read from .shape")
+        return True
+    found = tr.size_attribute(groups)
+    if found is None:
+        return None
+    tr.link(found, in_ids, f"{name} groups={groups}")
+    return True
 
 
 @register_op("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")

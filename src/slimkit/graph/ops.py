@@ -7,6 +7,7 @@ reason naming the op, so the engine never guesses. Users extend the table with :
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -119,7 +120,7 @@ def elementwise(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict
 
 IDENTITY = (
     "to type type_as float half double bfloat16 contiguous clone detach cpu cuda requires_grad_ detach_ "
-    "zeros_like ones_like empty_like full_like rand_like randn_like data identity align_as"
+    "zeros_like ones_like empty_like full_like rand_like randn_like data identity align_as zero fill"
 ).split()
 
 
@@ -159,12 +160,14 @@ def _adaptive_dim(name: str, args: tuple, kwargs: dict, ndim: int) -> int | None
     return None
 
 
-def _collapse(tr: Tracer, labels: torch.Tensor, adaptive: int | None) -> tuple[int, torch.Tensor, torch.Tensor] | None:
+def _collapse(tr: Tracer, labels: torch.Tensor, adaptive: int | None
+              ) -> tuple[int, torch.Tensor, torch.Tensor, list[int]] | None:
     """Reduce a full-shape label tensor to one channel dim; a channel dim split in several is coupled first.
 
     When a view splits a channel dim into several dims (heads x head_dim, groups x channels), removing a channel
     must keep the split rectangular, so ids are unified along every split dim except the adaptive one (the ``-1``,
-    or else the innermost): whole columns of the free dim are removed together.
+    or else the innermost): whole columns of the free dim are removed together. Returns the free dim, its ids,
+    the ids over the split dims, and the split dims.
     """
     if labels.numel() == 0:
         return None
@@ -175,11 +178,81 @@ def _collapse(tr: Tracer, labels: torch.Tensor, adaptive: int | None) -> tuple[i
     index = tuple(slice(None) if e in varies else 0 for e in range(labels.ndim))
     grid = labels[index]
     if len(varies) == 1:
-        return varies[0], grid, grid
+        return varies[0], grid, grid, varies
     free = adaptive if adaptive in varies else varies[-1]
     rows = grid.movedim(varies.index(free), -1).reshape(-1, labels.shape[free])
     tr.rec.unify(rows, rows[:1].expand_as(rows), "channel dim split unevenly")
-    return free, rows.max(dim=0).values, grid
+    return free, rows.max(dim=0).values, grid, varies
+
+
+def _same_ids(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.shape == b.shape and bool(torch.equal(a, b))
+
+
+def _literal_count(tr: Tracer, name: str, width: int, ids: torch.Tensor, labels: torch.Tensor,
+                   got: tuple[int, torch.Tensor, torch.Tensor, list[int]]) -> bool:
+    """A view whose channel dim is given as a number (not ``-1``): does that number follow the pruned width?
+
+    In order: the code read this tensor's own width (``C // heads`` of ``x.shape``); the number is an int
+    attribute of the running module (``self.head_dim``, ``self.hidden_dim``: linked, it follows the width); it
+    is the width of another tensor the running module read (``B, N, C = x.shape`` then
+    ``qkv.reshape(B, N, 3, heads, C // heads)`` or ``.reshape(B, N, C)``: that width is tied to these channels,
+    ``C`` losing ``heads`` positions per head dim removed); some tensor's width was read somewhere. Each is
+    verified by the check forward after pruning (``Tracer.check_shape``). False: nothing explains the number
+    (the caller blocks the channels).
+    """
+    dim, free, grid, varies = got
+    size = int(labels.shape[dim])
+    live = ids[ids >= 0]
+    for n in {width, size}:  # the width of these very channels, maybe reordered (a channel shuffle's .view(b, c, h, w))
+        if any(bool(torch.isin(r, live).any()) for r in tr.read_channels(n) or []):
+            tr.assumptions.add(f"{tr.rec.where}: {name} to {size} channels read from .shape")
+            return True
+    others = [int(labels.shape[e]) for e in varies if e != dim]
+    found = tr.size_attribute(size) if size not in others else None  # heads == head_dim: which one is it?
+    if found is not None:
+        tr.link(found, free, f"{name} to {size} channels")
+        return True
+    shares = set(others) | {math.prod(others)} if others else {1}
+    for level in reversed(tr.reads):  # the innermost call that read a fitting width decides
+        matches: list[torch.Tensor] = []
+        for n, read in level:
+            if n % size == 0 and n // size in shares and not bool(torch.isin(read, live).any()):
+                if not any(_same_ids(read, m) for m in matches):
+                    matches.append(read)
+        if len(matches) > 1:  # a read of this tensor's own width (a bias's numel) needs no tie: the other decides
+            matches = [m for m in matches if m.numel() != width]
+        if len(matches) > 1:
+            break  # two widths could explain the number: never guess
+        if matches:
+            # the number is (a share of) another width the module read: removing a channel here removes the
+            # matching positions there, so both counts stay in step
+            total = matches[0].numel()
+            tr.rec.unify(matches[0].view(total // size, size), free.view(1, size), f"{name} count tied to a read width")
+            tr.assumptions.add(f"{tr.rec.where}: {name} to {size} channels tied to a width of {total} read from .shape")
+            return True
+    if size in tr.read_sizes or width in tr.read_sizes:
+        tr.assumptions.add(f"{tr.rec.where}: {name} to {size} channels read from .shape")
+        return True
+    return False
+
+
+def _equal_part(tr: Tracer, ids: torch.Tensor, kept: torch.Tensor) -> bool:
+    """``x[length : 2 * length]`` with ``length = x.numel() // 3`` (Swin V2 zeroing the key bias): a slice that is
+    one of equal parts of a channel dim whose width the code read. The parts then lose the same offsets, so the
+    bounds computed from the width still cut at the part; the check forward verifies the slice."""
+    width, size = int(ids.numel()), int(kept.numel())
+    if not size or width % size or bool((ids < 0).any()) or torch.unique(ids).numel() != width:
+        return False
+    start = int((ids == kept[0]).nonzero()[0, 0])
+    if start % size or not _same_ids(ids[start:start + size], kept):
+        return False
+    if not any(_same_ids(r, ids) for r in tr.read_channels(width) or []):
+        return False
+    rows = ids.view(width // size, size)
+    tr.rec.unify(rows, rows[:1].expand_as(rows), "equal parts of a channel dim")
+    tr.assumptions.add(f"{tr.rec.where}: slice [{start}:{start + size}] of {width} channels read from .shape")
+    return True
 
 
 @register_op(*SHAPE_OPS)
@@ -188,6 +261,7 @@ def shape_op(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, o
     x = args[0]
     outs = list(out) if isinstance(out, (tuple, list)) else [out]
     results: list[Fields] = [{} for _ in outs]
+    verify = [False for _ in outs]
     for d, ids in tr.fields(x).items():
         view = [1] * x.ndim
         view[d] = -1
@@ -201,25 +275,26 @@ def shape_op(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, o
             adaptive = _adaptive_dim(name, args, kwargs, labels.ndim)
             got = _collapse(tr, labels, adaptive)
             if got is not None and name in ("view", "reshape", "unflatten") and got[0] != adaptive:
-                size = int(labels.shape[got[0]])
-                link = tr.size_attribute(size) if size == int(x.shape[d]) else None
-                if size not in tr.read_sizes and int(x.shape[d]) not in tr.read_sizes and link is not None:
-                    tr.int_links.append((link[0], link[1], ids))  # the count follows the width when pruned
-                    tr.assumptions.add(f"{tr.rec.where}: {name} to {size} channels read from .{link[1]}")
-                elif size not in tr.read_sizes and int(x.shape[d]) not in tr.read_sizes:
+                if _literal_count(tr, name, int(x.shape[d]), ids, labels, got):
+                    verify[k] = True
+                else:
+                    size = int(labels.shape[got[0]])
                     tr.rec.block(ids, f"{name} with a literal channel count {size} (write -1 or read it from .shape)")
                     got = None
-                else:
-                    tr.assumptions.add(f"{tr.rec.where}: {name} to {size} channels read from .shape")
             if got is not None:
                 merge_into(results[k], got[0], got[1], tr.rec, same_tensor=True)
                 kept.append(got[2].reshape(-1))
         live = ids[ids >= 0]
         if not kept or not bool(torch.isin(live, torch.cat(kept)).all()):
-            tr.rec.block(ids, f"{name} keeps only part of a channel dim")
-    for o, f in zip(outs, results):
+            if name == "__getitem__" and len(kept) == 1 and _equal_part(tr, ids, kept[0]):
+                verify[0] = True
+            else:
+                tr.rec.block(ids, f"{name} keeps only part of a channel dim")
+    for k, (o, f) in enumerate(zip(outs, results)):
         if isinstance(o, torch.Tensor):
             tr.set(o, f)
+            if verify[k]:
+                tr.check_shape(o, k, f, name)
 
 
 @register_op("cat", "concat", "concatenate")
@@ -251,9 +326,31 @@ def stack(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out:
     tr.set(out, {(d if d < dim else d + 1): ids for d, ids in merged.items()})
 
 
+def _split_size_follows(tr: Tracer, ids: torch.Tensor, rows: torch.Tensor, size: int) -> bool:
+    """``x.split(size)`` into equal parts of a channel dim: does ``size`` follow the pruned width?
+
+    Yes when the code read the width (``x.shape[1] // 2``), or ``size`` or the whole width is an int attribute
+    of the running module (CSPDarkNet's ``x.split(self.expand_chs // 2)``, selective kernel's
+    ``self.in_channels // self.num_paths``): the attribute is linked and follows the width. The check forward
+    after pruning verifies the parts.
+    """
+    width = int(ids.numel())
+    if any(_same_ids(r, ids) for r in tr.read_channels(width) or []):
+        tr.assumptions.add(f"{tr.rec.where}: split size {size} read from .shape")
+        return True
+    part, whole = tr.size_attribute(size), tr.size_attribute(width)
+    if part is not None and part != whole:
+        tr.link(part, rows[0], f"split into parts of {size}")
+    if whole is not None:
+        tr.link(whole, ids, f"split of {width} channels")
+    return part is not None or whole is not None
+
+
 @register_op("chunk", "split", "tensor_split", "unbind", "split_with_sizes")
 def split(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
-    """Equal parts of a channel dim lose the same offsets (so ``chunk`` still splits right); sized splits block."""
+    """Equal parts of a channel dim lose the same offsets (so ``chunk`` still splits right); an int part size
+    must follow the width (read from ``.shape`` or an attribute, see ``_split_size_follows``); other sized
+    splits block."""
     x = args[0]
     if name == "unbind":
         dim = int(_arg(args, kwargs, 1, "dim", 0)) % x.ndim
@@ -263,11 +360,17 @@ def split(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out:
     outs = list(out)
     lens = [o.shape[dim] if name != "unbind" else 1 for o in outs]
     rows = None
+    verify = False
     if dim in fx:
         equal = name in ("chunk", "split", "tensor_split") and len(set(lens)) == 1 and isinstance(args[1], int)
         if equal and name != "unbind":
             rows = fx[dim].view(len(outs), lens[0])
             tr.rec.unify(rows, rows[:1].expand_as(rows), f"{name} into equal parts")
+            if name == "split" and len(outs) > 1:
+                verify = _split_size_follows(tr, fx[dim], rows, int(args[1]))
+                if not verify:
+                    tr.rec.block(fx[dim], f"split into parts of a literal size {args[1]} (use chunk, or read it "
+                                          "from .shape)")
         else:
             tr.rec.block(fx[dim], f"{name} of a channel dim into fixed sizes")
     for k, o in enumerate(outs):
@@ -279,6 +382,8 @@ def split(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out:
                 continue
             f[d if (name != "unbind" or d < dim) else d - 1] = ids
         tr.set(o, f)
+        if verify:
+            tr.check_shape(o, k, f, name)
 
 
 # ---------------------------------------------------------------------------------------------- reductions
@@ -316,6 +421,17 @@ def reduction(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, 
         tr.set(o, dict(f))
 
 
+@register_op("normalize")
+def normalize(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
+    """``F.normalize(x, p, dim)``: channels along ``dim`` share the norm (inexact, like a LayerNorm's statistics)."""
+    x = args[0]
+    dim = int(_arg(args, kwargs, 2, "dim", 1)) % max(x.ndim, 1)
+    fx = tr.fields(x)
+    if dim in fx:
+        tr.rec.mark_inexact(fx[dim])
+    tr.set(out, dict(fx))
+
+
 @register_op("softmax", "log_softmax", "cumsum", "cumprod", "logcumsumexp", "sort", "argsort", "topk", "roll")
 def along_dim(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
     """Ops whose result along ``dim`` depends on every position: a channel dim there is blocked."""
@@ -347,9 +463,9 @@ def spatial(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, ou
     """Pooling, resizing and padding act on dims 2+: batch and channel fields pass, fields on spatial dims block."""
     x = args[0]
     touched = set(range(2, x.ndim))
-    if name == "pad":
-        pad = _arg(args, kwargs, 1, "pad")
-        touched = set(range(x.ndim - len(pad) // 2, x.ndim))
+    if name == "pad":  # (left, right) per dim from the last: a dim padded by (0, 0) is untouched
+        pad = list(_arg(args, kwargs, 1, "pad"))
+        touched = {x.ndim - 1 - i for i in range(len(pad) // 2) if pad[2 * i] or pad[2 * i + 1]}
     f: Fields = {}
     for d, ids in tr.fields(x).items():
         if d in touched:

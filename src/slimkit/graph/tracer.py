@@ -7,7 +7,10 @@ input takes. Tensors are tracked by identity, kept alive for the duration of the
 
 from __future__ import annotations
 
+import inspect
+import re
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -51,6 +54,32 @@ def opaque_leaf(tr: Tracer, module: nn.Module, args: tuple, kwargs: dict, out: A
         tr.rec.block_fields(tr.fields(t), f"{type(module).__name__} is left untouched")
 
 
+_USED: weakref.WeakKeyDictionary[type, set[str] | None] = weakref.WeakKeyDictionary()
+
+
+def _used_attributes(cls: type) -> set[str] | None:
+    """Names ``self.<name>`` the methods of ``cls`` (and its bases outside torch) mention outside ``__init__``;
+    None when the source is not available."""
+    if cls not in _USED:
+        names: set[str] | None = set()
+        for base in cls.__mro__:
+            if base is object or base.__module__.startswith("torch."):
+                continue
+            for attr, fn in vars(base).items():
+                if attr == "__init__" or not inspect.isfunction(fn):
+                    continue
+                try:
+                    source = inspect.getsource(fn)
+                except (OSError, TypeError):
+                    names = None
+                    break
+                names.update(re.findall(r"self\.([A-Za-z_]\w*)", source))
+            if names is None:
+                break
+        _USED[cls] = names
+    return _USED[cls]
+
+
 def canonical(func: Callable) -> str:
     name = getattr(func, "__name__", str(func))
     if name == "__get__":
@@ -63,6 +92,32 @@ def canonical(func: Callable) -> str:
     if name.endswith("_") and not name.endswith("__") and name[:-1] in OP_HANDLERS:
         name = name[:-1]
     return name
+
+
+OpKey = tuple[str, int, str, int]  # (module, its call number, op name, occurrence of that op in the call)
+
+
+class OpKeys:
+    """Names each op run outside leaf modules by its module call and its rank among that call's ops of the same
+    name, so the check forward after pruning finds the ops the trace recorded (``graph/verify.py``)."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self.frames: list[tuple[str, int, dict[str, int]]] = [("", 0, {})]
+
+    def enter(self, fqn: str) -> None:
+        n = self.calls.get(fqn, 0)
+        self.calls[fqn] = n + 1
+        self.frames.append((fqn, n, {}))
+
+    def exit(self) -> None:
+        self.frames.pop()
+
+    def next(self, name: str) -> OpKey:
+        fqn, call, counts = self.frames[-1]
+        rank = counts.get(name, 0)
+        counts[name] = rank + 1
+        return fqn, call, name, rank
 
 
 class _Mode(TorchFunctionMode):
@@ -81,6 +136,7 @@ class _Mode(TorchFunctionMode):
             key = tr.module_ids[-1]
             tr.module_ms[key] = tr.module_ms.get(key, 0.0) + (time.process_time() - t0) * 1e3
         if not tr.busy and not tr.leaf_depth:
+            tr.op_key = tr.keys.next(canonical(func))  # named alike by the check forward (graph/verify.py)
             tr.busy = True
             try:
                 tr.record(func, args, kwargs, out)
@@ -108,6 +164,15 @@ class Tracer:
         self.stack: list[str] = []
         self.unknown_ops: set[str] = set()
         self.read_sizes: set[int] = set()
+        # per running module call: (size, channel ids) of every channel dim whose size the code read (.shape, .size())
+        self.reads: list[list[tuple[int, torch.Tensor]]] = [[]]
+        self.keys = OpKeys()
+        self.op_key: OpKey = ("", 0, "", 0)  # the op being recorded
+        # (op, output index, traced shape, fields, what): outputs whose channel counts come from a number the graph
+        # explains (a size read from .shape, an int attribute, a count tied to another width); the check forward
+        # after pruning verifies each has the shape the plan predicts
+        self.shape_checks: list[tuple[OpKey, int, tuple[int, ...], Fields, str]] = []
+        self._linked: dict[tuple[int, str], torch.Tensor] = {}
         self.assumptions: set[str] = set()  # rules the graph relies on that a verification forward should check
         self.module_ids: list[int] = []
         self.module_objs: list[nn.Module] = []  # the running modules, outermost first
@@ -186,8 +251,17 @@ class Tracer:
     def record(self, func: Callable, args: tuple, kwargs: dict, out: Any) -> None:
         name = canonical(func)
         if name in ("size", "shape") and args and isinstance(args[0], torch.Tensor):
-            for d in self._fields.get(id(args[0]), {}):  # the code reads a channel count from the tensor
+            fields = self._fields.get(id(args[0]), {})
+            dims = list(fields)
+            if name == "size" and len(args) > 1 and isinstance(args[1], int) and args[0].ndim:
+                dims = [d for d in dims if d == args[1] % args[0].ndim]  # x.size(d) reads one dim
+            for d in dims:  # the code reads a channel count from the tensor
                 self.read_sizes.add(int(args[0].shape[d]))
+                self.reads[-1].append((int(args[0].shape[d]), fields[d]))
+        elif name == "numel" and args and isinstance(args[0], torch.Tensor) and args[0].ndim == 1:
+            ids = self._fields.get(id(args[0]), {}).get(0)
+            if ids is not None:  # a vector's numel is its width (Swin V2: qkv_bias.numel() // 3)
+                self.reads[-1].append((int(args[0].shape[0]), ids))
         if name in _IGNORED:
             return
         outs = _tensors(out)
@@ -213,6 +287,8 @@ class Tracer:
     def _pre(self, fqn: str) -> Callable:
         def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
             self.stack.append(label(fqn, module))
+            self.keys.enter(fqn)
+            self.reads.append([])
             self.module_ids.append(id(module))
             self.module_objs.append(module)
             if self.leaf_depth or self._leaf(module) is not None:
@@ -235,6 +311,8 @@ class Tracer:
                 finally:
                     self.busy = False
             self.stack.pop()
+            self.keys.exit()
+            self.reads.pop()
             self.module_ids.pop()
             self.module_objs.pop()
 
@@ -242,16 +320,51 @@ class Tracer:
 
     def size_attribute(self, size: int) -> tuple[nn.Module, str] | None:
         """The one int attribute equal to ``size`` of the innermost running module (not torch's) that has any:
-        the count a forward like Hugging Face's ``Conv1D`` (``x.view(..., self.nf)``) reads. None when there is
+        the count a forward like Hugging Face's ``Conv1D`` (``x.view(..., self.nf)``) reads. Attributes the
+        class's methods never mention (``self.name`` outside ``__init__``) are not candidates. None when there is
         none or it is ambiguous (two attributes with that value)."""
         for module in reversed(self.module_objs):
             if type(module).__module__.startswith("torch."):
                 continue
+            used = _used_attributes(type(module))
             names = [k for k, v in vars(module).items()
-                     if not k.startswith("_") and type(v) is int and v == size]
+                     if not k.startswith("_") and type(v) is int and v == size and (used is None or k in used)]
             if names:
                 return (module, names[0]) if len(names) == 1 else None
         return None
+
+    def link(self, found: tuple[nn.Module, str], ids: torch.Tensor, why: str) -> None:
+        """An int attribute used as a count follows the width: it loses one per removed position of ``ids``.
+
+        One attribute linked by several ops (``self.head_dim`` for q, k and v) must lose the same amount in each,
+        so their ids are coupled position by position (or blocked when the counts differ)."""
+        module, attr = found
+        key = (id(module), attr)
+        first = self._linked.get(key)
+        if first is None:
+            self._linked[key] = ids
+            self.int_links.append((module, attr, ids))
+        elif first.shape == ids.shape:
+            self.rec.unify(first, ids, f"{why}: .{attr} is one count")
+        else:
+            self.rec.block(torch.cat([first, ids]), f"{why}: .{attr} counts channel dims of different widths")
+        self.assumptions.add(f"{self.rec.where}: {why} follows .{attr}")
+
+    def read_channels(self, size: int) -> list[torch.Tensor] | None:
+        """The channel ids of the dims of width ``size`` whose size the innermost running call that read any
+        read (``B, N, C = x.shape``); distinct sets only. None when nothing of that width was read."""
+        for level in reversed(self.reads):
+            found: list[torch.Tensor] = []
+            for n, ids in level:
+                if n == size and not any(f.shape == ids.shape and bool(torch.equal(f, ids)) for f in found):
+                    found.append(ids)
+            if found:
+                return found
+        return None
+
+    def check_shape(self, out: torch.Tensor, k: int, fields: Fields, what: str) -> None:
+        """Have the check forward after pruning verify output ``k`` of the current op (see ``shape_checks``)."""
+        self.shape_checks.append((self.op_key, k, tuple(out.shape), dict(fields), f"{self.rec.where}: {what}"))
 
     @staticmethod
     def _leaf(module: nn.Module) -> LeafHandler | None:

@@ -18,6 +18,7 @@ from slimkit.core.shapes import sync_attributes
 from slimkit.core.transaction import transaction
 from slimkit.graph.groups import ChannelGraph
 from slimkit.graph.ops import _tensors
+from slimkit.graph.verify import Expected, expected_shapes, planned_shapes
 
 
 def keep_indices(graph: ChannelGraph, removed: torch.Tensor) -> dict[int, dict[int, torch.Tensor]]:
@@ -49,7 +50,7 @@ def _shapes(out: Any) -> list[tuple[int, ...]]:
     return [tuple(t.shape) for t in _tensors(out)]
 
 
-def _forward(model: nn.Module, inputs: tuple) -> Any:
+def _forward(model: nn.Module, inputs: tuple, expected: Expected | None = None) -> Any:
     stack: list[str] = []
     handles = []
     def push(fqn: str) -> Any:
@@ -67,7 +68,7 @@ def _forward(model: nn.Module, inputs: tuple) -> Any:
     was = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), planned_shapes(model, expected or {}):
             return model(*inputs)
     except Exception as err:
         where = stack[-1] if stack else label("", model)
@@ -82,10 +83,12 @@ def _finite(out: Any) -> list[bool]:
     return [bool(torch.isfinite(t).all()) if t.is_floating_point() else True for t in _tensors(out)]
 
 
-def check_outputs(graph: ChannelGraph, inputs: tuple) -> None:
+def check_outputs(graph: ChannelGraph, inputs: tuple, removed: torch.Tensor | None = None) -> None:
     """Run the (pruned) model on the example inputs: it must run, keep every output shape, and keep finite
-    outputs finite. Raises GraphError naming the failing module or output."""
-    out = _forward(graph.model, inputs)
+    outputs finite; with ``removed``, the ops whose counts the graph inferred must give the planned shapes
+    (``slimkit.graph.verify``). Raises GraphError naming the failing module or output."""
+    expected = expected_shapes(graph, removed) if removed is not None else None
+    out = _forward(graph.model, inputs, expected)
     after = _shapes(out)
     if after != graph.output_shapes:
         raise GraphError(f"{label('', graph.model)}: pruning changed the output shapes {graph.output_shapes} -> {after}")
@@ -143,7 +146,7 @@ def trial(graph: ChannelGraph, removed: torch.Tensor, inputs: tuple) -> str | No
     try:
         with transaction(graph.model, replaces_only=True):
             _slice_model(graph, plan, removed)
-            check_outputs(graph, inputs)
+            check_outputs(graph, inputs, removed)
             raise _Rollback
     except _Rollback:
         return None
@@ -204,7 +207,7 @@ def apply_removal(graph: ChannelGraph, removed: torch.Tensor, example_inputs: An
     with transaction(model, replaces_only=True):  # slicing makes new tensors; the old ones stay intact
         replaced = _slice_model(graph, plan, removed)
         if verify != "never":
-            check_outputs(graph, inputs)
+            check_outputs(graph, inputs, removed)
     if optimizer is not None:
         _update_optimizer(optimizer, graph, plan, replaced)
     return plan

@@ -40,3 +40,4 @@ def _load() -> None:
     import slimkit.testing.archs_conv  # noqa: F401
     import slimkit.testing.archs_hf  # noqa: F401
     import slimkit.testing.archs_seq  # noqa: F401
+    import slimkit.testing.archs_timm  # noqa: F401
