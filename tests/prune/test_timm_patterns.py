@@ -36,6 +36,8 @@ FLOORS = {  # measured on the replica (seed 0) less ~5%; before this suite's eng
     "efficientnet": 2.7,  # (2.88x)
     "convnext_timm": 2.7,  # (2.93x)
     "regnet": 2.9,  # (3.11x)
+    "res2net": 2.65,  # (1.79x) torch.split(out, self.width, 1) follows width
+    "mixnet": 2.45,  # (1.00x) x.split(self.splits, 1): each part its own channels, self.splits[i] follows part i
 }
 
 
@@ -93,6 +95,14 @@ def test_split_sizes_follow_their_attribute():
     slimkit.prune_channels(model, x, ratio=0.5)
     sk = model[1].conv1
     assert sk.in_channels == 2 * sk.paths[0][0].in_channels < 16
+    model, x = build_arch("res2net")
+    slimkit.prune_channels(model, x, ratio=0.5)
+    assert model[2].width == model[2].convs[0].in_channels and model[2].conv1.out_channels == 4 * model[2].width < 16
+    model, x = build_arch("mixnet")
+    slimkit.prune_channels(model, x, ratio=0.5)
+    for mixed in (model[1].conv_pw, model[1].conv_dw, model[2].conv_dw):
+        assert mixed.splits == [conv.in_channels for conv in mixed.values()]
+    assert sum(model[1].conv_dw.splits) < 26
 
 
 def test_blur_filter_is_sliced_per_channel_and_keeps_its_kernel():
@@ -218,3 +228,48 @@ def test_pad_by_zero_leaves_the_channel_dim_alone():
 
     graph = build_graph(Padded(), (torch.randn(2, 3, 3, 4),))
     assert any(g.name == "net.0" for g in graph.groups)
+
+
+class ScaledStdConv2d(nn.Conv2d):
+    """timm's NFNet conv: the weight is standardized per filter in forward (``F.batch_norm`` with training=True on
+    ``self.weight.reshape(1, self.out_channels, -1)``)."""
+
+    def __init__(self, cin: int, cout: int, k: int, padding: int = 0, groups: int = 1) -> None:
+        super().__init__(cin, cout, k, padding=padding, groups=groups)
+        self.gain = nn.Parameter(torch.ones(self.out_channels, 1, 1, 1))
+        self.scale = self.weight[0].numel() ** -0.5
+        self.eps = 1e-6
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = F.batch_norm(self.weight.reshape(1, self.out_channels, -1), None, None,
+                              weight=(self.gain * self.scale).view(-1), training=True, momentum=0.0,
+                              eps=self.eps).reshape_as(self.weight)
+        return F.conv2d(x, weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def test_standardized_conv_weights_are_cut_and_inexact():
+    """The filter statistics run over the input channels, so removing one changes the others (inexact); kernel
+    dims of a conv module's weight are never channels, so 3x3 standardized convs keep their inputs prunable."""
+
+    class NFBlock(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem = ScaledStdConv2d(3, 16, 3, padding=1)
+            self.c1 = ScaledStdConv2d(16, 24, 1)
+            self.c2 = ScaledStdConv2d(24, 24, 3, padding=1, groups=4)
+            self.c3 = ScaledStdConv2d(24, 16, 3, padding=1)
+            self.fc = nn.Linear(16, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = F.gelu(self.stem(x))
+            x = x + 0.2 * self.c3(F.gelu(self.c2(F.gelu(self.c1(x)))))
+            return self.fc(x.mean((2, 3)))
+
+    torch.manual_seed(0)
+    model, x = NFBlock(), torch.randn(2, 3, 8, 8)
+    graph = build_graph(model, (x,))
+    assert {g.name.split(" ")[0] for g in graph.groups} == {"stem", "c1", "c2"}
+    assert not any(g.exact for g in graph.groups)
+    report = slimkit.prune_channels(model, x, ratio=0.5)
+    assert report.macs_reduction > 2.5 and model.c2.out_channels < 24 and model.c3.in_channels < 24
+    assert _outputs(model, (x,)).shape == (2, 5)

@@ -187,6 +187,10 @@ def batch_norm(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict,
     fx = tr.fields(x)
     keys = ("running_mean", "running_var", "weight", "bias")
     _norm_params(tr, fx.get(1), [_arg(args, kwargs, i + 1, k) for i, k in enumerate(keys)], f"{name} channels")
+    batch_stats = name == "instance_norm" or bool(_arg(args, kwargs, 5, "training", False))
+    for d, ids in fx.items():  # statistics of the data run over every dim but 1 (over all but 0 and 1 per sample)
+        if batch_stats and d != 1 and (d > 1 or name == "batch_norm"):
+            tr.rec.mark_inexact(ids)  # e.g. NFNet's weight standardization: a filter's mean over its inputs
     tr.set(out, dict(fx))
 
 

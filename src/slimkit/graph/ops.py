@@ -360,10 +360,22 @@ def split(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out:
     outs = list(out)
     lens = [o.shape[dim] if name != "unbind" else 1 for o in outs]
     rows = None
+    parts: list[torch.Tensor] | None = None
     verify = False
     if dim in fx:
         equal = name in ("chunk", "split", "tensor_split") and len(set(lens)) == 1 and isinstance(args[1], int)
-        if equal and name != "unbind":
+        sizes = args[1] if len(args) > 1 else kwargs.get("split_size_or_sections", kwargs.get("split_sizes"))
+        listed = None
+        if name in ("split", "split_with_sizes") and isinstance(sizes, (list, tuple)):
+            listed = tr.value_attribute([int(n) for n in sizes])
+        if listed is not None:
+            # sizes kept in a list attribute (MixNet's x.split(self.splits, 1)): each part is its own channel
+            # set, and element i of the list follows part i
+            parts = list(torch.split(fx[dim], [int(n) for n in sizes]))
+            for i, part in enumerate(parts):
+                tr.link((listed[0], f"{listed[1]}[{i}]"), part, f"split into parts of .{listed[1]}")
+            verify = True
+        elif equal and name != "unbind":
             rows = fx[dim].view(len(outs), lens[0])
             tr.rec.unify(rows, rows[:1].expand_as(rows), f"{name} into equal parts")
             if name == "split" and len(outs) > 1:
@@ -379,6 +391,8 @@ def split(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out:
             if d == dim:
                 if rows is not None:
                     f[d] = rows[k]
+                elif parts is not None:
+                    f[d] = parts[k]
                 continue
             f[d if (name != "unbind" or d < dim) else d - 1] = ids
         tr.set(o, f)

@@ -21,6 +21,7 @@ from torch.overrides import TorchFunctionMode
 import slimkit.graph.layer_ops  # noqa: E402, F401  (registers the conv/linear/norm/matmul rules)
 from slimkit.core.errors import GraphError
 from slimkit.core.modules import label
+from slimkit.core.shapes import attribute_syncers
 from slimkit.graph.fields import Fields, Recorder
 from slimkit.graph.ops import OP_HANDLERS, _tensors, unknown
 
@@ -228,8 +229,11 @@ class Tracer:
         return self._fields[id(t)]
 
     def fields(self, t: torch.Tensor) -> Fields:
-        if id(t) in self._index:
-            return self.param_fields(t, {})
+        k = self._index.get(id(t))
+        if k is not None:
+            # a conv module's weight used directly (NFNet's standardized weight): kernel dims are never channels
+            conv = any(isinstance(m, nn.modules.conv._ConvNd) and a == "weight" for _, m, a, _ in self.locations[k])
+            return self.param_fields(t, {}, dims=(0, 1) if conv else None)
         return self._fields.get(id(t), {})
 
     def set(self, t: torch.Tensor, fields: Fields) -> None:
@@ -323,12 +327,17 @@ class Tracer:
         the count a forward like Hugging Face's ``Conv1D`` (``x.view(..., self.nf)``) reads. Attributes the
         class's methods never mention (``self.name`` outside ``__init__``) are not candidates. None when there is
         none or it is ambiguous (two attributes with that value)."""
+        return self.value_attribute(size)
+
+    def value_attribute(self, value: int | list[int]) -> tuple[nn.Module, str] | None:
+        """As :meth:`size_attribute`, for an int or a list of ints (``self.splits`` of timm's ``MixedConv2d``)."""
         for module in reversed(self.module_objs):
             if type(module).__module__.startswith("torch."):
                 continue
             used = _used_attributes(type(module))
-            names = [k for k, v in vars(module).items()
-                     if not k.startswith("_") and type(v) is int and v == size and (used is None or k in used)]
+            names = [k for k, v in vars(module).items() if not k.startswith("_") and (used is None or k in used)
+                     and (type(v) is int and v == value if isinstance(value, int) else
+                          isinstance(v, (list, tuple)) and all(type(e) is int for e in v) and list(v) == value)]
             if names:
                 return (module, names[0]) if len(names) == 1 else None
         return None
@@ -339,6 +348,11 @@ class Tracer:
         One attribute linked by several ops (``self.head_dim`` for q, k and v) must lose the same amount in each,
         so their ids are coupled position by position (or blocked when the counts differ)."""
         module, attr = found
+        if any(cls in attribute_syncers for cls in type(module).__mro__):
+            # a layer subclass (timm's ScaledStdConv2d reading self.out_channels): its shape attributes are
+            # kept true to its tensors after pruning, so the count follows without a link
+            self.assumptions.add(f"{self.rec.where}: {why} follows .{attr} (kept in sync with the weights)")
+            return
         key = (id(module), attr)
         first = self._linked.get(key)
         if first is None:

@@ -130,8 +130,20 @@ def _slice_model(graph: ChannelGraph, plan: dict[int, dict[int, torch.Tensor]],
         gone = int(removed[graph.comp[live]].sum()) if live.numel() == ids.numel() else 0
         if gone and (id(module), attr) not in done:
             done.add((id(module), attr))
-            setattr(module, attr, int(getattr(module, attr)) - gone)
+            _decrement(module, attr, gone)
     return replaced
+
+
+def _decrement(module: nn.Module, attr: str, gone: int) -> None:
+    """``module.attr -= gone``; ``attr`` may name an element of a list or tuple attribute (``splits[1]``)."""
+    if attr.endswith("]"):
+        name, index = attr[:-1].split("[")
+        seq = getattr(module, name)
+        new = list(seq)
+        new[int(index)] -= gone
+        setattr(module, name, tuple(new) if isinstance(seq, tuple) else new)
+    else:
+        setattr(module, attr, int(getattr(module, attr)) - gone)
 
 
 class _Rollback(Exception):

@@ -1042,3 +1042,103 @@ def regnet() -> tuple[nn.Module, tuple]:
     model = nn.Sequential(cbr(3, 8, stride=2), RegBottleneck(8, 16, 2), RegBottleneck(16, 16, 1),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 5))
     return model, (torch.randn(2, 3, 16, 16),)
+
+
+# ------------------------------------------------------------------------------ Res2Net (timm models/res2net)
+
+
+class Bottle2neck(nn.Module):
+    """Hierarchical residual-like bottleneck: ``torch.split(out, self.width, 1)`` into ``scale`` parts, each conv
+    fed by the previous one's output plus the next part."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1, scale: int = 4) -> None:
+        super().__init__()
+        self.scale = scale
+        self.is_first = stride > 1 or inplanes != planes * 2
+        self.num_scales = max(1, scale - 1)
+        self.width = width = planes // 2
+        self.conv1 = nn.Conv2d(inplanes, width * scale, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width * scale)
+        self.convs = nn.ModuleList(nn.Conv2d(width, width, 3, stride, 1, bias=False) for _ in range(self.num_scales))
+        self.bns = nn.ModuleList(nn.BatchNorm2d(width) for _ in range(self.num_scales))
+        self.pool = nn.AvgPool2d(3, stride, 1) if self.is_first else None
+        self.conv3 = nn.Conv2d(width * scale, planes * 2, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 2)
+        self.relu = nn.ReLU(inplace=True)
+        self.downsample = (nn.Sequential(nn.Conv2d(inplanes, planes * 2, 1, stride, bias=False),
+                                         nn.BatchNorm2d(planes * 2)) if self.is_first else None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        spx = torch.split(out, self.width, 1)
+        spo = []
+        sp = spx[0]
+        for i, (conv, bn) in enumerate(zip(self.convs, self.bns)):
+            sp = spx[i] if i == 0 or self.is_first else sp + spx[i]
+            sp = self.relu(bn(conv(sp)))
+            spo.append(sp)
+        spo.append(self.pool(spx[-1]) if self.pool is not None else spx[-1])
+        out = self.bn3(self.conv3(torch.cat(spo, 1)))
+        if self.downsample is not None:
+            shortcut = self.downsample(x)
+        return self.relu(out + shortcut)
+
+
+@register_arch("res2net")
+def res2net() -> tuple[nn.Module, tuple]:
+    """Res2Net: a split by an attribute width into four parts, chained 3x3 convs, concat."""
+    model = nn.Sequential(cbr(3, 8), Bottle2neck(8, 8, 2), Bottle2neck(16, 8), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(16, 5))
+    return model, (torch.randn(2, 3, 8, 8),)
+
+
+# ------------------------------------------------------------------------------ MixNet (timm layers/mixed_conv2d)
+
+
+class MixedConv2d(nn.ModuleDict):
+    """Channels split by a list kept as an attribute, one conv (kernel size) per part, outputs concatenated."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: list[int], depthwise: bool) -> None:
+        super().__init__()
+        n = len(kernel_size)
+        in_splits = [in_channels // n] * n
+        in_splits[0] += in_channels - sum(in_splits)
+        out_splits = [out_channels // n] * n
+        out_splits[0] += out_channels - sum(out_splits)
+        self.in_channels = sum(in_splits)
+        self.out_channels = sum(out_splits)
+        for idx, (k, cin, cout) in enumerate(zip(kernel_size, in_splits, out_splits)):
+            self.add_module(str(idx), nn.Conv2d(cin, cout, k, padding=k // 2, groups=cin if depthwise else 1,
+                                                bias=False))
+        self.splits = in_splits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x_split = torch.split(x, self.splits, 1)
+        x_out = [c(x_split[i]) for i, c in enumerate(self.values())]
+        return torch.cat(x_out, 1)
+
+
+class MixBlock(nn.Module):
+    def __init__(self, c: int, mid: int) -> None:
+        super().__init__()
+        self.conv_pw = MixedConv2d(c, mid, [1, 1], depthwise=False)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.conv_dw = MixedConv2d(mid, mid, [3, 5, 7], depthwise=True)
+        self.bn2 = nn.BatchNorm2d(mid)
+        self.se = SqueezeExcite(mid, max(1, c // 4))
+        self.conv_pwl = nn.Conv2d(mid, c, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.silu(self.bn1(self.conv_pw(x)))
+        y = self.se(F.silu(self.bn2(self.conv_dw(y))))
+        return x + self.bn3(self.conv_pwl(y))
+
+
+@register_arch("mixnet")
+def mixnet() -> tuple[nn.Module, tuple]:
+    """MixNet: mixed depthwise kernels over uneven channel parts (``x.split(self.splits, 1)``), SE."""
+    model = nn.Sequential(cbr(3, 12, act=nn.SiLU), MixBlock(12, 26), MixBlock(12, 36), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(12, 5))
+    return model, (torch.randn(2, 3, 8, 8),)
