@@ -126,15 +126,14 @@ def test_returned_model_always_runs(case: str, attention: str) -> None:
 
 
 def test_bisection_blames_exactly_the_breaking_groups() -> None:
-    """Two groups break the forward (a shape check and a per-channel blur); the other three are cut."""
+    """Two groups break the forward (two shape checks); the other two are cut."""
 
     class Mixed(nn.Module):
         def __init__(self) -> None:
             super().__init__()
             self.checked = nn.Conv2d(3, 16, 1)
             self.free1 = nn.Conv2d(16, 16, 3, padding=1)
-            self.blur = BlurPool(16)
-            self.free2 = nn.Conv2d(16, 24, 1)
+            self.checked2 = nn.Conv2d(16, 24, 1)
             self.free3 = nn.Conv2d(24, 24, 1)
             self.head = nn.Conv2d(24, 4, 1)
 
@@ -142,18 +141,20 @@ def test_bisection_blames_exactly_the_breaking_groups() -> None:
             y = self.checked(x)
             if y.shape[1] != 16:
                 raise ValueError("expected 16 channels")
-            y = self.blur(torch.relu(self.free1(torch.relu(y))))
-            return self.head(torch.relu(self.free3(torch.relu(self.free2(y)))))
+            y = self.checked2(torch.relu(self.free1(torch.relu(y))))
+            if y.shape[1] != 24:
+                raise ValueError("expected 24 channels")
+            return self.head(torch.relu(self.free3(torch.relu(y))))
 
     torch.manual_seed(0)
     model = Mixed()
     x = torch.randn(1, 3, 8, 8)
     report = slimkit.prune_channels(model, x, ratio=0.5, scope="local")
     blamed = sorted(s.name for s in report.skipped if "breaks the model" in s.reason)
-    assert len(blamed) == 2
-    assert model.checked.out_channels == 16 and model.free1.out_channels == 16  # the two blamed groups
-    assert model.free2.out_channels == 12 and model.free3.out_channels == 12  # the others are cut
-    assert _outputs(model, (x,)).shape == (1, 4, 4, 4)
+    assert blamed == ["checked", "checked2"]
+    assert model.checked.out_channels == 16 and model.checked2.out_channels == 24  # the two blamed groups
+    assert model.free1.out_channels == 8 and model.free3.out_channels == 12  # the others are cut
+    assert _outputs(model, (x,)).shape == (1, 4, 8, 8)
 
 
 def test_finiteness_is_checked() -> None:
