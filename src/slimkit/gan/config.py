@@ -38,6 +38,8 @@ class GanSlimConfig:
         lr_d: Adam learning rate of the discriminator.
         strength: rho, the L1 weight on the normalization scales; the proximal step after each generator update
             soft-thresholds every scale by ``lr_g * strength``. 0 turns slimming off (distillation/QAT only).
+            With Adam a scale moves about ``lr_g`` per step when its gradient is consistent, so ``strength < 1``
+            zeroes the scales whose gradient is weak or noisy and ``strength >= 1`` shrinks every scale.
         distill_weight: weight of the distillation distance to the teacher (pixel L1 plus the feature distance
             when ``feature_fn`` is given).
         gan_weight: weight of the generator's adversarial loss (non-saturating, logits through BCE); 0 leaves
@@ -60,7 +62,7 @@ class GanSlimConfig:
     epochs: int = 10
     lr_g: float = 2e-4
     lr_d: float = 2e-4
-    strength: float = 1e-2
+    strength: float = 0.1
     distill_weight: float = 1.0
     gan_weight: float = 0.1
     weight_bits: int | None = None
