@@ -456,7 +456,12 @@ def along_dim(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, 
         dims = list(range(x.ndim))
     f: Fields = {}
     for d, ids in tr.fields(x).items():
-        if d in dims or name == "topk":
+        if d in dims and name in ("softmax", "log_softmax"):
+            # a distribution over channels (XCiT's cross-covariance attention over key channels): removing one
+            # renormalizes over the rest, like removing a key token; positions stay, so the removal is inexact
+            tr.rec.mark_inexact(ids)
+            f[d] = ids
+        elif d in dims or name == "topk":
             tr.rec.block(ids, f"{name} along a channel dim")
         else:
             f[d] = ids
