@@ -153,3 +153,22 @@ def test_keyword_and_dict_options_are_checked_by_name(data):
 
 def test_config_is_exported():
     assert slimkit.GanSlimConfig is GanSlimConfig and slimkit.gan_slim is gan_slim
+
+
+def test_a_list_of_batches_and_a_custom_input_maker(data):
+    """Any re-iterable of batches works; ``make_inputs`` decides the generator's call and the real side."""
+    from slimkit.gan import GanBatch
+
+    teacher, student, disc = _cgan()
+    batches = [data.get_batch(torch.arange(i, i + 8)) for i in range(0, 24, 8)]
+    calls = []
+
+    def make(batch, rng):
+        x, y = batch
+        calls.append(len(y))
+        return GanBatch((torch.randn(len(y), NOISE, generator=rng), y), None, (y,))  # teacher images are "real"
+
+    report = gan_slim(student, disc, teacher, batches, epochs=1, progress=False, device="cpu", make_inputs=make,
+                      target_macs_reduction=1.5)
+    assert report.history[0]["steps"] == 3 and report.macs_reduction >= 1.5
+    assert calls and set(calls) == {8}
