@@ -19,14 +19,28 @@ def _measure(model: nn.Module, ctx: StageContext) -> dict[str, Any]:
     from slimkit.profile import profile
 
     report = profile(model, ctx.example_inputs)
-    result = ctx.evaluate(model, split="test")
     return {
-        "accuracy": result["accuracy"],
+        "accuracy": ctx.evaluate(model, split="test")["accuracy"] if _is_classifier(model, ctx) else None,
         "params": report.params,
         "nonzero_params": report.nonzero_params,
         "macs": report.macs,
         "size_bytes": report.size_bytes,
     }
+
+
+def _is_classifier(model: nn.Module, ctx: StageContext) -> bool:
+    """Whether ``model`` maps an input to one score per class (a generator's images have no test accuracy)."""
+    import torch
+
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(*ctx.example_inputs)
+    finally:
+        model.train(was)
+    classes = getattr(ctx.data, "num_classes", None)
+    return isinstance(out, torch.Tensor) and out.ndim == 2 and (classes is None or out.shape[1] == classes)
 
 
 def _latencies(before: nn.Module, after: nn.Module, ctx: StageContext, section: ReportSection) -> dict[str, Any]:
@@ -66,8 +80,9 @@ def summarize(
             return "-"
         return f"{(y / x if higher_is_better else x / y):.2f}x"
 
-    rows.append(["accuracy", f"{100 * b['accuracy']:.2f}%", f"{100 * a['accuracy']:.2f}%",
-                 f"{100 * (a['accuracy'] - b['accuracy']):+.2f} pt"])
+    if b["accuracy"] is not None and a["accuracy"] is not None:
+        rows.append(["accuracy", f"{100 * b['accuracy']:.2f}%", f"{100 * a['accuracy']:.2f}%",
+                     f"{100 * (a['accuracy'] - b['accuracy']):+.2f} pt"])
     rows.append(["params", format_count(b["params"]), format_count(a["params"]), ratio(b["params"], a["params"])])
     if a["nonzero_params"] != a["params"]:
         rows.append(["nonzero params", format_count(b["nonzero_params"]), format_count(a["nonzero_params"]),
