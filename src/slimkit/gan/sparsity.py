@@ -45,20 +45,10 @@ def zero_fraction(scales: list[torch.Tensor]) -> float:
 
 
 def channel_scales(graph: ChannelGraph) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per graph channel: the mean |gamma| of its coupled normalization layers, and whether it has one."""
-    scale = torch.zeros(graph.num_channels, dtype=torch.float64)
-    count = torch.zeros(graph.num_channels, dtype=torch.float64)
-    for o in graph.occurrences:
-        if o.role != "norm":
-            continue
-        for _fqn, module, attr, is_param in graph.locations[o.tensor]:
-            if is_param and attr == "weight" and isinstance(module, NORMS):
-                comps = graph.comp[o.ids]
-                scale.index_add_(0, comps, graph.tensors[o.tensor].detach().abs().double().cpu())
-                count.index_add_(0, comps, torch.ones(len(comps), dtype=torch.float64))
-                break
-    has = count > 0
-    return torch.where(has, scale / count.clamp_min(1), scale), has
+    """Per graph channel: the mean |gamma| of its coupled BatchNorm/InstanceNorm layers, and whether it has one."""
+    from slimkit.prune.methods.slimming import channel_scales as scales_of
+
+    return scales_of(graph, NORMS)
 
 
 def removal_mask(graph: ChannelGraph, threshold: float) -> torch.Tensor:

@@ -136,27 +136,35 @@ class SlimmingReport:
         return d
 
 
-def _bn_groups(graph: ChannelGraph, ignore: tuple[str, ...]) -> list[tuple[Any, torch.Tensor]]:
-    """Prunable groups with a BN scale, each with the |gamma| of its channels (mean over coupled BNs)."""
-    from slimkit.core.modules import matches_any
-
+def channel_scales(graph: ChannelGraph, norms: tuple[type, ...] = _NORMS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per graph channel: the mean |gamma| of its coupled normalization layers (of types ``norms``), and
+    whether it has one. Network slimming and GAN slimming rank channels by it."""
     scale = torch.zeros(graph.num_channels, dtype=torch.float64)
     count = torch.zeros(graph.num_channels, dtype=torch.float64)
     for o in graph.occurrences:
         if o.role != "norm":
             continue
         for _fqn, module, attr, is_param in graph.locations[o.tensor]:
-            if is_param and attr == "weight" and isinstance(module, _NORMS):
+            if is_param and attr == "weight" and isinstance(module, norms):
                 comps = graph.comp[o.ids]
                 scale.index_add_(0, comps, graph.tensors[o.tensor].detach().abs().double().cpu())
                 count.index_add_(0, comps, torch.ones(len(comps), dtype=torch.float64))
                 break
+    has = count > 0
+    return torch.where(has, scale / count.clamp_min(1), scale), has
+
+
+def _bn_groups(graph: ChannelGraph, ignore: tuple[str, ...]) -> list[tuple[Any, torch.Tensor]]:
+    """Prunable groups with a BN scale, each with the |gamma| of its channels (mean over coupled BNs)."""
+    from slimkit.core.modules import matches_any
+
+    scale, has = channel_scales(graph)
     out = []
     for g in graph.groups:
         if ignore and any(matches_any(m, ignore) for m in g.modules):
             continue
-        if bool((count[g.channels] > 0).all()):
-            out.append((g, scale[g.channels] / count[g.channels]))
+        if bool(has[g.channels].all()):
+            out.append((g, scale[g.channels]))
     return out
 
 
