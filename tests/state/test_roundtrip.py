@@ -112,7 +112,8 @@ STATES: dict[str, Transform] = {
 
 ZOO = {"lenet5": {"in_channels": 1, "num_classes": 10}, "resnet20": {"in_channels": 1, "num_classes": 10,
                                                                      "width": 0.5}}
-USER_ARCHS = ["conv_bn_relu", "resnet", "depthwise_separable", "mlp", "mha_encoder", "lstm_head", "unet"]
+USER_ARCHS = ["conv_bn_relu", "resnet", "depthwise_separable", "mlp", "mha_encoder", "lstm_head", "unet",
+              "blurpool_resnet", "hf_conv1d_mlp", "tied_embedding", "torch_transformer_layer"]
 
 
 class Thin(nn.Module):

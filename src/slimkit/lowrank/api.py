@@ -246,6 +246,8 @@ def decompose(
             entry.params_after = count_params(factors)
             set_submodule(model, fqn, factors)
             report.plan[fqn] = {"method": method.name, "ranks": list(r)}
+        if _plain_forward_error(model, inputs) is not None:
+            _keep_dense_where_it_breaks(model, inputs, todo, entries, report)
         after = measure_layers(model, inputs)
         plan = dict(getattr(model, PLAN_ATTR, {}) or {})
         plan.update(report.plan)
@@ -255,6 +257,44 @@ def decompose(
     report.params_after = count_params(model)
     report.macs_after = sum(s.macs for s in after.values())
     return report
+
+
+def _plain_forward_error(model: nn.Module, inputs: tuple) -> str | None:
+    """Run ``model`` as a user would (eval, no hooks): ``None`` if it runs, else the error.
+
+    Hooks are not enough: ``nn.TransformerEncoderLayer``'s fused fast path, taken only without hooks, reads
+    ``linear1.weight`` directly, so a factored ``linear1`` breaks it while every hooked pass succeeds.
+    """
+    was = model.training
+    model.eval()
+    try:
+        model(*inputs)
+        return None
+    except Exception as err:  # noqa: BLE001 - any failure means the decomposed model does not run
+        return f"{type(err).__name__}: {err}"
+    finally:
+        model.train(was)
+
+
+def _keep_dense_where_it_breaks(model: nn.Module, inputs: tuple, todo: list, entries: dict[str, Any],
+                                report: DecomposeReport) -> None:
+    """Put back, one by one, the original layers whose factored form makes the model fail; report why."""
+    factored = {fqn: get_submodule(model, fqn) for fqn, *_ in todo}
+    for fqn, module, *_ in todo:
+        set_submodule(model, fqn, module)
+    for fqn, module, *_ in todo:
+        set_submodule(model, fqn, factored[fqn])
+        error = _plain_forward_error(model, inputs)
+        if error is not None:
+            set_submodule(model, fqn, module)
+            entries[fqn].skipped = f"kept dense: the model fails with it factored ({error[:120]})"
+            entries[fqn].ranks = None
+            entries[fqn].params_after = entries[fqn].params_before
+            entries[fqn].weight_error = None
+            report.plan.pop(fqn, None)
+    error = _plain_forward_error(model, inputs)
+    if error is not None:
+        raise GraphError(f"decompose: {type(model).__name__} fails after decomposition ({error}); unchanged")
 
 
 def _budget_ranks(

@@ -199,9 +199,15 @@ def share_weights(
         raise ConfigError(f"bits must be in [1, {MAX_BITS}], got {bits}")
     layers: list[LayerSharing] = []
     with transaction(model):
+        uses: dict[int, int] = {}
+        for _, p in model.named_parameters(remove_duplicate=False):
+            uses[id(p)] = uses.get(id(p), 0) + 1
         targets = [
             (fqn, m) for fqn, m in iter_modules(model, types, filter_fn=filter_fn, ignore=ignore)
             if getattr(m, "weight", None) is not None and not parametrize.is_parametrized(m, "weight")
+            # a weight tied to another module (embedding = output layer) stays: parametrizing it in one place
+            # would empty the tensor the other module reads
+            and uses.get(id(m.weight), 0) == 1
         ]
         for fqn, module in targets:
             result = share_layer(module, _bits_for(fqn, bits, layer_bits), iters=iters)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from slimkit.core.errors import ConfigError, DataError
+from slimkit.core.errors import ConfigError, DataError, GraphError
 from slimkit.core.modules import FilterFn, set_submodule
 from slimkit.quant.api import check_no_quant_layers, register_quantize_handler, select_layers, storage_bytes
 from slimkit.quant.config import QuantConfig, QuantMode
@@ -58,8 +58,17 @@ def calibrate(model: nn.Module, inputs: list[torch.Tensor], quantizers: list[Fak
             model(x)
     finally:
         model.train(was_training)
+    names = {id(m): fqn for fqn, m in model.named_modules()}
     for q in quantizers:
-        q.freeze()
+        try:
+            q.freeze()
+        except ValueError as err:
+            layer = names.get(id(q), "?").rsplit(".input_quant", 1)[0]
+            raise GraphError(
+                f"{layer}: never ran on the calibration data, so its input range is unknown (its parent may read "
+                "its weight directly, as nn.TransformerEncoderLayer's fused fast path does); ignore it "
+                f"(ignore=[...]) or quantize weights only (activation_bits=None) ({err})"
+            ) from None
 
 
 @register_quantize_handler(QuantConfig)

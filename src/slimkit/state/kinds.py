@@ -204,6 +204,38 @@ def _restore_mask(model: nn.Module, entry: dict, tensors: Tensors) -> None:
     set_mask(module, entry["tensor"], mask, fqn=entry["module"])
 
 
+# -- non-persistent buffers ---------------------------------------------------------------------------------------
+
+def _describe_buffers(model: nn.Module) -> tuple[Entries, Tensors]:
+    """Buffers kept out of the state dict (``persistent=False``: a blur filter, a rotary cache): a structured cut
+    may have sliced them, and the rebuilt architecture would otherwise keep the original ones."""
+    from slimkit.prune.unstructured.masks import MASK_SUFFIX
+
+    found, tensors = [], {}
+    for fqn, module in model.named_modules():
+        for name in sorted(module._non_persistent_buffers_set):
+            buf = module._buffers.get(name)
+            if buf is None or (name.endswith(MASK_SUFFIX) and buf.dtype == torch.bool):
+                continue  # absent, or an unstructured-pruning mask (the mask kind records those)
+            key = f"buffer.{fqn}.{name}" if fqn else f"buffer.{name}"
+            tensors[key] = buf.detach().cpu()
+            found.append({"module": fqn, "buffer": name, "tensor": key})
+    return found, tensors
+
+
+def _restore_buffer(model: nn.Module, entry: dict, tensors: Tensors) -> None:
+    module = _module(model, entry["module"])
+    name = entry["buffer"]
+    if name not in module._non_persistent_buffers_set:
+        raise CheckpointError(f"{entry['module']}: has no non-persistent buffer {name!r}")
+    saved = tensors.get(str(entry.get("tensor")))
+    if saved is None:
+        raise CheckpointError(f"{entry['module']}.{name}: its tensor is missing")
+    current = module._buffers.get(name)
+    device = current.device if current is not None else None
+    module._buffers[name] = saved.clone().to(device) if device is not None else saved.clone()
+
+
 for _kind in (
     StructureKind("removed_layers", "before_load", _describe_removed, _restore_removed, order=0),
     StructureKind("identity", "before_load", _describe_identity, _restore_identity, order=1),
@@ -213,6 +245,7 @@ for _kind in (
     StructureKind("attributes", "after_load", _describe_ints, _restore_ints, order=10),
     StructureKind("shared_weight", "after_load", _describe_shared, _restore_shared, order=11),
     StructureKind("mask", "after_load", _describe_masks, _restore_mask, order=12),
+    StructureKind("buffer", "before_load", _describe_buffers, _restore_buffer, order=5),
 ):
     if _kind.name not in STRUCTURE_KINDS:
         register_structure_kind(_kind)
