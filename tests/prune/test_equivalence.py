@@ -92,6 +92,8 @@ def test_pruned_model_exports_to_onnx(name, tmp_path):
 def test_pruned_model_exports_to_onnx_all(name, tmp_path):
     if name == "projected_lstm":  # torch.onnx has no LSTM with projections: the dense model fails alike
         pytest.skip("torch.onnx cannot export an LSTM with proj_size")
+    if name == "gqa_sdpa":  # the dense model fails alike
+        pytest.skip("torch.onnx cannot export scaled_dot_product_attention with enable_gqa=True")
     model, inputs = build_arch(name)
     slimkit.prune_channels(model, inputs, ratio=0.5)
     check_onnx_export(model, inputs, tmp_path / f"{name}.onnx")

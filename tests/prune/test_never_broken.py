@@ -189,3 +189,17 @@ def test_cli_never_writes_a_broken_model(tmp_path, capsys) -> None:
     if code == 0:
         loaded = slimkit.load_model(tmp_path / "p.pt", ShapeCheck())
         assert _outputs(loaded, (torch.randn(1, 3, 8, 8),)).shape == (1, 4, 8, 8)
+
+
+def test_gqa_under_sdpa_removes_whole_kv_groups_with_their_query_heads() -> None:
+    """SDPA with enable_gqa: a KV head and the query heads reading it go together; outputs stay exact."""
+    from slimkit.testing.registry import build_arch
+
+    model, inputs = build_arch("gqa_sdpa")
+    report = slimkit.prune_channels(model, inputs, ratio=0.5, scope="local")
+    hd = model.head_dim
+    q_heads, kv_heads = model.q_proj.out_features // hd, model.k_proj.out_features // hd
+    assert (q_heads, kv_heads) == (2, 1)  # one of two KV groups, with its two query heads
+    assert model.o_proj.in_features == q_heads * hd and model.v_proj.out_features == kv_heads * hd
+    assert report.macs_reduction > 1.5
+    assert _outputs(model, inputs).shape == (2, 5, 3)

@@ -402,7 +402,15 @@ def sdpa(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: 
     mask = _arg(args, kwargs, 3, "attn_mask")
     if isinstance(mask, torch.Tensor):
         tr.rec.block_fields(tr.fields(mask), "attention mask")
-    strip = [({d: i for d, i in f.items() if d < n - 2}, tuple(t.shape[:-2])) for f, t in ((fq, q), (fk, k), (fv, v))]
+    shapes = [tuple(t.shape[:-2]) for t in (q, k, v)]
+    heads, groups = (q.shape[-3], k.shape[-3]) if n >= 3 else (1, 1)
+    if _arg(args, kwargs, 7, "enable_gqa") and n >= 3 and groups != heads and groups and heads % groups == 0:
+        # grouped-query attention: query head h reads key/value head h // (heads / groups). Spreading each
+        # key/value head's ids over its query heads couples a KV group with its query heads (removed together)
+        rep = heads // groups
+        fk, fv = ({d: (i.repeat_interleave(rep) if d == n - 3 else i) for d, i in f.items()} for f in (fk, fv))
+        shapes = [shapes[0]] + [sh[:-1] + (heads,) for sh in shapes[1:]]
+    strip = [({d: i for d, i in f.items() if d < n - 2}, sh) for f, sh in zip((fq, fk, fv), shapes)]
     result = broadcast_fields(tr, strip, tuple(out.shape[:-2]), name)
     if n - 2 in fq:
         result[n - 2] = fq[n - 2]

@@ -43,3 +43,30 @@ class GPT2MLP(nn.Module):
 @register_arch("hf_conv1d_mlp")
 def hf_conv1d_mlp() -> tuple[nn.Module, tuple]:
     return GPT2MLP(), (torch.randn(2, 5, 12),)
+
+
+class GQAttention(nn.Module):
+    """Llama/Qwen2/Mistral-style grouped-query attention under SDPA (``enable_gqa``): 4 query heads share 2
+    key/value heads; ``view(..., -1, head_dim)`` so whole heads (and whole KV groups) are the unit."""
+
+    def __init__(self, dim: int = 16, heads: int = 4, kv_heads: int = 2) -> None:
+        super().__init__()
+        self.head_dim = dim // heads
+        self.q_proj = nn.Linear(dim, heads * self.head_dim, bias=False)
+        self.k_proj = nn.Linear(dim, kv_heads * self.head_dim, bias=False)
+        self.v_proj = nn.Linear(dim, kv_heads * self.head_dim, bias=False)
+        self.o_proj = nn.Linear(heads * self.head_dim, dim, bias=False)
+        self.mlp = nn.Sequential(nn.Linear(dim, 24), nn.SiLU(), nn.Linear(24, dim))
+        self.head = nn.Linear(dim, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, T, D)
+        b, t, _ = x.shape
+        q, k, v = (p(x).view(b, t, -1, self.head_dim).transpose(1, 2) for p in (self.q_proj, self.k_proj, self.v_proj))
+        y = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        x = x + self.o_proj(y.transpose(1, 2).reshape(b, t, -1))
+        return self.head(x + self.mlp(x))
+
+
+@register_arch("gqa_sdpa")
+def gqa_sdpa() -> tuple[nn.Module, tuple]:
+    return GQAttention(), (torch.randn(2, 5, 16),)
