@@ -86,7 +86,7 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 
 def decode_mismatches(model: nn.Module, decoded: dict[str, torch.Tensor]) -> list[str]:
     """Names of the tensors whose decoded dtype, shape or bits differ from what ``save_compressed`` encoded."""
-    _, items, _ = model_header(model, SLIM_FORMAT, metadata=None)  # the tensors save_compressed hands the codec
+    _, items = model_header(model, SLIM_FORMAT, metadata=None)  # the tensors save_compressed hands the codec
     encoded = {item[0]: dense_value(item) for item in items}  # k-means shared weights as their codebook values
     bad = sorted(set(encoded) ^ set(decoded))
     for name in sorted(set(encoded) & set(decoded)):

@@ -11,7 +11,7 @@ import yaml
 from slimkit.cli import main
 from slimkit.core.errors import ConfigError
 from slimkit.recipe import load_recipe, parse_recipe, run_recipe
-from slimkit.recipe.runner import RUN_MARKER
+from slimkit.recipe.run_dir import RUN_MARKER
 
 SYNTHETIC = {"name": "synthetic", "options": {"num_samples": 64, "in_channels": 1, "num_classes": 4, "image_size": 28}}
 

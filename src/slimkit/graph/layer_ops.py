@@ -106,7 +106,7 @@ def _groups_follow(tr: Tracer, name: str, w: torch.Tensor, in_ids: torch.Tensor,
     if any(r.shape == in_ids.shape and bool(torch.equal(r, in_ids)) for r in tr.read_channels(groups) or []):
         tr.assumptions.add(f"{tr.rec.where}: {name} groups={groups} read from .shape")
         return True
-    found = tr.size_attribute(groups)
+    found = tr.value_attribute(groups)
     if found is None:
         return None
     tr.link(found, in_ids, f"{name} groups={groups}")

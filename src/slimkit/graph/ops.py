@@ -209,7 +209,7 @@ def _literal_count(tr: Tracer, name: str, width: int, ids: torch.Tensor, labels:
             tr.assumptions.add(f"{tr.rec.where}: {name} to {size} channels read from .shape")
             return True
     others = [int(labels.shape[e]) for e in varies if e != dim]
-    found = tr.size_attribute(size) if size not in others else None  # heads == head_dim: which one is it?
+    found = tr.value_attribute(size) if size not in others else None  # heads == head_dim: which one is it?
     if found is not None:
         tr.link(found, free, f"{name} to {size} channels")
         return True
@@ -338,7 +338,7 @@ def _split_size_follows(tr: Tracer, ids: torch.Tensor, rows: torch.Tensor, size:
     if any(_same_ids(r, ids) for r in tr.read_channels(width) or []):
         tr.assumptions.add(f"{tr.rec.where}: split size {size} read from .shape")
         return True
-    part, whole = tr.size_attribute(size), tr.size_attribute(width)
+    part, whole = tr.value_attribute(size), tr.value_attribute(width)
     if part is not None and part != whole:
         tr.link(part, rows[0], f"split into parts of {size}")
     if whole is not None:

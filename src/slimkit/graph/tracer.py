@@ -322,15 +322,12 @@ class Tracer:
 
         return hook
 
-    def size_attribute(self, size: int) -> tuple[nn.Module, str] | None:
-        """The one int attribute equal to ``size`` of the innermost running module (not torch's) that has any:
-        the count a forward like Hugging Face's ``Conv1D`` (``x.view(..., self.nf)``) reads. Attributes the
-        class's methods never mention (``self.name`` outside ``__init__``) are not candidates. None when there is
-        none or it is ambiguous (two attributes with that value)."""
-        return self.value_attribute(size)
-
     def value_attribute(self, value: int | list[int]) -> tuple[nn.Module, str] | None:
-        """As :meth:`size_attribute`, for an int or a list of ints (``self.splits`` of timm's ``MixedConv2d``)."""
+        """The one attribute equal to ``value`` (an int, or a list of ints like ``self.splits`` of timm's
+        ``MixedConv2d``) of the innermost running module (not torch's) that has any: the count a forward like
+        Hugging Face's ``Conv1D`` (``x.view(..., self.nf)``) reads. Attributes the class's methods never mention
+        (``self.name`` outside ``__init__``) are not candidates. None when there is none or it is ambiguous (two
+        attributes with that value)."""
         for module in reversed(self.module_objs):
             if type(module).__module__.startswith("torch."):
                 continue

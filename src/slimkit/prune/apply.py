@@ -124,12 +124,10 @@ def _slice_model(graph: ChannelGraph, plan: dict[int, dict[int, torch.Tensor]],
             sync_attributes(module)
         except Exception as err:  # noqa: BLE001 - any failure must roll back and name the module
             raise GraphError(f"{label(fqn, module)}: cannot update attributes after pruning ({err})") from err
-    done: set[tuple[int, str]] = set()
     for module, attr, ids in graph.int_links:  # counts a forward reads from an attribute (Conv1D's nf)
-        live = ids[ids >= 0]
+        live = ids[ids >= 0]  # the tracer links each attribute once (Tracer.link)
         gone = int(removed[graph.comp[live]].sum()) if live.numel() == ids.numel() else 0
-        if gone and (id(module), attr) not in done:
-            done.add((id(module), attr))
+        if gone:
             _decrement(module, attr, gone)
     return replaced
 
@@ -182,10 +180,10 @@ def breaking_groups(graph: ChannelGraph, removed: torch.Tensor, inputs: tuple) -
             mask[ch] = removed[ch]
         return mask
 
-    def find(base: list[int], cand: list[int], error: str | None = None) -> list[tuple[int, str]]:
+    def find(base: list[int], cand: list[int]) -> list[tuple[int, str]]:
         if not cand:
             return []
-        error = error if error is not None else trial(graph, only(base + cand), inputs)
+        error = trial(graph, only(base + cand), inputs)
         if error is None:
             return []
         if len(cand) == 1:

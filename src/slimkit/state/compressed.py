@@ -55,7 +55,7 @@ def save_compressed(
     """
     from slimkit.codec.api import write_model
 
-    header, items, _ = model_header(model, SLIM_FORMAT, metadata=metadata, example_inputs=example_inputs)
+    header, items = model_header(model, SLIM_FORMAT, metadata=metadata, example_inputs=example_inputs)
     return write_model(path, header, items, huffman=huffman, index_bits=index_bits, layout=layout, block=block)
 
 

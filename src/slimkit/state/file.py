@@ -86,7 +86,7 @@ def _check_weights_finite(model: nn.Module, where: str) -> None:
 
 
 def model_header(model: nn.Module, fmt: str, *, metadata: Mapping[str, Any] | None,
-                 example_inputs: Any = None) -> tuple[dict[str, Any], list[Item], str]:
+                 example_inputs: Any = None) -> tuple[dict[str, Any], list[Item]]:
     """The header fields (all but ``tensors``) and the tensors to store; refuses what a file cannot represent."""
     from slimkit import __version__
     from slimkit.models._registry import model_spec
@@ -108,7 +108,7 @@ def model_header(model: nn.Module, fmt: str, *, metadata: Mapping[str, Any] | No
         "signature": signature,
         "metadata": dict(metadata or {}),
     }
-    return header, items, where
+    return header, items
 
 
 def save_model(model: nn.Module, path: str | os.PathLike, *, metadata: Mapping[str, Any] | None = None,
@@ -127,7 +127,7 @@ def save_model(model: nn.Module, path: str | os.PathLike, *, metadata: Mapping[s
     """
     from slimkit.codec.api import write_model
 
-    header, items, _ = model_header(model, MODEL_FORMAT, metadata=metadata, example_inputs=example_inputs)
+    header, items = model_header(model, MODEL_FORMAT, metadata=metadata, example_inputs=example_inputs)
     write_model(path, header, [(name, dense_value((name, t, s)).detach().cpu(), None) for name, t, s in items],
                 layout="dense", huffman=False)
     return Path(path)

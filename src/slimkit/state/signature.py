@@ -6,6 +6,7 @@ deep inside a forward pass on the user's data.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -62,8 +63,7 @@ def check_signature(model: nn.Module, signature: Any, source: str,
         expected = [[int(s) for s in shape] for shape in signature["outputs"]]
     except (KeyError, TypeError, ValueError):
         raise CheckpointError(f"{source}: malformed 'signature' section") from None
-    if any(s < 0 for shape in shapes for s in shape) or sum(
-            int(torch.tensor(shape, dtype=torch.float64).prod()) for shape in shapes) > MAX_INPUT_ELEMENTS:
+    if any(s < 0 for shape in shapes for s in shape) or sum(math.prod(shape) for shape in shapes) > MAX_INPUT_ELEMENTS:
         raise CheckpointError(f"{source}: 'signature' asks for inputs larger than {MAX_INPUT_ELEMENTS:,} elements")
     device = model_device(model)
     inputs = []

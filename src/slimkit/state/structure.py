@@ -82,9 +82,10 @@ def restore_structure(model: nn.Module, entries: Any, tensors: Mapping[str, torc
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise CheckpointError(f"{source}: 'structure' must be a list of objects")
     extra = {k[len(EXTRA_PREFIX):]: v for k, v in tensors.items() if k.startswith(EXTRA_PREFIX)}
+    _kinds()  # the built-in kinds are registered
     for i, entry in enumerate(entries):
         name = entry.get("kind")
-        if not isinstance(name, str) or name not in STRUCTURE_KINDS and name.lower() not in _names():
+        if not isinstance(name, str) or name not in STRUCTURE_KINDS:
             raise CheckpointError(f"{source}: structure[{i}]: unknown kind {name!r} (a newer slimkit, or a plug-in "
                                   "that registers it, may read this file)")
         kind = STRUCTURE_KINDS.get(name)
@@ -98,11 +99,6 @@ def restore_structure(model: nn.Module, entries: Any, tensors: Mapping[str, torc
             raise CheckpointError(
                 f"{source}: structure[{i}] ({name}): does not fit this model ({type(err).__name__}: {err})"
             ) from None
-
-
-def _names() -> set[str]:
-    _kinds()
-    return set(STRUCTURE_KINDS.names())
 
 
 def _owned(entries: Entries) -> list[str]:
@@ -126,25 +122,10 @@ def check_representable(model: nn.Module, entries: Entries) -> None:
     to fail when saving than when the file is opened on a device.
     """
     owners = _owned(entries)
-    for fqn, module in model.named_modules():
-        if _is_base_class(module) or _under(fqn, owners):
-            continue
-        if type(module).__name__ in ("ParametrizationList", "ModuleDict") or "parametrizations" in fqn.split("."):
-            continue  # covered by the parametrization's own kind
-        raise CheckpointError(
-            f"{label(fqn, module)}: slimkit cannot record this module in a file (no structure kind describes "
-            f"{type(module).__module__}.{type(module).__name__}); undo that transform before saving, or register "
-            "a StructureKind for it"
-        )
-    for fqn, module in model.named_modules():
-        plist = getattr(module, "parametrizations", None)
-        if not isinstance(plist, nn.ModuleDict):
-            continue
-        for attr, chain in plist.items():
-            for p in chain:
-                if not _is_base_class(p) and not _under(f"{fqn}.parametrizations.{attr}" if fqn else
-                                                        f"parametrizations.{attr}", owners):
-                    raise CheckpointError(
-                        f"{label(fqn, module)}: parametrization {type(p).__name__} of {attr!r} cannot be recorded "
-                        "in a file; remove it before saving"
-                    )
+    for fqn, module in model.named_modules():  # parametrizations too: fc.parametrizations.weight.0
+        if not _is_base_class(module) and not _under(fqn, owners):
+            raise CheckpointError(
+                f"{label(fqn, module)}: slimkit cannot record this module in a file (no structure kind describes "
+                f"{type(module).__module__}.{type(module).__name__}); undo that transform before saving, or "
+                "register a StructureKind for it"
+            )
