@@ -187,6 +187,19 @@ def test_a_typo_in_ignore_is_refused_with_the_close_match():
         slimkit.plan_pruning(model, torch.randn(1, 1, 8, 8), PruneConfig(ignore=("featurs.0",)))
 
 
+def test_a_typo_in_ratios_keys_is_refused_with_the_close_match():
+    model, x = Features(), torch.randn(1, 1, 8, 8)
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(ConfigError, match=r"ratios: 'featurs\.0' matches no module of Features; "
+                                          r"did you mean 'features\.0'"):
+        slimkit.prune_channels(model, x, ratio=0.5, ratios={"featurs.0": 0.2})
+    with pytest.raises(ConfigError, match="ratios: 'features.9' matches no module"):
+        slimkit.plan_pruning(model, x, PruneConfig(ratios={"features.9": 0.2}))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # nothing was pruned
+    plan = slimkit.plan_pruning(model, x, ratio=0.5, ratios={"features.*": 0.25})  # globs still match
+    assert plan.report.groups
+
+
 def test_ignore_globs_still_match():
     model, x = resnet20()
     plan = slimkit.plan_pruning(model, x, ratio=0.5, ignore=["layer1.*"])

@@ -163,7 +163,7 @@ def resolve_config(model: nn.Module, config: PruneConfig | dict | None, options:
         config = dict(config or {})
         if "ignore" in config:
             config["ignore"] = module_names(model, config["ignore"], field="ignore")
-        return parse_config(PruneConfig, {**config, **options})
+        return _check_ratio_keys(model, parse_config(PruneConfig, {**config, **options}))
     if options:
         from dataclasses import replace
 
@@ -172,4 +172,10 @@ def resolve_config(model: nn.Module, config: PruneConfig | dict | None, options:
         except (TypeError, ValueError) as err:
             raise ConfigError(f"PruneConfig: {err}") from None
     module_names(model, config.ignore, field="ignore")
+    return _check_ratio_keys(model, config)
+
+
+def _check_ratio_keys(model: nn.Module, config: PruneConfig) -> PruneConfig:
+    """A ``ratios`` key that matches no module is a typo that would silently prune with the default ratio."""
+    module_names(model, tuple(config.ratios), field="ratios")
     return config
