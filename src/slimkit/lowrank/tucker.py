@@ -98,7 +98,7 @@ class TuckerMethod:
             firsts.append(u_in.T[:, :, None, None])  # (R_in, i, 1, 1)
             cores.append(core)  # (R_out, R_in, kh, kw)
             lasts.append(u_out[:, :, None, None])  # (o, R_out, 1, 1)
-            approx.append(np.einsum("abhw,oa,ib->oihw", core, u_out, u_in))
+            approx.append(np.einsum("abhw,oa,ib->oihw", core, u_out, u_in, optimize=True))
         first, core_conv, last = factors[0], factors[1], factors[2]
         for layer, parts in ((first, firsts), (core_conv, cores), (last, lasts)):
             layer.weight.copy_(torch.from_numpy(np.concatenate(parts)).to(layer.weight))
