@@ -10,31 +10,19 @@ import torch
 from slimkit.codec.api import write_model
 from slimkit.codec.container import MAGIC, read_file
 from slimkit.core.errors import CheckpointError, FormatError
+from slimkit.testing import CrashAt, SimulatedCrash
 from slimkit.train import Hook, TrainConfig, fit
 from slimkit.train.checkpoint import LEGACY_FORMAT, checkpoint_path, load_checkpoint, save_checkpoint
 
 CONFIG = dict(epochs=3, batch_size=32, lr=0.05, optimizer="adam", warmup_epochs=0.5, progress=False, device="cpu")
 
 
-class Interrupt(Exception):
-    pass
-
-
-class StopAt(Hook):
-    def __init__(self, step):
-        self.step = step
-
-    def after_step(self, state):
-        if state.step == self.step:
-            raise Interrupt
-
-
 def _interrupted(tmp_path, blobs, mlp):
     """A reference run and a run that crashed in epoch 2, its epoch-1 checkpoint in ``tmp_path / 'run'``."""
     reference = mlp()
     fit(reference, blobs, TrainConfig(**CONFIG), checkpoint_dir=tmp_path / "ref")
-    with pytest.raises(Interrupt):
-        fit(mlp(), blobs, TrainConfig(**CONFIG), hooks=[StopAt(12)], checkpoint_dir=tmp_path / "run")
+    with pytest.raises(SimulatedCrash):
+        fit(mlp(), blobs, TrainConfig(**CONFIG), hooks=[CrashAt(12)], checkpoint_dir=tmp_path / "run")
     return reference
 
 

@@ -7,23 +7,9 @@ import torch
 
 from slimkit.codec.container import MAGIC
 from slimkit.core.errors import CheckpointError
+from slimkit.testing import CrashAt, SimulatedCrash
 from slimkit.train import Hook, TrainConfig, fit
 from slimkit.train.checkpoint import checkpoint_path, load_checkpoint
-
-
-class Interrupt(Exception):
-    pass
-
-
-class StopAt(Hook):
-    """Simulates a crash in the middle of an epoch (after ``step`` optimizer steps)."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def after_step(self, state):
-        if state.step == self.step:
-            raise Interrupt
 
 
 class Counter(Hook):
@@ -55,8 +41,8 @@ def test_interrupted_run_resumes_bit_identical(tmp_path, blobs, blobs_val, mlp, 
     ref = fit(reference, blobs, config, val_data=blobs_val, hooks=[ref_counter], checkpoint_dir=tmp_path / "ref")
 
     model = mlp()
-    with pytest.raises(Interrupt):  # crash in epoch 2 (8 steps per epoch)
-        fit(model, blobs, config, val_data=blobs_val, hooks=[Counter(), StopAt(12)], checkpoint_dir=tmp_path / "run")
+    with pytest.raises(SimulatedCrash):  # crash in epoch 2 (8 steps per epoch)
+        fit(model, blobs, config, val_data=blobs_val, hooks=[Counter(), CrashAt(12)], checkpoint_dir=tmp_path / "run")
     saved = load_checkpoint(tmp_path / "run")
     assert saved["epoch"] == 1 and saved["step"] == 8
 

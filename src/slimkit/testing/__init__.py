@@ -14,9 +14,10 @@ from slimkit.testing.checks import (
     check_save_load,
     zero_channel_effect,
 )
+from slimkit.testing.crash import CrashAt, SimulatedCrash
 from slimkit.testing.registry import build_arch, list_archs, register_arch
 
 __all__ = [
-    "build_arch", "check_finetune", "check_onnx_export", "check_prune_equivalence", "check_save_load", "list_archs",
+    "CrashAt", "SimulatedCrash", "build_arch", "check_finetune", "check_onnx_export", "check_prune_equivalence", "check_save_load", "list_archs",
     "register_arch", "zero_channel_effect",
 ]
