@@ -90,6 +90,7 @@ def _lopsided(model) -> None:
         mlp.down_proj.weight[:, :64] = 0
 
 
+@pytest.mark.slow
 def test_layers_that_differ_are_refused_by_save_pretrained(tmp_path, hf_build):
     model, inputs = hf_build("llama")
     _lopsided(model)
@@ -131,6 +132,7 @@ def test_sync_config_after_prune_channels(hf_build, tmp_path):
                                    rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # a fresh interpreter imports torch
 def test_importing_slimkit_and_slimkit_hf_imports_no_transformers():
     code = "import sys, slimkit, slimkit.hf; assert 'transformers' not in sys.modules, 'transformers imported'"
     src = str(Path(slimkit.__file__).parents[1])
