@@ -93,3 +93,26 @@ def test_generate_after_pruning_and_reloading(arch, tmp_path, hf_build):
         again = reloaded.generate(prompt, **kwargs)
     assert generated.shape[1] > (1 if arch == "t5" else prompt.shape[1])
     assert torch.equal(generated, again)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "mistral"])
+def test_heads_ffn_and_hidden_together_round_trip(arch, tmp_path, hf_build, hf_output):
+    model, inputs = hf_build(arch)
+    slimkit.hf.prune_pretrained(model, inputs, units=("heads", "ffn", "hidden"), ratio=0.5)
+    config = model.config
+    assert (config.hidden_size, config.num_attention_heads, config.num_key_value_heads, config.head_dim,
+            config.intermediate_size) == (32, 2, 1, 16, 64)
+    model.save_pretrained(tmp_path)
+    reloaded = type(model).from_pretrained(tmp_path).eval()
+    torch.testing.assert_close(_forward(reloaded, inputs, hf_output), _forward(model, inputs, hf_output),
+                               rtol=0, atol=1e-6)
+
+
+def test_ratio_zero_is_the_identity(hf_build, hf_output):
+    model, inputs = hf_build("gpt2")
+    before = _forward(model, inputs, hf_output)
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    report = slimkit.hf.prune_pretrained(model, inputs, units=("heads", "ffn", "hidden"), ratio=0.0)
+    assert {k: v.shape for k, v in model.state_dict().items()} == shapes
+    assert all(w.before == w.after for w in report.layers)
+    torch.testing.assert_close(_forward(model, inputs, hf_output), before, rtol=0, atol=0)
