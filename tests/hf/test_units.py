@@ -94,7 +94,12 @@ def _lopsided(model) -> None:
 def test_layers_that_differ_are_refused_by_save_pretrained(tmp_path, hf_build):
     model, inputs = hf_build("llama")
     _lopsided(model)
-    report = slimkit.hf.prune_pretrained(model, inputs, units=("ffn",), ratio=0.4, scope="global")
+    with pytest.raises(slimkit.hf.HFConfigError, match="intermediate_size differs across layers"):
+        slimkit.hf.prune_pretrained(model, inputs, units=("ffn",), ratio=0.4, scope="global")
+    assert model.model.layers[0].mlp.gate_proj.out_features == 128  # left as it was
+    with pytest.warns(slimkit.hf.HFConfigWarning, match="save_model"):
+        report = slimkit.hf.prune_pretrained(model, inputs, units=("ffn",), ratio=0.4, scope="global",
+                                             require_config=False)
     widths = [layer.mlp.gate_proj.out_features for layer in model.model.layers]
     assert widths[0] != widths[1]
     assert "intermediate_size differs across layers" in report.config_error
@@ -137,3 +142,19 @@ def test_importing_slimkit_and_slimkit_hf_imports_no_transformers():
     code = "import sys, slimkit, slimkit.hf; assert 'transformers' not in sys.modules, 'transformers imported'"
     src = str(Path(slimkit.__file__).parents[1])
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": src})
+
+
+def test_bert_heads_without_a_config_go_to_slimkits_format(tmp_path, hf_build, hf_output):
+    """require_config=False: BERT loses heads anyway (its config cannot say so); slimkit's format stores them."""
+    model, inputs = hf_build("bert")
+    with pytest.warns(slimkit.hf.HFConfigWarning, match="cannot describe the pruned shapes"):
+        report = slimkit.hf.prune_pretrained(model, inputs, units=("heads", "ffn"), require_config=False)
+    attn = model.encoder.layer[0].attention.self
+    assert (attn.num_attention_heads, attn.all_head_size, attn.query.out_features) == (2, 32, 32)
+    assert model.config.num_attention_heads == 4 and report.config_error
+    with torch.no_grad():
+        out = hf_output(model(*inputs))
+    slimkit.save_model(model, tmp_path / "bert.slim")
+    loaded = slimkit.load_model(tmp_path / "bert.slim", model=hf_build("bert")[0])
+    with torch.no_grad():
+        torch.testing.assert_close(hf_output(loaded(*inputs)), out, rtol=0, atol=0)

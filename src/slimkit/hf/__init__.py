@@ -6,10 +6,17 @@ nothing here does either: modules are recognized by class name.
 """
 
 from slimkit.hf.modules import register_hf_module
-from slimkit.hf.prune import HFPruneConfig, HFPruneReport, LayerWidth, prune_pretrained, save_pretrained
+from slimkit.hf.prune import (
+    HFConfigWarning,
+    HFPruneConfig,
+    HFPruneReport,
+    LayerWidth,
+    prune_pretrained,
+    save_pretrained,
+)
 from slimkit.hf.sync import HFConfigError, layer_widths, sync_config
 
 __all__ = [
-    "HFConfigError", "HFPruneConfig", "HFPruneReport", "LayerWidth", "layer_widths", "prune_pretrained",
+    "HFConfigError", "HFConfigWarning", "HFPruneConfig", "HFPruneReport", "LayerWidth", "layer_widths", "prune_pretrained",
     "register_hf_module", "save_pretrained", "sync_config",
 ]

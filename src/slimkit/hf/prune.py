@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,6 +32,11 @@ from slimkit.prune.structured import PruneReport, make_plan
 UNITS = ("heads", "ffn", "hidden")
 
 
+class HFConfigWarning(UserWarning):
+    """Pruned with ``require_config=False``, and the config cannot describe the result: a bare
+    ``model.save_pretrained`` would write a checkpoint that does not reload."""
+
+
 @dataclass(frozen=True)
 class HFPruneConfig:
     """Options of :func:`prune_pretrained`.
@@ -46,8 +53,12 @@ class HFPruneConfig:
         ffn: FFN neurons, a ratio removed or a count kept per layer.
         hidden: hidden width, a ratio removed or a count kept.
         scope: ``uniform``: every layer of a kind keeps the same count (what a config can store);
-            ``global``: one ranking per unit kind across layers (layers may differ: store such a model with
-            :func:`slimkit.save_model`; the config is then left as it was and the report says why).
+            ``global``: one ranking per unit kind across layers (layers may differ: a config cannot store that,
+            so pass ``require_config=False`` and save with :func:`slimkit.save_model`).
+        require_config: the config must describe the result (``save_pretrained`` / ``from_pretrained`` then
+            round-trip); when it cannot, raise HFConfigError and leave the model as it was. False: prune anyway,
+            leave the config as it was, warn, and say why in ``report.config_error`` (for ONNX export or
+            :func:`slimkit.save_model`, which store any widths).
         importance: a registered criterion (l1, l2, fpgm, taylor, random...).
         round_to: keep channel counts at multiples of this (heads count by their width); ``"auto"`` as in
             :class:`slimkit.PruneConfig`.
@@ -63,6 +74,7 @@ class HFPruneConfig:
     importance: str = "l1"
     round_to: int | Literal["auto"] | None = None
     seed: int = 0
+    require_config: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "units", (self.units,) if isinstance(self.units, str) else tuple(self.units))
@@ -110,7 +122,7 @@ class HFPruneReport:
     prune: PruneReport
     layers: list[LayerWidth]
     config_fields: dict[str, int] = field(default_factory=dict)
-    config_error: str = ""  # why the config was left as it was (scope="global" with layers that differ)
+    config_error: str = ""  # why the config was left as it was (require_config=False)
 
     @property
     def macs_reduction(self) -> float:
@@ -207,7 +219,8 @@ def _as_tuple(inputs: Any) -> tuple:
     return inputs if isinstance(inputs, tuple) else (inputs,)
 
 
-def prune_pretrained(model: nn.Module, example_inputs: Any, config: HFPruneConfig | dict | None = None,
+def prune_pretrained(model: nn.Module, example_inputs: Any, config: HFPruneConfig | dict | None = None, *,
+                     importance_data: Iterable[Any] | None = None, loss_fn: Callable[..., torch.Tensor] | None = None,
                      **options: Any) -> HFPruneReport:
     """Prune a Hugging Face ``model`` in place by whole heads, FFN neurons and/or hidden width, and sync its config.
 
@@ -216,14 +229,17 @@ def prune_pretrained(model: nn.Module, example_inputs: Any, config: HFPruneConfi
             Whisper; others whose attention and MLP classes are registered in :mod:`slimkit.hf.modules`).
         example_inputs: positional inputs of one forward (``(input_ids,)``; T5 ``(ids, None, decoder_ids)``).
         config: an :class:`HFPruneConfig` or a dict of its fields; keyword ``options`` override them.
+        importance_data: a few ``(inputs, targets)`` batches, for ``importance="taylor"``.
+        loss_fn: loss for ``taylor`` (default cross entropy).
 
     Returns:
         HFPruneReport: the engine's report, each layer's heads / KV heads / FFN width before and after, and the
         config fields written.
 
     Raises:
-        ConfigError: a bad option. HFConfigError: with ``scope="uniform"``, the config cannot store the result
-            (BERT-style configs derive the head size from the hidden size); the model is left as it was.
+        ConfigError: a bad option. HFConfigError: with ``require_config`` (the default), the config cannot
+            store the result (layers differ, or BERT-style configs derive the head size from the hidden size);
+            the model is left as it was.
     """
     if config is None or isinstance(config, dict):
         config = parse_config(HFPruneConfig, {**dict(config or {}), **options})
@@ -239,7 +255,8 @@ def prune_pretrained(model: nn.Module, example_inputs: Any, config: HFPruneConfi
     with gc_paused():
         before = layer_widths(model)
         graph = build_graph(model, inputs, attention="heads")
-        ctx = ImportanceContext(pconfig.aggregate.value, pconfig.debias, pconfig.seed, inputs)
+        ctx = ImportanceContext(pconfig.aggregate.value, pconfig.debias, pconfig.seed, inputs, importance_data,
+                                loss_fn)
         scores = channel_scores(graph, pconfig.importance, ctx) if graph.num_channels else torch.zeros(0)
         eligible, excluded = eligible_groups(graph, scores, pconfig)
         removed = _select(graph, scores, eligible, _kinds(model, graph), config, pconfig)
@@ -250,9 +267,11 @@ def prune_pretrained(model: nn.Module, example_inputs: Any, config: HFPruneConfi
             try:
                 fields = sync_config(model)
             except HFConfigError as err:
-                if config.scope == "uniform":
+                if config.require_config:
                     raise
                 error = str(err)
+    if error:
+        warnings.warn(HFConfigWarning(f"pruned, config left as it was: {error}"), stacklevel=2)
     after = layer_widths(model)
     layers = [LayerWidth(name, f, value, after.get(f, {}).get(name, value))
               for f, by_layer in before.items() for name, value in by_layer.items()]
