@@ -158,3 +158,9 @@ def test_bert_heads_without_a_config_go_to_slimkits_format(tmp_path, hf_build, h
     loaded = slimkit.load_model(tmp_path / "bert.slim", model=hf_build("bert")[0])
     with torch.no_grad():
         torch.testing.assert_close(hf_output(loaded(*inputs)), out, rtol=0, atol=0)
+
+
+def test_unknown_models_are_named():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4))
+    with pytest.raises(slimkit.ConfigError, match="Sequential is not a Hugging Face model"):
+        slimkit.hf.prune_pretrained(model, torch.randn(1, 4))

@@ -215,6 +215,17 @@ def _select(graph: ChannelGraph, scores: torch.Tensor, eligible: list[_Eligible]
     return removed
 
 
+def _check_known(model: nn.Module) -> None:
+    """A Hugging Face model with at least one attention or MLP class registered in :mod:`slimkit.hf.modules`."""
+    if not hasattr(getattr(model, "config", None), "to_dict"):
+        raise ConfigError(f"{type(model).__name__} is not a Hugging Face model (no .config); use "
+                          "slimkit.prune_channels")
+    if not any(type(m).__name__ in PARTS for m in model.modules()):
+        raise ConfigError(f"{type(model).__name__}: slimkit.hf knows none of its attention or MLP classes; register "
+                          "them with slimkit.hf.register_hf_module, or use slimkit.prune_channels and "
+                          "slimkit.save_model")
+
+
 def _as_tuple(inputs: Any) -> tuple:
     return inputs if isinstance(inputs, tuple) else (inputs,)
 
@@ -250,6 +261,7 @@ def prune_pretrained(model: nn.Module, example_inputs: Any, config: HFPruneConfi
             config = replace(config, **options)
         except (TypeError, ValueError) as err:
             raise ConfigError(f"HFPruneConfig: {err}") from None
+    _check_known(model)
     pconfig = config.prune_config()
     inputs = _as_tuple(example_inputs)
     with gc_paused():
