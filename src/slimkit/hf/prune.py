@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import torch
@@ -203,8 +203,6 @@ def _select(graph: ChannelGraph, scores: torch.Tensor, eligible: list[_Eligible]
     for (unit, _), members in by_field.items():
         amount = config.amount(unit)
         if config.scope == "global" and isinstance(amount, float):
-            from dataclasses import replace
-
             removed |= select_channels(graph, scores, [e for e, _ in members], replace(pconfig, ratio=amount), amount)
             continue
         for e, kind in members:
@@ -255,8 +253,6 @@ def prune_pretrained(model: nn.Module, example_inputs: Any, config: HFPruneConfi
     if config is None or isinstance(config, dict):
         config = parse_config(HFPruneConfig, {**dict(config or {}), **options})
     elif options:
-        from dataclasses import replace
-
         try:
             config = replace(config, **options)
         except (TypeError, ValueError) as err:
