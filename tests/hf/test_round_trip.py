@@ -62,7 +62,8 @@ def test_t5_heads_stay_whole_with_the_reason(hf_build):
     model, inputs = hf_build("t5")
     report = slimkit.hf.prune_pretrained(model, inputs, units=("heads", "ffn"))
     assert model.config.num_heads == 4 and model.config.d_ff == 64
-    assert any("SelfAttention" in s.name for s in report.prune.skipped)
+    heads = [s for s in report.prune.skipped if s.name.endswith(".q +2")]
+    assert len(heads) == 6 and all("breaks the model" in s.reason for s in heads)
 
 
 @pytest.mark.parametrize("arch", ["bert", "roberta", "distilbert"])
