@@ -94,7 +94,8 @@ def _t5_attention(m: nn.Module, name: str) -> Fields:
     return {"num_heads": m.n_heads, "d_kv": m.key_value_proj_dim}
 
 
-@register_hf_module("ViTAttention", "ViTSelfAttention", unit="heads", inner="q_proj")
+@register_hf_module("ViTSelfAttention", unit="heads", inner="query")  # transformers 4.x
+@register_hf_module("ViTAttention", unit="heads", inner="q_proj")
 def _vit_attention(m: nn.Module, name: str) -> Fields:
     head_dim = getattr(m, "head_dim", None) or m.attention_head_size
     m.num_attention_heads = _out(m.q_proj if hasattr(m, "q_proj") else m.query) // head_dim
