@@ -97,6 +97,8 @@ def _t5_attention(m: nn.Module, name: str) -> Fields:
 @register_hf_module("ViTSelfAttention", unit="heads", inner="query")  # transformers 4.x
 @register_hf_module("ViTAttention", unit="heads", inner="q_proj")
 def _vit_attention(m: nn.Module, name: str) -> Fields:
+    if not hasattr(m, "q_proj") and not hasattr(m, "query"):
+        return {}  # transformers 4.x ViTAttention: a wrapper around ViTSelfAttention
     head_dim = getattr(m, "head_dim", None) or m.attention_head_size
     m.num_attention_heads = _out(m.q_proj if hasattr(m, "q_proj") else m.query) // head_dim
     if hasattr(m, "all_head_size"):

@@ -155,8 +155,8 @@ def _kinds(model: nn.Module, graph: ChannelGraph) -> dict[int, _Kind]:
     inner: dict[str, _Kind] = {}
     for name, module in model.named_modules():
         part = PARTS.get(type(module).__name__)
-        if part is not None:
-            fields = part.sync(module, name)
+        fields = part.sync(module, name) if part is not None else {}
+        if fields:
             first = next(iter(fields))
             inner[f"{name}.{part.inner}" if name else part.inner] = _Kind(part.unit, first, name, fields[first])
     modules = dict(model.named_modules())
