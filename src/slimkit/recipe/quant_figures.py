@@ -126,14 +126,16 @@ def mark_after(after: dict[str, Any], quant: QuantizedAfter, run_dir: Path) -> t
         note = (f"[{INTEGER}] measured on the integer model {shown} (file size, ONNX Runtime test accuracy, "
                 "ONNX Runtime CPU latency; the before-latency is PyTorch's, timed alternately on the CPU)")
         return marks, [note]
+    size = "the fake-quant model's own storage"
     if quant.estimated_size_bytes:
         after["size_bytes_fake_quant"] = after.get("size_bytes")
         after["size_bytes"] = quant.estimated_size_bytes
-        marks["size_bytes"] = SIMULATED
+        size = "estimated at its layers' bit widths"
+    marks["size_bytes"] = SIMULATED
     if after.get("accuracy") is not None:
         marks["accuracy"] = SIMULATED
     marks.update({k: SIMULATED for k in latency})
     hint = f"; stage '{quant.stage}' with onnx_int8: true measures the integer model" if quant.stage else ""
-    note = (f"[{SIMULATED}] simulated: the model is fake-quantized in PyTorch (size estimated at its layers' bit "
-            f"widths, latency of the fake-quant model, not of integer kernels){hint}")
+    note = (f"[{SIMULATED}] simulated: the model is fake-quantized in PyTorch (size {size}, latency of the "
+            f"fake-quant model, not of integer kernels){hint}")
     return marks, [note]
