@@ -103,10 +103,10 @@ def _summary_section(run: RunFolder) -> str:
 
 
 def _stage_rows(run: RunFolder, points: list[run_plots.StagePoint]) -> list[list[Any]]:
-    counts = {p.label: p for p in points}
+    counts = {p.stage: p for p in points if p.stage is not None}
     rows = []
     for index, entry in enumerate(run.stages):
-        point = counts.get(str(entry.get("name"))) if entry.get("status") == "done" else None
+        point = counts.get(index)
         metrics = scalar_metrics(entry.get("metrics") or {})
         shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
         rows.append([f"{index:02d} {entry.get('name')}", entry.get("type"), entry.get("status"),

@@ -34,6 +34,7 @@ class StagePoint:
     params: float | None
     macs: float | None
     accuracy: float | None
+    stage: int | None = None  # index in the manifest's stages (None: the "before" model)
 
 
 def _number(value: Any) -> float | None:
@@ -84,13 +85,17 @@ def stage_points(run: RunFolder, factory: Callable[..., nn.Module] | None = None
     reference = run.reference_file()
     before_acc = _number(((run.summary or {}).get("before") or {}).get("accuracy"))
     points = []
-    if reference is not None:
+    ref_sha = (run.manifest.get("reference") or {}).get("sha256")
+    if reference is not None and not any(ref_sha and s.get("sha256") == ref_sha for s in run.done()):
+        # (when the reference is a stage's own snapshot, that stage's point stands for it)
         counts = snapshot_counts(reference, factory)
         points.append(StagePoint("before (reference)", counts["params"], counts["macs"], before_acc))
-    for entry in run.done():
+    for index, entry in enumerate(run.stages):
+        if entry.get("status") != "done" or not entry.get("file"):
+            continue
         counts = snapshot_counts(run.path / entry["file"], factory)
         points.append(StagePoint(str(entry.get("name")), counts["params"], counts["macs"],
-                                 recorded_test_accuracy(entry.get("metrics") or {})))
+                                 recorded_test_accuracy(entry.get("metrics") or {}), index))
     return points
 
 
@@ -99,7 +104,7 @@ def stages_figure(points: list[StagePoint], path: Path) -> Path | None:
     if len(points) < 2 or not points[0].params or not points[0].macs:
         return None
     nan = float("nan")
-    base = points[0]
+    base = points[0]  # the reference, or the first stage's model
     series = {
         "params / before": [p.params / base.params if p.params is not None else nan for p in points],
         "MACs / before": [p.macs / base.macs if p.macs is not None else nan for p in points],
@@ -114,9 +119,9 @@ def accuracy_vs_macs_figure(points: list[StagePoint], path: Path) -> Path | None
     known = [p for p in points if p.accuracy is not None and p.macs is not None]
     if len(known) < 2:
         return None
+    order = " -> ".join(p.label for p in known) if len(known) <= 5 else f"{len(known)} models in stage order"
     return plot_curves({"stages in order": ([p.macs for p in known], [p.accuracy for p in known])}, path,
-                       xlabel="MACs", ylabel="test accuracy", title="accuracy vs MACs (" +
-                       " -> ".join(p.label for p in known) + ")")
+                       xlabel="MACs", ylabel="test accuracy", title=f"accuracy vs MACs ({order})")
 
 
 def accuracy_vs_size_figure(run: RunFolder, path: Path) -> Path | None:
