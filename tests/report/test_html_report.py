@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 import slimkit
 from slimkit.cli import main
 from slimkit.recipe import parse_recipe, run_recipe
-from slimkit.report import format_bytes, run_plots, write_html_report
+from slimkit.report import format_bytes, format_count, run_plots, write_html_report
 from slimkit.report.run_folder import layer_widths
 
 SYNTHETIC = {"name": "synthetic", "options": {"num_samples": 256, "in_channels": 1, "num_classes": 4,
@@ -255,3 +256,46 @@ def test_report_renders_in_a_real_browser(integer_run, tmp_path):
     assert decoded.group(1) == decoded.group(2) and int(decoded.group(2)) >= 6
     rows = int(re.search(r'data-rows="(\d+)"', done.stdout).group(1))
     assert rows == 1 + len(_summary(integer_run)["rows"]) + 1 + 4  # both tables, header rows included
+
+
+USER_NET = '''
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self, in_channels=1, num_classes=4):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 8, 3)
+        self.fc = nn.Linear(8 * 26 * 26, num_classes)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+
+def make(in_channels=1, num_classes=4):
+    return Net(in_channels, num_classes)
+'''
+
+
+@pytest.mark.cli
+def test_own_architecture_is_counted_with_its_factory_and_named_without(tmp_path, monkeypatch, capsys):
+    (tmp_path / "slimkit_report_user_net.py").write_text(USER_NET)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "slimkit_report_user_net", raising=False)
+    recipe = parse_recipe({"name": "own", "model": {"name": "slimkit_report_user_net:make"}, "data": SYNTHETIC,
+                           "stages": [{"type": "prune", "ratio": 0.5}], "report": {"latency": False}})
+    run_dir = tmp_path / "run"
+    run_recipe(recipe, run_dir, echo=lambda *_: None)  # the runner has the factory: every figure is drawn
+    page = _parse(run_dir)
+    assert "Figures not drawn" not in page.text
+    assert page.tables[1][1][4] == format_count(_summary(run_dir)["after"]["params"])
+
+    assert main(["report", str(run_dir)]) == 0  # no --factory: the snapshots cannot be rebuilt, the page says so
+    page = _parse(run_dir)
+    text = "".join(page.text)
+    assert "Figures not drawn" in page.text and "params and MACs of each stage's model: CheckpointError" in text
+    assert page.tables[1][1][4] == "-" and "Channels per layer" in page.text  # widths need no model
+    assert main(["report", str(run_dir), "--factory", "slimkit_report_user_net:make"]) == 0
+    assert "Figures not drawn" not in _parse(run_dir).text
+    capsys.readouterr()
