@@ -299,3 +299,17 @@ def test_own_architecture_is_counted_with_its_factory_and_named_without(tmp_path
     assert main(["report", str(run_dir), "--factory", "slimkit_report_user_net:make"]) == 0
     assert "Figures not drawn" not in _parse(run_dir).text
     capsys.readouterr()
+
+
+def test_a_summary_without_rows_still_gets_its_table(integer_run, tmp_path):
+    run_dir = tmp_path / "old"  # a run folder written before summary.json kept the printed rows
+    shutil.copytree(integer_run, run_dir)
+    summary = _summary(run_dir)
+    del summary["rows"], summary["marks"], summary["notes"]
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    write_html_report(run_dir)
+    rows = {row[0]: row for row in _parse(run_dir).tables[0][1:]}
+    assert rows["size"][1:3] == [format_bytes(summary["before"]["size_bytes"]),
+                                 format_bytes(summary["after"]["size_bytes"])]
+    assert rows["MACs"][3] == f"{summary['before']['macs'] / summary['after']['macs']:.2f}x"
+    assert set(rows) == {"accuracy", "params", "MACs", "size", "latency bs1"}

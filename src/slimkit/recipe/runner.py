@@ -250,5 +250,6 @@ def run_recipe(
     atomic_write_json(run_dir / "summary.json", summary)
     atomic_write_bytes(run_dir / "summary.txt", (table + "\n").encode())
     echo(table)
-    _write_report(run_dir, factory, echo)
+    if rank == 0:
+        _write_report(run_dir, factory, echo)
     return RunResult(run_dir, manifest["stages"], summary, table, ctx.model)

@@ -21,7 +21,7 @@ from torch import nn
 from slimkit.core.io import atomic_write_bytes
 from slimkit.report import run_plots
 from slimkit.report.run_folder import RunFolder, open_run, scalar_metrics
-from slimkit.report.table import format_count
+from slimkit.report.table import format_bytes, format_count
 
 PLOTS_DIR = "plots"
 MARK_TEXT = {"int8": "measured on the exported integer model", "sim": "simulated (fake-quant model in PyTorch)"}
@@ -86,11 +86,27 @@ def _table(headers: list[str], rows: list[list[Any]], classes: list[list[str]] |
     return f"<table{attr}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
+def _rows_from(before: dict[str, Any], after: dict[str, Any]) -> list[list[str]]:
+    """The table of a summary.json written before the rows were kept in it (no marks then)."""
+    formats: list[tuple[str, str, Callable[[Any], str]]] = [
+        ("accuracy", "accuracy", lambda v: f"{100 * v:.2f}%"), ("params", "params", format_count),
+        ("macs", "MACs", format_count), ("size_bytes", "size", format_bytes)]
+    formats += [(k, f"latency bs{k.rsplit('bs', 1)[1]}", lambda v: f"{v:.3f} ms")
+                for k in sorted(before) if k.startswith("latency_ms")]
+    rows = []
+    for key, label, fmt in formats:
+        b, a = before.get(key), after.get(key)
+        if isinstance(b, (int, float)) and isinstance(a, (int, float)):
+            change = f"{100 * (a - b):+.2f} pt" if key == "accuracy" else f"{b / a:.2f}x" if a else "-"
+            rows.append([label, fmt(b), fmt(a), change])
+    return rows
+
+
 def _summary_section(run: RunFolder) -> str:
     if run.summary is None:
         status = run.manifest.get("status", "unknown")
         return f'<p class="failed">No before/after summary: the run has not finished (status: {html.escape(status)}).</p>'
-    rows = run.summary.get("rows") or []
+    rows = run.summary.get("rows") or _rows_from(run.summary.get("before") or {}, run.summary.get("after") or {})
     classes = [["", "", next((m for m in MARK_TEXT if str(row[2]).endswith(f"[{m}]")), ""), ""] for row in rows]
     out = [_table(["", "before", "after", "change"], rows, classes)]
     notes = list(run.summary.get("notes") or [])
