@@ -313,3 +313,23 @@ def test_a_summary_without_rows_still_gets_its_table(integer_run, tmp_path):
                                  format_bytes(summary["after"]["size_bytes"])]
     assert rows["MACs"][3] == f"{summary['before']['macs'] / summary['after']['macs']:.2f}x"
     assert set(rows) == {"accuracy", "params", "MACs", "size", "latency bs1"}
+
+
+@pytest.mark.cli
+def test_an_unfinished_run_is_reported_and_a_corrupt_manifest_is_named(integer_run, tmp_path, capsys):
+    run_dir = tmp_path / "unfinished"
+    shutil.copytree(integer_run, run_dir)
+    (run_dir / "summary.json").unlink()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["status"] = "running"
+    manifest["stages"][-1]["status"] = "pending"
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    write_html_report(run_dir)
+    page = _parse(run_dir)
+    assert "No before/after summary: the run has not finished (status: running)." in page.text
+    assert [row[2] for row in page.tables[0][1:]] == ["done", "done", "done", "pending"]
+    assert (run_dir / "plots" / "channels.png").is_file()  # the last finished stage's widths
+    (run_dir / "manifest.json").write_text("{not json")
+    assert main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "manifest.json: not readable JSON" in err and "Traceback" not in err
