@@ -333,3 +333,11 @@ def test_an_unfinished_run_is_reported_and_a_corrupt_manifest_is_named(integer_r
     assert main(["report", str(run_dir)]) == 2
     err = capsys.readouterr().err
     assert "manifest.json: not readable JSON" in err and "Traceback" not in err
+
+
+def test_a_figure_the_run_no_longer_has_does_not_survive(integer_run, tmp_path, monkeypatch):
+    run_dir = tmp_path / "redrawn"
+    shutil.copytree(integer_run, run_dir)
+    monkeypatch.setattr(run_plots, "channels_figure", lambda run, path: None)  # e.g. nothing pruned any more
+    write_html_report(run_dir)
+    assert not (run_dir / "plots" / "channels.png").exists() and "Channels per layer" not in _parse(run_dir).text

@@ -24,6 +24,7 @@ from slimkit.report.run_folder import RunFolder, open_run, scalar_metrics
 from slimkit.report.table import format_bytes, format_count
 
 PLOTS_DIR = "plots"
+FIGURES = ("summary.png", "stages.png", "channels.png", "accuracy_vs_macs.png", "accuracy_vs_size.png")
 MARK_TEXT = {"int8": "measured on the exported integer model", "sim": "simulated (fake-quant model in PyTorch)"}
 
 _CSS = """
@@ -184,11 +185,13 @@ def write_html_report(run_dir: str | os.PathLike, *, factory: Callable[..., nn.M
             (needed only for the per-stage params and MACs; without it the page says they are missing).
 
     Raises:
-        ConfigError: ``run_dir`` is not a run folder (no readable ``manifest.json``). Nothing else: a figure that
-            fails is listed on the page with the reason.
+        ConfigError: ``run_dir`` is not a run folder (no readable ``manifest.json``).
+        OSError: the page cannot be written. A figure that fails raises nothing: the page names it with the reason.
     """
     run = open_run(run_dir)
     plots = run.path / PLOTS_DIR
+    for name in FIGURES:  # a figure this run no longer has must not survive from an earlier report
+        (plots / name).unlink(missing_ok=True)
     page = _Page(run)
     points: list[run_plots.StagePoint] = []
 
