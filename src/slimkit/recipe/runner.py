@@ -10,6 +10,7 @@ Run folder layout::
       reference.pt         the model before the first compressing stage (teacher, "before" column)
       NN-STAGE/            one folder per stage: model.pt, metrics.json, plots, training checkpoints
       summary.json, summary.txt   the before/after comparison
+      report.html, plots/  the run's report: one self-contained page and its PNGs (slimkit report RUN_DIR redraws)
 """
 
 from __future__ import annotations
@@ -61,6 +62,16 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def _write_report(run_dir: Path, factory: Any, echo: Any) -> None:
+    """``report.html`` and its plots; a report that cannot be written never fails the run it reports on."""
+    from slimkit.report import write_html_report
+
+    try:
+        echo(f"report: {write_html_report(run_dir, factory=factory)}")
+    except Exception as err:  # noqa: BLE001 - the run's results are already saved
+        echo(f"report.html not written ({type(err).__name__}: {err}); retry with: slimkit report {run_dir}")
 
 
 def _stage_dir(run_dir: Path, index: int, name: str) -> Path:
@@ -239,4 +250,6 @@ def run_recipe(
     atomic_write_json(run_dir / "summary.json", summary)
     atomic_write_bytes(run_dir / "summary.txt", (table + "\n").encode())
     echo(table)
+    if rank == 0:
+        _write_report(run_dir, factory, echo)
     return RunResult(run_dir, manifest["stages"], summary, table, ctx.model)
