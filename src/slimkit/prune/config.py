@@ -50,7 +50,8 @@ class PruneConfig:
 
     Attributes:
         ratio: fraction of channels to remove (per group for ``local``, overall for ``global``).
-        importance: a registered criterion: l1, l2, fpgm, bn_scale, taylor, apoz, random (or your own).
+        importance: a criterion registered in ``slimkit.prune.importance.CRITERIA`` (docs/pruning.md lists
+            them; ``@register_importance`` adds your own).
         scope: ``local`` or ``global`` ranking.
         normalize: per-group score normalization before a global ranking (none, mean, max, l2).
         aggregate: how the scores of a channel's coupled tensors combine (sum, mean, max).
@@ -93,7 +94,7 @@ class PruneConfig:
     """
 
     ratio: float = 0.5
-    importance: str = "l1"
+    importance: str = field(default="l1", metadata={"registry": "slimkit.prune.importance:CRITERIA"})
     scope: Scope = Scope.GLOBAL
     normalize: Normalize = Normalize.MEAN
     aggregate: Aggregate = Aggregate.MEAN

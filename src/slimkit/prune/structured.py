@@ -21,7 +21,7 @@ from slimkit.core.gc_pause import gc_paused
 from slimkit.graph.groups import ChannelGraph, build_graph
 from slimkit.prune.apply import apply_removal
 from slimkit.prune.config import PruneConfig, resolve_config
-from slimkit.prune.importance import ImportanceContext, channel_scores
+from slimkit.prune.importance import ImportanceContext, channel_scores, criterion_needs
 from slimkit.prune.select import eligible_groups, select_channels, select_for_budget
 
 
@@ -195,7 +195,7 @@ def plan_pruning(model: nn.Module, example_inputs: Any, config: PruneConfig | di
     """
     config = resolve_config(model, config, options)
     with gc_paused():
-        graph = build_graph(model, _as_tuple(example_inputs), record_activity=config.importance == "apoz",
+        graph = build_graph(model, _as_tuple(example_inputs), record_activity="activations" in criterion_needs(config.importance),
                             attention=config.attention)
         if config.strict:
             for g in graph.skipped:
