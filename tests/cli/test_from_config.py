@@ -92,11 +92,11 @@ def test_every_kind_of_field_round_trips() -> None:
 def test_flags_cover_every_field_that_a_command_line_can_spell() -> None:
     flags = flag_fields(Toy)
     assert "--inner.bits" in flags and flags["--inner.bits"] == ("inner", "bits")
-    assert {path[0] for path in flags.values()} == {f.name for f in dataclasses.fields(Toy)}  # fn is listed...
+    assert {path[0] for path in flags.values()} == {f.name for f in dataclasses.fields(Toy)} - {"fn"}
     parser = argparse.ArgumentParser()
     add_config_arguments(parser, Toy)
     spelled = {s for a in parser._actions for s in a.option_strings}
-    assert "--fn" not in spelled and "--rate" in spelled  # ...but an object field gets no flag
+    assert spelled - {"-h", "--help"} == set(flags) | {"--no-on"}  # an object field (fn) gets no flag
 
 
 def test_bad_values_name_the_flag() -> None:
@@ -135,8 +135,8 @@ def test_prune_exposes_every_prune_config_field_with_registry_choices() -> None:
     by_flag = {s: a for a in sub._actions for s in a.option_strings}
     for f in dataclasses.fields(PruneConfig):
         assert "--" + f.name.replace("_", "-") in by_flag, f.name
-    assert by_flag["--importance"].choices == CRITERIA.names()
-    assert by_flag["--scope"].choices == ["local", "global"]
+    assert by_flag["--importance"].metavar == "{" + ",".join(CRITERIA.names()) + "}"
+    assert by_flag["--scope"].metavar == "{local,global}"
 
 
 def test_prune_flags_reach_the_plan(tmp_path, capsys) -> None:
@@ -160,3 +160,42 @@ def test_prune_bad_value_is_one_line_before_loading(tmp_path, capsys) -> None:
     code = main(["prune", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "p.pt"), "--max-group-ratio", "2"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and err == "slimkit prune: error: --max-group-ratio: max_group_ratio must be in [0, 1], got 2.0"
+
+
+def _config_commands() -> list[tuple[str, type, set[str]]]:
+    from slimkit.lowrank.api import DecomposeConfig
+    from slimkit.prune.unstructured.magnitude import WeightPruneConfig
+    from slimkit.quant.config import QuantConfig
+    from slimkit.train.config import TrainConfig
+
+    return [("prune", PruneConfig, set()), ("prune-weights", WeightPruneConfig, set()),
+            ("decompose", DecomposeConfig, set()), ("quantize", QuantConfig, {"mode", "learn_step"}),
+            ("train", TrainConfig, {"distill_alpha", "distill_temperature"})]
+
+
+@pytest.mark.parametrize("command, cls, excluded", _config_commands(), ids=lambda v: v if isinstance(v, str) else "")
+def test_config_commands_expose_every_field(command, cls, excluded) -> None:
+    spelled = {s for a in _subcommand(command)._actions for s in a.option_strings}
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.name not in excluded and "--" + f.name.replace("_", "-") not in spelled]
+    assert not missing, f"slimkit {command} lacks flags for {missing}"
+
+
+def test_train_keeps_its_quick_default_and_takes_every_option(monkeypatch, tmp_path) -> None:
+    seen = {}
+    monkeypatch.setattr("slimkit.train.fit", lambda model, data, config, **kw: seen.setdefault("config", config))
+    code = main(["train", "lenet5", "--data", "synthetic", "--subset", "16", "--out", str(tmp_path / "m.pt"),
+                 "--schedule", "step", "--step-size", "2", "--label-smoothing", "0.1", "--no-progress"])
+    config = seen["config"]
+    assert code == 0 and config.epochs == 3 and config.schedule == "step" and config.step_size == 2
+    assert config.label_smoothing == 0.1 and config.progress is False
+
+
+def test_unknown_names_are_one_line_config_errors(tmp_path, capsys) -> None:
+    out = str(tmp_path / "p.pt")
+    assert main(["prune", str(tmp_path / "missing.pt"), "--out", out, "--importance", "foo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("slimkit prune: error: --importance: unknown importance 'foo'; choose one of: apoz,")
+    assert main(["prune", str(tmp_path / "missing.pt"), "--out", out, "--scope", "nowhere"]) == 2
+    assert capsys.readouterr().err.strip().startswith("slimkit prune: error: --scope: ")
+    assert _parse(["--color", "blue"]).color is Color.BLUE

@@ -1,12 +1,14 @@
 """Command-line flags generated from a config dataclass, and the config parsed back from them.
 
 A command calls :func:`add_config_arguments` with its config class and gets one flag per field: ``--field-name``
-with the field's type, its choices (enums, ``Literal``, a registry named in the field's metadata) and the field's
+with the field's type, its choices (enums, ``Literal``, a registry or a list of
+names in the field's metadata: ``{"registry": "pkg.mod:NAME"}``, ``{"choices": (...)}``) and the field's
 line of the class docstring as help, so the CLI offers every option the API has and cannot drift from it.
 :func:`config_from_args` builds the config from the flags the user gave (the others keep the config's defaults);
 the config's own checks then judge the values, and an error names the flag (``--ratio: ratio must be in [0, 1)``).
 
-Types map as follows: ``bool`` -> ``--flag`` / ``--no-flag``; an enum or ``Literal`` -> choices; ``int``/``float``/
+Types map as follows: ``bool`` -> ``--flag`` / ``--no-flag``; an enum or ``Literal`` -> its names (listed by
+``--help``, judged by the config); ``int``/``float``/
 ``str`` -> that type; ``X | None`` -> X, or ``none``; ``tuple[X, ...]``/``list[X]`` -> a repeatable flag (numbers
 may also be comma-separated); ``dict[str, X]`` -> repeatable ``KEY=VALUE``; a nested config -> ``--field.sub``.
 Fields of other types (callables, modules) have no flag: :func:`flag_fields` says which fields do.
@@ -23,7 +25,7 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, TypeVar, Union
 
 from slimkit.core.errors import ConfigError
@@ -31,7 +33,8 @@ from slimkit.core.errors import ConfigError
 C = TypeVar("C")
 _NONE = "none"
 _METAVARS = {int: "INT", float: "FLOAT", str: "TEXT"}
-_DEST = "_config_flags"  # on the namespace: {config class: {dest: field path}}
+_DEST = "_config_flags"
+_UNSET = object()  # on the namespace: {config class: {dest: field path}}
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -103,6 +106,8 @@ def _scalar(arms: list[Any], flag: str) -> Callable[[str], Any] | None:
         for choice in choices:
             if text == str(choice):
                 return choice
+        if not kinds:  # names only: the config judges (a one-line ConfigError naming the field and the choices,
+            return text  # and an enum's other spellings, e.g. "local" for "layer")
         for kind in kinds:
             try:
                 return kind(text)
@@ -138,8 +143,10 @@ def _argument(field: dataclasses.Field, annotation: Any, flag: str) -> dict[str,
     arms = [arm for arm in _arms(annotation) if arm is not type(None)]
     optional = len(arms) < len(_arms(annotation))
     names = _registry_names(field)
-    if names is not None:
-        return {"choices": names, "metavar": "{" + ",".join(names) + "}"}
+    if names is None and "choices" in field.metadata:  # a field whose command-line spelling is one of these names
+        names = list(field.metadata["choices"])
+    if names is not None:  # checked by the config, or by config_from_args for a registry
+        return {"metavar": "{" + ",".join(names) + "}"}
     if arms == [bool]:
         return {"action": argparse.BooleanOptionalAction}
     origin, args = typing.get_origin(arms[0]), typing.get_args(arms[0])
@@ -164,15 +171,13 @@ def _argument(field: dataclasses.Field, annotation: Any, flag: str) -> dict[str,
     metavar = "{" + ",".join(map(str, choices)) + "}" if choices and not plain else None
     if choices and plain:
         metavar = "|".join([_METAVARS[plain[0]], *map(str, choices)])
-    keywords = {"type": convert, "metavar": metavar or _METAVARS.get(arms[0], "VALUE")}
-    if choices and not plain and not optional:
-        keywords["choices"] = choices  # listed by --help and checked by argparse
-    return keywords
+    return {"type": convert, "metavar": metavar or _METAVARS.get(arms[0], "VALUE")}
 
 
 def flag_fields(cls: type, *, exclude: Iterable[str] = (), prefix: str = "") -> dict[str, tuple[str, ...]]:
     """``--flag -> field path`` for every field of ``cls`` that takes a flag (nested configs as ``--a.b``)."""
-    return {flag: path for flag, path, *_ in _flags(cls, tuple(exclude), prefix)}
+    return {flag: path for flag, path, owner, field in _flags(cls, tuple(exclude), prefix)
+            if _argument(field, _hints(owner)[field.name], flag) is not None}
 
 
 def _flags(cls: type, exclude: tuple[str, ...], prefix: str) -> list[tuple[str, tuple[str, ...], Any, Any]]:
@@ -192,26 +197,31 @@ def _flags(cls: type, exclude: tuple[str, ...], prefix: str) -> list[tuple[str, 
     return found
 
 
-def _default_text(field: dataclasses.Field) -> str:
-    if field.default is not dataclasses.MISSING:
-        value = field.default
-    elif field.default_factory is not dataclasses.MISSING:
+def _default_text(field: dataclasses.Field, value: Any) -> str:
+    if value is dataclasses.MISSING:
+        if field.default_factory is dataclasses.MISSING:
+            return "required"
         value = field.default_factory()
-    else:
-        return "required"
     if isinstance(value, enum.Enum):
         value = value.value
+    if "choices" in field.metadata:  # an object the command line names by its kind (PerChannel -> per_channel)
+        value = getattr(value, "kind", value)
     if isinstance(value, bool):
         return "on" if value else "off"
     return _NONE if value is None else str(value) if value not in ((), {}, []) else "none"
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude: Iterable[str] = (),
-                         title: str | None = None) -> None:
+                         defaults: Mapping[str, Any] | None = None, title: str | None = None) -> None:
     """Add a flag for every field of config ``cls`` (but ``exclude``) to ``parser``; see the module docstring.
+
+    Args:
+        defaults: the command's own defaults where they differ from the config's (``{"epochs": 3}`` for a quick
+            ``slimkit train``); shown by ``--help`` and used when the flag is not given.
 
     Unset flags stay ``None`` on the namespace, so :func:`config_from_args` passes only what the user gave.
     """
+    defaults = dict(defaults or {})
     group = parser.add_argument_group(title or f"options of {cls.__name__} (the API's config)")
     docs: dict[type, dict[str, str]] = {}
     table = {}
@@ -222,10 +232,10 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude:
         doc = docs.setdefault(owner, field_docs(owner)).get(field.name, field.name.replace("_", " "))
         doc = re.sub(r":\w+:`~?([^`]+)`", r"\1", doc).replace("``", "")  # reST markup reads badly in a terminal
         dest = "__".join(path)
-        help_text = f"{doc} (default: {_default_text(field)})".replace("%", "%%")
-        group.add_argument(flag, dest=dest, default=None, help=help_text,
-                           **keywords)
-        table[dest] = path
+        shown = _default_text(field, defaults.get(".".join(path), field.default))
+        help_text = f"{doc} (default: {shown})".replace("%", "%%")
+        group.add_argument(flag, dest=dest, default=None, help=help_text, **keywords)
+        table[dest] = (path, defaults.get(".".join(path), _UNSET))
     parser.set_defaults(**{_DEST: {**(parser.get_default(_DEST) or {}), cls: table}})
 
 
@@ -237,10 +247,12 @@ def config_from_args(cls: type[C], args: argparse.Namespace, **extra: Any) -> C:
     """
     table = getattr(args, _DEST, {}).get(cls, {})
     flags: dict[str, Any] = {}
-    for dest, path in table.items():
+    for dest, (path, default) in table.items():
         value = getattr(args, dest, None)
-        if value is None:
+        if value is None and default is _UNSET:
             continue
+        value = default if value is None else value
+        _check_registry(_field_spec(cls, path), value, "--" + ".".join(path).replace("_", "-"))
         annotation = _field_annotation(cls, path)
         if typing.get_origin(annotation) is dict or any(typing.get_origin(a) is dict for a in _arms(annotation)):
             value = dict(value)
@@ -249,11 +261,30 @@ def config_from_args(cls: type[C], args: argparse.Namespace, **extra: Any) -> C:
     return config_from_flags(cls, flags)
 
 
-def _field_annotation(cls: type, path: tuple[str, ...]) -> Any:
+def _owner(cls: type, path: tuple[str, ...]) -> Any:
     owner: Any = cls
     for name in path[:-1]:
         owner = next(a for a in _arms(_hints(owner)[name]) if dataclasses.is_dataclass(a))
-    return _hints(owner)[path[-1]]
+    return owner
+
+
+def _field_annotation(cls: type, path: tuple[str, ...]) -> Any:
+    return _hints(_owner(cls, path))[path[-1]]
+
+
+def _field_spec(cls: type, path: tuple[str, ...]) -> dataclasses.Field:
+    return {f.name: f for f in dataclasses.fields(_owner(cls, path))}[path[-1]]
+
+
+def _check_registry(field: dataclasses.Field, value: Any, flag: str) -> None:
+    """A registry-backed field names a registered entry (checked before any work: the config may not look)."""
+    where = field.metadata.get("registry")
+    if where and isinstance(value, str):
+        module, _, name = where.partition(":")
+        try:
+            getattr(importlib.import_module(module), name).get(value)
+        except ConfigError as err:
+            raise ConfigError(f"{flag}: {err}") from None
 
 
 def config_from_flags(cls: type[C], flags: dict[str, Any]) -> C:
