@@ -14,12 +14,13 @@ from torch import nn
 
 from slimkit.core.errors import ConfigError, DataError
 from slimkit.core.modules import FilterFn, count_params, iter_modules, model_device
+from slimkit.core.registry import Registry
 from slimkit.core.transaction import transaction
 from slimkit.quant.modules import is_quant_layer, quantizable_types
 from slimkit.quant.report import QuantReport
 
 Handler = Callable[[nn.Module, Any, list[torch.Tensor], "FilterFn | None"], QuantReport]
-_HANDLERS: dict[type, Handler] = {}
+_HANDLERS: Registry[Handler] = Registry("quantize handler")
 
 
 def register_quantize_handler(config_cls: type) -> Callable[[Handler], Handler]:
@@ -34,10 +35,10 @@ def register_quantize_handler(config_cls: type) -> Callable[[Handler], Handler]:
 
 def _handler_for(config: Any) -> Handler:
     _load_handlers()
-    for cls in type(config).__mro__:
-        if cls in _HANDLERS:
-            return _HANDLERS[cls]
-    known = ", ".join(sorted(c.__name__ for c in _HANDLERS))
+    handler = _HANDLERS.for_type(type(config))
+    if handler is not None:
+        return handler
+    known = ", ".join(sorted(c.__name__ for c, _ in _HANDLERS.items()))
     raise ConfigError(f"quantize: no handler for config type {type(config).__name__}; known: {known}")
 
 
