@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from slimkit.core.errors import ConfigError
+from slimkit.core.forward import training_mode
 from slimkit.core.registry import Registry
 from slimkit.graph.groups import ChannelGraph
 
@@ -190,15 +191,13 @@ def taylor(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     params = [t for t in graph.tensors if isinstance(t, nn.Parameter) and t.requires_grad]
     saved = [p.grad for p in params]
     acc = {id(p): torch.zeros_like(p, dtype=torch.float32) for p in params}
-    was_training = model.training
-    model.eval()
     try:
         for batch in ctx.data:
             inputs, targets = batch[0], batch[1]
             inputs = inputs if isinstance(inputs, tuple) else (inputs,)
             for p in params:
                 p.grad = None
-            with torch.enable_grad():
+            with torch.enable_grad(), training_mode(model, False):
                 loss_fn(model(*inputs), targets).backward()
             for p in params:
                 if p.grad is not None:
@@ -206,7 +205,6 @@ def taylor(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     finally:
         for p, g in zip(params, saved):
             p.grad = g
-        model.train(was_training)
 
     scores = torch.zeros(graph.num_channels, dtype=torch.float64)
     count = torch.zeros(graph.num_channels, dtype=torch.float64)

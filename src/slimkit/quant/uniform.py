@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from slimkit.core.errors import ConfigError, DataError, GraphError
+from slimkit.core.forward import training_mode
 from slimkit.core.modules import FilterFn, set_submodule
 from slimkit.quant.api import check_no_quant_layers, register_quantize_handler, select_layers, storage_bytes
 from slimkit.quant.config import QuantConfig, QuantMode
@@ -51,13 +52,9 @@ def calibrate(model: nn.Module, inputs: list[torch.Tensor], quantizers: list[Fak
     """Run ``inputs`` through ``model`` with ``quantizers`` observing, then freeze their ranges."""
     for q in quantizers:
         q.observe()
-    was_training = model.training
-    model.eval()
-    try:
+    with training_mode(model, False):
         for x in inputs:
             model(x)
-    finally:
-        model.train(was_training)
     names = {id(m): fqn for fqn, m in model.named_modules()}
     for q in quantizers:
         try:
