@@ -164,13 +164,15 @@ def test_prune_bad_value_is_one_line_before_loading(tmp_path, capsys) -> None:
 
 def _config_commands() -> list[tuple[str, type, set[str]]]:
     from slimkit.lowrank.api import DecomposeConfig
+    from slimkit.prune.methods.slimming import SlimmingConfig
     from slimkit.prune.unstructured.magnitude import WeightPruneConfig
     from slimkit.quant.config import QuantConfig
     from slimkit.train.config import TrainConfig
 
     return [("prune", PruneConfig, set()), ("prune-weights", WeightPruneConfig, set()),
             ("decompose", DecomposeConfig, set()), ("quantize", QuantConfig, {"mode", "learn_step"}),
-            ("train", TrainConfig, {"distill_alpha", "distill_temperature"})]
+            ("train", TrainConfig, {"distill_alpha", "distill_temperature"}),
+            ("slim", SlimmingConfig, {"sparsity_train", "finetune"})]  # built from --sparsity-epochs, --lr...
 
 
 @pytest.mark.parametrize("command, cls, excluded", _config_commands(), ids=lambda v: v if isinstance(v, str) else "")
