@@ -1,17 +1,17 @@
 """Command-line flags generated from a config dataclass, and the config parsed back from them.
 
 A command calls :func:`add_config_arguments` with its config class and gets one flag per field: ``--field-name``
-with the field's type, its choices (enums, ``Literal``, a registry or a list of
-names in the field's metadata: ``{"registry": "pkg.mod:NAME"}``, ``{"choices": (...)}``) and the field's
-line of the class docstring as help, so the CLI offers every option the API has and cannot drift from it.
+with the field's type, its names where it has a fixed set (an enum, a ``Literal``, or the field's metadata:
+``{"registry": "pkg.mod:NAME"}``, ``{"choices": (...)}``) and the field's entry in the class docstring's
+``Attributes:`` as help, so the CLI offers every option the API has and cannot drift from it.
 :func:`config_from_args` builds the config from the flags the user gave (the others keep the config's defaults);
 the config's own checks then judge the values, and an error names the flag (``--ratio: ratio must be in [0, 1)``).
 
 Types map as follows: ``bool`` -> ``--flag`` / ``--no-flag``; an enum or ``Literal`` -> its names (listed by
-``--help``, judged by the config); ``int``/``float``/
-``str`` -> that type; ``X | None`` -> X, or ``none``; ``tuple[X, ...]``/``list[X]`` -> a repeatable flag (numbers
-may also be comma-separated); ``dict[str, X]`` -> repeatable ``KEY=VALUE``; a nested config -> ``--field.sub``.
-Fields of other types (callables, modules) have no flag: :func:`flag_fields` says which fields do.
+``--help``, judged by the config); ``int``/``float``/``str`` -> that type; ``X | None`` -> X, or ``none``;
+``tuple[X, ...]``/``list[X]`` -> a repeatable flag (numbers may also be comma-separated); ``dict[str, X]`` ->
+repeatable ``KEY=VALUE``; a nested config -> ``--field.sub``. Fields of other types (callables, modules) have no
+flag: :func:`flag_fields` says which fields do.
 """
 
 from __future__ import annotations
@@ -26,15 +26,22 @@ import re
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal, NamedTuple, TypeVar, Union
 
 from slimkit.core.errors import ConfigError
 
 C = TypeVar("C")
 _NONE = "none"
 _METAVARS = {int: "INT", float: "FLOAT", str: "TEXT"}
-_DEST = "_config_flags"
-_UNSET = object()  # on the namespace: {config class: {dest: field path}}
+_DEST = "_config_flags"  # on the namespace: {config class: {dest: _Flag}}
+_UNSET = object()
+
+
+class _Flag(NamedTuple):
+    flag: str  # --field or --outer.field
+    field: dataclasses.Field
+    default: Any  # the command's own default, or _UNSET: the config's
+    is_dict: bool  # KEY=VALUE pairs, made a dict
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -47,21 +54,19 @@ def field_docs(cls: type) -> dict[str, str]:
 
 
 def _attributes(text: str) -> dict[str, str]:
-    doc = inspect.cleandoc(text)
-    section = doc.partition("Attributes:\n")[2]
-    docs: dict[str, str] = {}
-    current: list[str] = []
+    """Entries of an ``Attributes:`` section: ``name: text`` (or ``a / b: text`` for two fields), continued by
+    more deeply indented lines."""
+    section = inspect.cleandoc(text).partition("Attributes:\n")[2]
+    entries: list[tuple[list[str], list[str]]] = []
     for line in section.splitlines():
         if line and not line.startswith(" "):  # the next section (``Example:``) or the end of the block
             break
         entry = re.match(r"^ {4}([\w ,/]+?):\s(.*)$", line)
         if entry:
-            current = [entry[2].strip()]
-            for name in re.split(r"\s*[,/]\s*", entry[1]):
-                docs[name] = current  # type: ignore[assignment]  # joined below
-        elif current and line.strip():
-            current.append(line.strip())
-    return {name: " ".join(lines) for name, lines in docs.items()}  # type: ignore[arg-type]
+            entries.append((re.split(r"\s*[,/]\s*", entry[1]), [entry[2].strip()]))
+        elif entries and line.strip():
+            entries[-1][1].append(line.strip())
+    return {name: " ".join(lines) for names, lines in entries for name in names}
 
 
 @functools.cache
@@ -83,13 +88,13 @@ def _choices_of(arm: Any) -> list[Any] | None:
     return None
 
 
-def _registry_names(field: dataclasses.Field) -> list[str] | None:
-    """Names of the registry a field's metadata points at (``{"registry": "pkg.mod:NAME"}``), or None."""
+def _registry(field: dataclasses.Field) -> Any:
+    """The registry a field's metadata points at (``{"registry": "pkg.mod:NAME"}``), or None."""
     where = field.metadata.get("registry")
     if not where:
         return None
     module, _, name = where.partition(":")
-    return list(getattr(importlib.import_module(module), name).names())
+    return getattr(importlib.import_module(module), name)
 
 
 def _scalar(arms: list[Any], flag: str) -> Callable[[str], Any] | None:
@@ -142,7 +147,8 @@ def _argument(field: dataclasses.Field, annotation: Any, flag: str) -> dict[str,
     """``add_argument`` keywords for one field (without ``help``/``dest``), or None when it takes no flag."""
     arms = [arm for arm in _arms(annotation) if arm is not type(None)]
     optional = len(arms) < len(_arms(annotation))
-    names = _registry_names(field)
+    registry = _registry(field)
+    names = None if registry is None else registry.names()
     if names is None and "choices" in field.metadata:  # a field whose command-line spelling is one of these names
         names = list(field.metadata["choices"])
     if names is not None:  # checked by the config, or by config_from_args for a registry
@@ -174,9 +180,9 @@ def _argument(field: dataclasses.Field, annotation: Any, flag: str) -> dict[str,
     return {"type": convert, "metavar": metavar or _METAVARS.get(arms[0], "VALUE")}
 
 
-def flag_fields(cls: type, *, exclude: Iterable[str] = (), prefix: str = "") -> dict[str, tuple[str, ...]]:
+def flag_fields(cls: type, *, exclude: Iterable[str] = ()) -> dict[str, tuple[str, ...]]:
     """``--flag -> field path`` for every field of ``cls`` that takes a flag (nested configs as ``--a.b``)."""
-    return {flag: path for flag, path, owner, field in _flags(cls, tuple(exclude), prefix)
+    return {flag: path for flag, path, owner, field in _flags(cls, tuple(exclude), "")
             if _argument(field, _hints(owner)[field.name], flag) is not None}
 
 
@@ -235,7 +241,8 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude:
         shown = _default_text(field, defaults.get(".".join(path), field.default))
         help_text = f"{doc} (default: {shown})".replace("%", "%%")
         group.add_argument(flag, dest=dest, default=None, help=help_text, **keywords)
-        table[dest] = (path, defaults.get(".".join(path), _UNSET))
+        is_dict = any(typing.get_origin(arm) is dict for arm in _arms(_hints(owner)[field.name]))
+        table[dest] = _Flag(flag, field, defaults.get(".".join(path), _UNSET), is_dict)
     parser.set_defaults(**{_DEST: {**(parser.get_default(_DEST) or {}), cls: table}})
 
 
@@ -245,44 +252,25 @@ def config_from_args(cls: type[C], args: argparse.Namespace, **extra: Any) -> C:
     Raises:
         ConfigError: naming the flag, e.g. ``--ratio: ratio must be in [0, 1), got 1.5``.
     """
-    table = getattr(args, _DEST, {}).get(cls, {})
+    table: dict[str, _Flag] = getattr(args, _DEST, {}).get(cls, {})
     flags: dict[str, Any] = {}
-    for dest, (path, default) in table.items():
+    for dest, spec in table.items():
         value = getattr(args, dest, None)
-        if value is None and default is _UNSET:
+        if value is None and spec.default is _UNSET:
             continue
-        value = default if value is None else value
-        _check_registry(_field_spec(cls, path), value, "--" + ".".join(path).replace("_", "-"))
-        annotation = _field_annotation(cls, path)
-        if typing.get_origin(annotation) is dict or any(typing.get_origin(a) is dict for a in _arms(annotation)):
-            value = dict(value)
-        flags["--" + ".".join(path).replace("_", "-")] = value
+        value = spec.default if value is None else value
+        _check_registry(spec.field, value, spec.flag)
+        flags[spec.flag] = dict(value) if spec.is_dict and value is not None else value
     flags.update({f"--{name.replace('_', '-')}": value for name, value in extra.items()})
     return config_from_flags(cls, flags)
 
 
-def _owner(cls: type, path: tuple[str, ...]) -> Any:
-    owner: Any = cls
-    for name in path[:-1]:
-        owner = next(a for a in _arms(_hints(owner)[name]) if dataclasses.is_dataclass(a))
-    return owner
-
-
-def _field_annotation(cls: type, path: tuple[str, ...]) -> Any:
-    return _hints(_owner(cls, path))[path[-1]]
-
-
-def _field_spec(cls: type, path: tuple[str, ...]) -> dataclasses.Field:
-    return {f.name: f for f in dataclasses.fields(_owner(cls, path))}[path[-1]]
-
-
 def _check_registry(field: dataclasses.Field, value: Any, flag: str) -> None:
     """A registry-backed field names a registered entry (checked before any work: the config may not look)."""
-    where = field.metadata.get("registry")
-    if where and isinstance(value, str):
-        module, _, name = where.partition(":")
+    registry = _registry(field)
+    if registry is not None and isinstance(value, str):
         try:
-            getattr(importlib.import_module(module), name).get(value)
+            registry.get(value)
         except ConfigError as err:
             raise ConfigError(f"{flag}: {err}") from None
 
