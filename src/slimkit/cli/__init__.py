@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from collections.abc import Sequence
 
 from slimkit.cli._registry import add_all_commands
 from slimkit.core.errors import SlimkitError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (``slimkit prune: error: argument --ratio: ...``), exit status 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="slimkit", description="Compress PyTorch networks.")
+    parser = _Parser(prog="slimkit", description="Compress PyTorch networks.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_all_commands(subparsers)

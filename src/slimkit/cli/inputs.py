@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-from typing import Any, TypeVar
+from typing import Any
 
 import torch
 from torch import nn
 
+from slimkit.cli.from_config import config_from_flags  # noqa: F401  (commands import it from here too)
 from slimkit.core.errors import ConfigError
-
-C = TypeVar("C")
 
 
 def input_size(text: str | None, in_channels: int) -> tuple[int, int]:
@@ -68,30 +66,6 @@ def load_with_example(path: str, size_text: str | None,
     return model, x
 
 
-def config_from_flags(cls: type[C], flags: dict[str, Any]) -> C:
-    """A config built from command-line flags (``{"--lr": 0.1}`` fills field ``lr``); an error names the flag.
-
-    Raises:
-        ConfigError: ``--lr: lr must be > 0, got -1.0``: the first flag the config's message is about.
-    """
-    from slimkit.core.config import parse_config
-
-    fields = {_field(flag): value for flag, value in flags.items()}
-    try:
-        return parse_config(cls, fields)
-    except ConfigError as err:
-        text = str(err).removeprefix(f"{cls.__name__}: ")
-        found = [(m.start(), flag) for flag in flags if (m := re.search(rf"\b{_field(flag)}\b", text))]
-        if not found:
-            raise
-        flag = min(found)[1]
-        raise ConfigError(f"{flag}: {text.removeprefix(_field(flag) + ': ')}") from None
-
-
-def _field(flag: str) -> str:
-    return flag.lstrip("-").replace("-", "_")
-
-
 def data_example(data: Any) -> tuple[torch.Tensor, ...]:
     """A batch-1 input from a dataset's training split."""
     x, _ = data.train[0]
@@ -104,11 +78,3 @@ def check_forward(model: nn.Module, inputs: tuple[torch.Tensor, ...], *, flag: s
     from slimkit.recipe.build import check_model_runs
 
     check_model_runs(model, inputs, where=f"{flag} {source}")
-
-
-def check_importance(name: str, flag: str = "--importance") -> None:
-    """An importance criterion name that resolves, checked before the model is even loaded."""
-    from slimkit.prune.importance import CRITERIA
-
-    if name not in CRITERIA:
-        raise ConfigError(f"{flag}: unknown importance {name!r}; choose one of: {', '.join(CRITERIA.names())}")

@@ -1,13 +1,24 @@
-"""Name -> object registries: the single extension mechanism (models, stages, criteria, layer handlers)."""
+"""Registries: the single extension mechanism (models, stages, criteria, layer and op handlers, quantizers).
+
+A registry is keyed by name (case-insensitive unless told otherwise: ``"l1"``, ``"prune"``) or by an object: a layer or config type
+(looked up along the MRO with :meth:`Registry.for_type`, so a subclass of ``nn.Conv2d`` finds conv's entry) or an
+operator (``torch.ops.aten.mm``). It also reads as a mapping (``key in r``, ``r[key]``, ``r.get(key, default)``,
+``r.items()``; ``r[key] = obj`` replaces an entry), so code and tests written against the dicts it replaced work.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, Generic, TypeVar
 
 from slimkit.core.errors import ConfigError
 
 T = TypeVar("T")
+_MISSING: Any = object()
+
+
+def _describe(key: Hashable) -> str:
+    return key if isinstance(key, str) else getattr(key, "__qualname__", None) or str(key)
 
 
 class Registry(Generic[T]):
@@ -21,40 +32,80 @@ class Registry(Generic[T]):
         True
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, casefold: bool = True) -> None:
+        """``casefold=False`` keeps names as given (operator names: ``T`` and ``t`` differ)."""
         self.kind = kind
-        self._items: dict[str, T] = {}
+        self.casefold = casefold
+        self._items: dict[Hashable, T] = {}
 
-    def register(self, name: str, *, overwrite: bool = False) -> Callable[[T], T]:
+    def _key(self, name: Hashable) -> Hashable:
+        return name.lower() if self.casefold and isinstance(name, str) else name
+
+    def register(self, *names: Hashable, overwrite: bool = False) -> Callable[[T], T]:
+        """Decorator adding the object under each of ``names`` (several layer types may share one handler)."""
+
         def add(obj: T) -> T:
-            self.add(name, obj, overwrite=overwrite)
+            for name in names:
+                self.add(name, obj, overwrite=overwrite)
             return obj
 
         return add
 
-    def add(self, name: str, obj: T, *, overwrite: bool = False) -> None:
-        key = name.lower()
+    def add(self, name: Hashable, obj: T, *, overwrite: bool = False) -> None:
+        key = self._key(name)
         if key in self._items and not overwrite:
-            raise ConfigError(f"{self.kind} {name!r} is already registered")
+            raise ConfigError(f"{self.kind} {_describe(name)!r} is already registered")
         self._items[key] = obj
 
-    def get(self, name: str) -> T:
+    def get(self, name: Hashable, default: Any = _MISSING) -> T:
+        """The entry of ``name``; ``default`` when given and there is none, else ConfigError listing the names."""
         try:
-            return self._items[name.lower()]
+            return self._items[self._key(name)]
         except KeyError:
+            if default is not _MISSING:
+                return default
             raise ConfigError(
-                f"unknown {self.kind} {name!r}; choose one of: {', '.join(sorted(self._items)) or '(none)'}"
+                f"unknown {self.kind} {_describe(name)!r}; choose one of: {', '.join(self.names()) or '(none)'}"
             ) from None
 
-    def remove(self, name: str) -> None:
+    def for_type(self, cls: type, default: Any = None) -> T:
+        """The entry of ``cls`` or of its nearest base class registered (``default`` when none is)."""
+        for base in cls.__mro__:
+            if base in self._items:
+                return self._items[base]
+        return default
+
+    def remove(self, name: Hashable) -> None:
         """Forget ``name`` (e.g. a model registered only for one test)."""
-        self._items.pop(name.lower(), None)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._items
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._items))
+        self._items.pop(self._key(name), None)
 
     def names(self) -> list[str]:
-        return sorted(self._items)
+        """Every key, sorted, as text (a type by its qualified name)."""
+        return sorted(_describe(key) for key in self._items)
+
+    def items(self) -> list[tuple[Hashable, T]]:
+        return list(self._items.items())
+
+    def __contains__(self, name: object) -> bool:
+        try:
+            return self._key(name) in self._items  # type: ignore[arg-type]
+        except TypeError:  # unhashable
+            return False
+
+    def __getitem__(self, name: Hashable) -> T:
+        return self._items[self._key(name)]
+
+    def __setitem__(self, name: Hashable, obj: T) -> None:
+        self.add(name, obj, overwrite=True)
+
+    def __delitem__(self, name: Hashable) -> None:
+        del self._items[self._key(name)]
+
+    def __iter__(self) -> Iterator[Hashable]:
+        return iter(sorted(self._items, key=_describe))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.kind!r}, {len(self)} entries)"

@@ -14,9 +14,10 @@ from torch import nn
 
 from slimkit.core.errors import CheckpointError
 from slimkit.core.modules import label
+from slimkit.core.registry import Registry
 
 Syncer = Callable[[nn.Module], None]
-attribute_syncers: dict[type, Syncer] = {}
+attribute_syncers: Registry[Syncer] = Registry("attribute syncer")
 
 
 def register_syncer(*types: type) -> Callable[[Syncer], Syncer]:
@@ -123,11 +124,9 @@ def _prelu(m: nn.Module) -> None:
 
 def sync_attributes(module: nn.Module) -> None:
     """Update the shape attributes of ``module`` from its tensors (no-op for unknown types)."""
-    for cls in type(module).__mro__:
-        fn = attribute_syncers.get(cls)
-        if fn is not None:
-            fn(module)
-            return
+    fn = attribute_syncers.for_type(type(module))
+    if fn is not None:
+        fn(module)
 
 
 def resize_to_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimkit.core.errors import ConfigError
+from slimkit.core.forward import training_mode
 from slimkit.core.modules import get_submodule, label
 from slimkit.train.hooks import Hook, TrainState
 
@@ -217,11 +218,8 @@ class HintHook(Hook):
         if len(t_feat) < len(self.pairs):  # fit ran no teacher forward this step: run ours
             teacher = self._teacher_of(state)
             inputs = state.inputs if isinstance(state.inputs, (tuple, list)) else (state.inputs,)
-            with torch.no_grad():
-                was_training = teacher.training
-                teacher.eval()
+            with torch.no_grad(), training_mode(teacher, False):
                 teacher(*inputs)
-                teacher.train(was_training)
             t_feat = self._teacher.take()
         missing = [s for s in self.pairs if s not in s_feat]
         if missing:

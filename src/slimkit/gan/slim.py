@@ -265,7 +265,6 @@ def gan_slim(generator: nn.Module, discriminator: nn.Module, teacher: nn.Module,
         raise ConfigError("generator: no trainable parameter (a copy of a frozen teacher? requires_grad_(True) it)")
     if config.gan_weight > 0 and not any(p.requires_grad for p in discriminator.parameters()):
         raise ConfigError("discriminator: no trainable parameter, and gan_weight > 0 trains it")
-    was_training = generator.training
     generator.to(device)
     discriminator.to(device)
     teacher.to(device)
@@ -273,7 +272,7 @@ def gan_slim(generator: nn.Module, discriminator: nn.Module, teacher: nn.Module,
     teacher_trainable = [p for p in teacher.parameters() if p.requires_grad]
     _set_trainable(teacher_trainable, False)  # frozen for the run, given back as it was
 
-    with training_mode(teacher, False), contextlib.ExitStack() as undo:
+    with training_mode(generator, generator.training), training_mode(teacher, False), contextlib.ExitStack() as undo:
         undo.callback(_set_trainable, teacher_trainable, True)
         params_before = sum(p.numel() for p in generator.parameters())
         size_before = 4 * params_before
@@ -293,7 +292,6 @@ def gan_slim(generator: nn.Module, discriminator: nn.Module, teacher: nn.Module,
                              first[0])
             tuner.train(config.finetune_epochs, batches, make_inputs, ckpt / "finetune" if ckpt else None, resume)
             history += tuner.history
-    generator.train(was_training)
     return GanSlimReport(
         macs_before=removal.macs_before, macs_after=removal.macs_after, params_before=params_before,
         params_after=sum(p.numel() for n, p in generator.named_parameters() if "_quant." not in n),

@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from torch import nn
 
 from slimkit.graph.fields import MacsTerm, Occurrence
@@ -73,6 +71,11 @@ class ChannelGraph:
         self.shapes = [tuple(t.shape) for t in self.tensors]
         self.output_shapes: list[tuple[int, ...]] = []
         self.output_finite: list[bool] = []  # per output: finite on the example inputs (pruning must keep it so)
+        from scipy.sparse import (
+            coo_matrix,  # here, not at import: scipy.sparse costs a second (slimkit --help)
+        )
+        from scipy.sparse.csgraph import connected_components
+
         n = rec.next_id
         if rec.edges:
             a = torch.cat([e[0] for e in rec.edges]).numpy()

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from slimkit.core.registry import Registry
 from slimkit.graph.fields import Fields, merge_into, shift_fields
 
 if TYPE_CHECKING:
     from slimkit.graph.tracer import Tracer
 
 OpHandler = Callable[["Tracer", str, Callable, tuple, dict, Any], None]
-OP_HANDLERS: dict[str, OpHandler] = {}
+OP_HANDLERS: Registry[OpHandler] = Registry("op handler", casefold=False)
 
 
 def register_op(*names: str) -> Callable[[OpHandler], OpHandler]:

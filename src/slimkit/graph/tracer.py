@@ -20,13 +20,15 @@ from torch.overrides import TorchFunctionMode
 
 import slimkit.graph.layer_ops  # noqa: E402, F401  (registers the conv/linear/norm/matmul rules)
 from slimkit.core.errors import GraphError
+from slimkit.core.forward import module_hooks, training_mode
 from slimkit.core.modules import label
+from slimkit.core.registry import Registry
 from slimkit.core.shapes import attribute_syncers
 from slimkit.graph.fields import Fields, Recorder
 from slimkit.graph.ops import OP_HANDLERS, _tensors, unknown
 
 LeafHandler = Callable[["Tracer", nn.Module, tuple, dict, Any], None]
-LEAF_HANDLERS: dict[type, LeafHandler] = {}
+LEAF_HANDLERS: Registry[LeafHandler] = Registry("leaf handler")
 
 _ARITH = {"radd": "add", "iadd": "add", "rsub": "rsub", "isub": "sub", "rmul": "mul", "imul": "mul",
           "rtruediv": "div", "itruediv": "div", "truediv": "div", "rdiv": "div", "idiv": "div", "rpow": "pow",
@@ -288,39 +290,33 @@ class Tracer:
             unknown(self, name, func, args, kwargs, out)
             self.unknown_ops.add(f"{self.rec.where}: {name} ({type(err).__name__}: {err})")
 
-    def _pre(self, fqn: str) -> Callable:
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            self.stack.append(label(fqn, module))
-            self.keys.enter(fqn)
-            self.reads.append([])
-            self.module_ids.append(id(module))
-            self.module_objs.append(module)
-            if self.leaf_depth or self._leaf(module) is not None:
-                self.leaf_depth += 1
+    def _enter(self, fqn: str, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self.stack.append(label(fqn, module))
+        self.keys.enter(fqn)
+        self.reads.append([])
+        self.module_ids.append(id(module))
+        self.module_objs.append(module)
+        if self.leaf_depth or self._leaf(module) is not None:
+            self.leaf_depth += 1
 
-        return hook
-
-    def _post(self, fqn: str) -> Callable:
-        def hook(module: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
-            handler = self._leaf(module)
-            if self.leaf_depth:
-                self.leaf_depth -= 1
-            if handler is not None and not self.leaf_depth and not self.busy:
-                if getattr(handler, "__module__", "") not in ("slimkit.graph.tracer", "slimkit.graph.leaves"):
-                    self.assumptions.add(f"{label(fqn, module)}: handled by {handler.__module__}")
-                self.busy = True
-                self.rec.where = label(fqn, module)
-                try:
-                    handler(self, module, args, kwargs, out)
-                finally:
-                    self.busy = False
-            self.stack.pop()
-            self.keys.exit()
-            self.reads.pop()
-            self.module_ids.pop()
-            self.module_objs.pop()
-
-        return hook
+    def _leave(self, fqn: str, module: nn.Module, args: tuple, kwargs: dict, out: Any) -> None:
+        handler = self._leaf(module)
+        if self.leaf_depth:
+            self.leaf_depth -= 1
+        if handler is not None and not self.leaf_depth and not self.busy:
+            if getattr(handler, "__module__", "") not in ("slimkit.graph.tracer", "slimkit.graph.leaves"):
+                self.assumptions.add(f"{label(fqn, module)}: handled by {handler.__module__}")
+            self.busy = True
+            self.rec.where = label(fqn, module)
+            try:
+                handler(self, module, args, kwargs, out)
+            finally:
+                self.busy = False
+        self.stack.pop()
+        self.keys.exit()
+        self.reads.pop()
+        self.module_ids.pop()
+        self.module_objs.pop()
 
     def value_attribute(self, value: int | list[int]) -> tuple[nn.Module, str] | None:
         """The one attribute equal to ``value`` (an int, or a list of ints like ``self.splits`` of timm's
@@ -345,7 +341,7 @@ class Tracer:
         One attribute linked by several ops (``self.head_dim`` for q, k and v) must lose the same amount in each,
         so their ids are coupled position by position (or blocked when the counts differ)."""
         module, attr = found
-        if any(cls in attribute_syncers for cls in type(module).__mro__):
+        if attribute_syncers.for_type(type(module)) is not None:
             # a layer subclass (timm's ScaledStdConv2d reading self.out_channels): its shape attributes are
             # kept true to its tensors after pruning, so the count follows without a link
             self.assumptions.add(f"{self.rec.where}: {why} follows .{attr} (kept in sync with the weights)")
@@ -379,21 +375,12 @@ class Tracer:
 
     @staticmethod
     def _leaf(module: nn.Module) -> LeafHandler | None:
-        for cls in type(module).__mro__:
-            if cls in LEAF_HANDLERS:
-                return LEAF_HANDLERS[cls]
-        return None
+        return LEAF_HANDLERS.for_type(type(module))
 
     def run(self, example_inputs: Any) -> Any:
         inputs = example_inputs if isinstance(example_inputs, tuple) else (example_inputs,)
-        handles = []
-        was_training = self.model.training
-        self.model.eval()
         try:
-            for fqn, module in self.model.named_modules():
-                handles.append(module.register_forward_pre_hook(self._pre(fqn), with_kwargs=True))
-                handles.append(module.register_forward_hook(self._post(fqn), with_kwargs=True))
-            with _Mode(self):
+            with training_mode(self.model, False), module_hooks(self.model, self._enter, self._leave), _Mode(self):
                 out = self.model(*inputs)
             self.rec.where = "model output"
             for t in _tensors(out):
@@ -404,7 +391,3 @@ class Tracer:
         except Exception as err:
             where = self.stack[-1] if self.stack else label("", self.model)
             raise GraphError(f"{where}: forward on example_inputs failed while tracing ({type(err).__name__}: {err})") from err
-        finally:
-            for h in handles:
-                h.remove()
-            self.model.train(was_training)

@@ -20,6 +20,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from slimkit.core.errors import GraphError
+from slimkit.core.forward import module_hooks
 from slimkit.graph.groups import ChannelGraph
 from slimkit.graph.tracer import OpKey, OpKeys, Tracer, canonical
 
@@ -65,26 +66,15 @@ def planned_shapes(model: nn.Module, expected: Expected) -> Iterator[None]:
         return
     checker = _Checker(expected)
 
-    def pre(fqn: str) -> Callable:
-        def hook(module: nn.Module, args: Any) -> None:
-            checker.keys.enter(fqn)
-            if checker.leaf_depth or Tracer._leaf(module) is not None:  # the tracer's own rule for leaves
-                checker.leaf_depth += 1
+    def enter(fqn: str, module: nn.Module, *_: Any) -> None:
+        checker.keys.enter(fqn)
+        if checker.leaf_depth or Tracer._leaf(module) is not None:  # the tracer's own rule for leaves
+            checker.leaf_depth += 1
 
-        return hook
-
-    def post(module: nn.Module, args: Any, out: Any) -> None:
+    def leave(*_: Any) -> None:
         checker.keys.exit()
         if checker.leaf_depth:
             checker.leaf_depth -= 1
 
-    handles = []
-    for fqn, m in model.named_modules():
-        handles.append(m.register_forward_pre_hook(pre(fqn)))
-        handles.append(m.register_forward_hook(post))
-    try:
-        with checker:
-            yield
-    finally:
-        for h in handles:
-            h.remove()
+    with module_hooks(model, enter, leave), checker:
+        yield

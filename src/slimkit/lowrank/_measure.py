@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from slimkit.core.forward import training_mode
 from slimkit.lowrank._base import Geometry
 
 COUNTED = (nn.Linear, nn.Conv2d)
@@ -63,12 +64,10 @@ def measure_layers(model: nn.Module, example_inputs: Sequence[torch.Tensor]) -> 
     for fqn, module in model.named_modules():
         if isinstance(module, COUNTED):
             handles.append(module.register_forward_hook(hook(fqn)))
-    was_training = model.training
-    model.eval()  # no BatchNorm statistics update from a measuring pass
     try:
-        model(*example_inputs)
+        with training_mode(model, False):  # no BatchNorm statistics update from a measuring pass
+            model(*example_inputs)
     finally:
-        model.train(was_training)
         for handle in handles:
             handle.remove()
     return found

@@ -16,6 +16,7 @@ from torch import nn
 
 from slimkit.core.config import parse_config
 from slimkit.core.errors import ConfigError, GraphError
+from slimkit.core.forward import training_mode
 from slimkit.core.modules import FilterFn, count_params, get_submodule, iter_modules, label, set_submodule
 from slimkit.core.transaction import transaction
 from slimkit.lowrank._base import METHODS, Factorized, Method
@@ -265,15 +266,12 @@ def _plain_forward_error(model: nn.Module, inputs: tuple) -> str | None:
     Hooks are not enough: ``nn.TransformerEncoderLayer``'s fused fast path, taken only without hooks, reads
     ``linear1.weight`` directly, so a factored ``linear1`` breaks it while every hooked pass succeeds.
     """
-    was = model.training
-    model.eval()
-    try:
-        model(*inputs)
-        return None
-    except Exception as err:  # noqa: BLE001 - any failure means the decomposed model does not run
-        return f"{type(err).__name__}: {err}"
-    finally:
-        model.train(was)
+    with training_mode(model, False):
+        try:
+            model(*inputs)
+            return None
+        except Exception as err:  # noqa: BLE001 - any failure means the decomposed model does not run
+            return f"{type(err).__name__}: {err}"
 
 
 def _keep_dense_where_it_breaks(model: nn.Module, inputs: tuple, todo: list, entries: dict[str, Any],

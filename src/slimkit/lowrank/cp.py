@@ -15,7 +15,6 @@ import warnings
 
 import numpy as np
 import torch
-from tensorly.decomposition import parafac
 from torch import nn
 
 from slimkit.lowrank._base import Factorized, Geometry, conv_bias_count, register_method
@@ -86,6 +85,8 @@ class CPMethod:
 
     @torch.no_grad()
     def fill(self, module: nn.Module, factors: Factorized) -> torch.Tensor:
+        from tensorly.decomposition import parafac  # here: tensorly (and scipy) cost a second to import
+
         (r,) = factors.ranks
         kernel = module.weight.detach().double().cpu().numpy()
         with warnings.catch_warnings():  # tensorly warns when a rank exceeds a small unfolding

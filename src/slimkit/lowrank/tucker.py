@@ -14,7 +14,6 @@ import warnings
 
 import numpy as np
 import torch
-from tensorly.decomposition import partial_tucker
 from torch import nn
 
 from slimkit.lowrank._base import (
@@ -89,6 +88,10 @@ class TuckerMethod:
 
     @torch.no_grad()
     def fill(self, module: nn.Module, factors: Factorized) -> torch.Tensor:
+        from tensorly.decomposition import (
+            partial_tucker,  # here: tensorly (and scipy) cost a second to import
+        )
+
         r_in, r_out = factors.ranks
         firsts, cores, lasts, approx = [], [], [], []
         for kernel in _groups(module):  # one Tucker-2 per group (usually a single group)

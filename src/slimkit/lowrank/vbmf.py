@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import brentq, minimize_scalar
 
 
 @dataclass(frozen=True)
@@ -27,6 +26,8 @@ class VBMFResult:
 
 def _tau_bar(alpha: float) -> float:
     """The zero of ``log(t + 1) + alpha * log(t / alpha + 1) - t`` (about ``2.5129 * sqrt(alpha)``)."""
+    from scipy.optimize import brentq  # here: scipy.optimize costs a second to import
+
     return float(brentq(lambda t: np.log1p(t) + alpha * np.log1p(t / alpha) - t, 1e-9, 1e4))
 
 
@@ -52,6 +53,8 @@ def evbmf(matrix: np.ndarray, *, sigma2: float | None = None) -> VBMFResult:
     Returns:
         the kept rank (0 when the matrix is indistinguishable from noise), the noise variance and the threshold.
     """
+    from scipy.optimize import minimize_scalar  # here: scipy.optimize costs a second to import
+
     Y = np.asarray(matrix, dtype=np.float64)
     if Y.ndim != 2 or min(Y.shape) == 0:
         raise ValueError(f"evbmf needs a non-empty 2-D matrix, got shape {Y.shape}")

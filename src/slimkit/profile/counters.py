@@ -34,6 +34,8 @@ from typing import Any, NamedTuple
 import torch
 from torch.utils._pytree import tree_leaves
 
+from slimkit.core.registry import Registry
+
 aten = torch.ops.aten
 
 
@@ -45,7 +47,7 @@ class OpCount(NamedTuple):
 
 
 OpCounter = Callable[[Sequence[Any], dict[str, Any], Any], OpCount]
-OP_COUNTERS: dict[Any, OpCounter] = {}
+OP_COUNTERS: Registry[OpCounter] = Registry("op counter")
 
 
 def register_op_counter(*ops: Any) -> Callable[[OpCounter], OpCounter]:
@@ -331,7 +333,7 @@ def count_op(func: Any, args: Sequence[Any], kwargs: dict[str, Any], out: Any) -
     pointwise ops (1 FLOP per output element).
     """
     packet = func.overloadpacket
-    counter = OP_COUNTERS.get(packet)
+    counter = OP_COUNTERS.get(packet, None)
     if counter is not None:
         return counter(args, kwargs, out)
     name = packet.__name__

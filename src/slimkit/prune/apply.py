@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from slimkit.core.errors import GraphError
+from slimkit.core.forward import module_stack, training_mode
 from slimkit.core.modules import label
 from slimkit.core.shapes import sync_attributes
 from slimkit.core.transaction import transaction
@@ -51,32 +52,13 @@ def _shapes(out: Any) -> list[tuple[int, ...]]:
 
 
 def _forward(model: nn.Module, inputs: tuple, expected: Expected | None = None) -> Any:
-    stack: list[str] = []
-    handles = []
-    def push(fqn: str) -> Any:
-        def hook(mod: nn.Module, args: Any) -> None:
-            stack.append(label(fqn, mod))
-
-        return hook
-
-    def pop(mod: nn.Module, args: Any, out: Any) -> None:
-        stack.pop()
-
-    for fqn, m in model.named_modules():
-        handles.append(m.register_forward_pre_hook(push(fqn)))
-        handles.append(m.register_forward_hook(pop))
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), planned_shapes(model, expected or {}):
-            return model(*inputs)
-    except Exception as err:
-        where = stack[-1] if stack else label("", model)
-        raise GraphError(f"{where}: forward fails after pruning ({type(err).__name__}: {err})") from err
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was)
+    with module_stack(model) as stack, training_mode(model, False):
+        try:
+            with torch.no_grad(), planned_shapes(model, expected or {}):
+                return model(*inputs)
+        except Exception as err:
+            where = stack[-1] if stack else label("", model)
+            raise GraphError(f"{where}: forward fails after pruning ({type(err).__name__}: {err})") from err
 
 
 def _finite(out: Any) -> list[bool]:

@@ -45,12 +45,34 @@ def auto_round_to(device: str) -> int:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """What a prune must reach, read from :class:`PruneConfig`'s one budget field that is set.
+
+    Attributes:
+        kind: ``ratio`` (of channels), ``macs``, ``params`` or ``latency_ms``.
+        value: the target (a count, milliseconds or a ratio); with ``factor`` the reduction factor instead.
+        factor: ``value`` divides today's amount (``macs_reduction=2``) rather than being the amount.
+        option: the option as the user gave it, for messages (``"macs_reduction=2"``).
+    """
+
+    kind: Literal["ratio", "macs", "params", "latency_ms"]
+    value: float
+    factor: bool = False
+    option: str = ""
+
+
+_BUDGET_FIELDS = (("target_macs", "macs", False), ("macs_reduction", "macs", True),
+                  ("target_params", "params", False), ("target_latency_ms", "latency_ms", False))
+
+
+@dataclass(frozen=True)
 class PruneConfig:
     """Options of :func:`slimkit.prune_channels` / :func:`slimkit.plan_pruning`.
 
     Attributes:
         ratio: fraction of channels to remove (per group for ``local``, overall for ``global``).
-        importance: a registered criterion: l1, l2, fpgm, bn_scale, taylor, apoz, random (or your own).
+        importance: a criterion registered in ``slimkit.prune.importance.CRITERIA`` (docs/pruning.md lists
+            them; ``@register_importance`` adds your own).
         scope: ``local`` or ``global`` ranking.
         normalize: per-group score normalization before a global ranking (none, mean, max, l2).
         aggregate: how the scores of a channel's coupled tensors combine (sum, mean, max).
@@ -93,7 +115,7 @@ class PruneConfig:
     """
 
     ratio: float = 0.5
-    importance: str = "l1"
+    importance: str = field(default="l1", metadata={"registry": "slimkit.prune.importance:CRITERIA"})
     scope: Scope = Scope.GLOBAL
     normalize: Normalize = Normalize.MEAN
     aggregate: Aggregate = Aggregate.MEAN
@@ -148,9 +170,17 @@ class PruneConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
-        budgets = [self.target_macs, self.macs_reduction, self.target_params, self.target_latency_ms]
-        if sum(b is not None for b in budgets) > 1:
+        if sum(getattr(self, name) is not None for name, *_ in _BUDGET_FIELDS) > 1:
             raise ValueError("give at most one of target_macs, macs_reduction, target_params, target_latency_ms")
+
+    @property
+    def budget(self) -> Budget:
+        """The one budget this config sets (``ratio`` when no target is given): what the engine branches on."""
+        for name, kind, factor in _BUDGET_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                return Budget(kind, float(value), factor, f"{name}={value:g}")  # type: ignore[arg-type]
+        return Budget("ratio", self.ratio, False, f"ratio={self.ratio:g}")
 
 
 def resolve_config(model: nn.Module, config: PruneConfig | dict | None, options: dict[str, Any]) -> PruneConfig:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from slimkit.core.errors import ConfigError
+from slimkit.core.forward import training_mode
 from slimkit.core.registry import Registry
 from slimkit.graph.groups import ChannelGraph
 
@@ -36,9 +37,33 @@ class ImportanceContext:
     loss_fn: Callable[..., torch.Tensor] | None = None
 
 
-def register_importance(name: str) -> Callable[[Criterion], Criterion]:
-    """Add ``fn(graph, ctx) -> (scores, valid)`` as importance ``name``."""
-    return CRITERIA.register(name)
+NEEDS = frozenset({"batches", "activations"})
+
+
+def register_importance(name: str, *, needs: Iterable[str] = ()) -> Callable[[Criterion], Criterion]:
+    """Add ``fn(graph, ctx) -> (scores, valid)`` as importance ``name``.
+
+    Args:
+        needs: the data the criterion reads beyond the weights, so callers (the recipe's prune stage, the CLI)
+            collect it without knowing the criterion: ``"batches"``: ``(inputs, targets)`` batches in
+            ``ctx.data`` (gradients); ``"activations"``: the graph traced on a real batch with per-channel
+            activity recorded (``graph.activity``).
+    """
+    wanted = frozenset(needs)
+    if wanted - NEEDS:
+        raise ConfigError(f"importance {name!r}: unknown needs {sorted(wanted - NEEDS)}; known: {sorted(NEEDS)}")
+
+    def add(fn: Criterion) -> Criterion:
+        CRITERIA.add(name, fn)
+        fn.needs = wanted  # type: ignore[attr-defined]
+        return fn
+
+    return add
+
+
+def criterion_needs(name: str) -> frozenset[str]:
+    """What importance ``name`` reads beyond the weights (see :func:`register_importance`); ConfigError if unknown."""
+    return getattr(CRITERIA.get(name), "needs", frozenset())
 
 
 def per_slice_scores(graph: ChannelGraph, values: Callable[[torch.Tensor, int], torch.Tensor | None],
@@ -152,7 +177,7 @@ def random(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     return torch.rand(graph.num_channels, generator=gen), torch.ones(graph.num_channels, dtype=torch.bool)
 
 
-@register_importance("taylor")
+@register_importance("taylor", needs=("batches",))
 def taylor(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     """First-order Taylor estimate |sum(w * dL/dw)| per slice (Molchanov et al., 2019), over a few batches.
 
@@ -166,15 +191,13 @@ def taylor(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     params = [t for t in graph.tensors if isinstance(t, nn.Parameter) and t.requires_grad]
     saved = [p.grad for p in params]
     acc = {id(p): torch.zeros_like(p, dtype=torch.float32) for p in params}
-    was_training = model.training
-    model.eval()
     try:
         for batch in ctx.data:
             inputs, targets = batch[0], batch[1]
             inputs = inputs if isinstance(inputs, tuple) else (inputs,)
             for p in params:
                 p.grad = None
-            with torch.enable_grad():
+            with torch.enable_grad(), training_mode(model, False):
                 loss_fn(model(*inputs), targets).backward()
             for p in params:
                 if p.grad is not None:
@@ -182,7 +205,6 @@ def taylor(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     finally:
         for p, g in zip(params, saved):
             p.grad = g
-        model.train(was_training)
 
     scores = torch.zeros(graph.num_channels, dtype=torch.float64)
     count = torch.zeros(graph.num_channels, dtype=torch.float64)
@@ -197,7 +219,7 @@ def taylor(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     return (scores / count.clamp_min(1)).float(), count > 0
 
 
-@register_importance("apoz")
+@register_importance("apoz", needs=("batches", "activations"))
 def apoz(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     """1 - average percentage of zeros of the channel's activations after ReLU (Hu et al., 2016).
 

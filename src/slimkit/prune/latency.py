@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from slimkit.core.forward import training_mode
 from slimkit.core.transaction import transaction
 from slimkit.graph.groups import ChannelGraph
 from slimkit.prune.apply import apply_removal
@@ -110,10 +111,8 @@ def layer_latency_ms(model: torch.nn.Module, example_inputs: tuple, config: Prun
         samples.setdefault(id(m), []).append((time.perf_counter() - starts[id(m)]) * 1e3)
 
     handles = [h for m in leaves for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
-    was = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), training_mode(model, False):
             model(*inputs)
             samples.clear()
             for _ in range(repeats):
@@ -121,7 +120,6 @@ def layer_latency_ms(model: torch.nn.Module, example_inputs: tuple, config: Prun
     finally:
         for h in handles:
             h.remove()
-        model.train(was)
     return {k: float(torch.tensor(v).median()) for k, v in samples.items()}
 
 

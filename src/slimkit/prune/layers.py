@@ -14,6 +14,7 @@ from torch import nn
 
 from slimkit.core.errors import GraphError
 from slimkit.core.modules import label
+from slimkit.core.registry import Registry
 from slimkit.core.shapes import sync_attributes
 
 
@@ -25,7 +26,7 @@ class LayerSpec:
     in_: tuple[tuple[str, int], ...]
 
 
-LAYER_PRUNERS: dict[type, LayerSpec] = {}
+LAYER_PRUNERS: Registry[LayerSpec] = Registry("layer pruner")
 
 
 def register_layer_pruner(cls: type, *, out: Sequence[tuple[str, int]], in_: Sequence[tuple[str, int]]) -> None:
@@ -45,9 +46,9 @@ register_layer_pruner(nn.Embedding, out=[("weight", 1)], in_=[])
 
 
 def _spec(module: nn.Module) -> LayerSpec:
-    for cls in type(module).__mro__:
-        if cls in LAYER_PRUNERS:
-            return LAYER_PRUNERS[cls]
+    spec = LAYER_PRUNERS.for_type(type(module))
+    if spec is not None:
+        return spec
     raise GraphError(f"{label('', module)}: no layer pruner registered for {type(module).__name__}")
 
 

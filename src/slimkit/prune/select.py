@@ -157,16 +157,13 @@ class _Budget:
 
 
 def _budget(graph: ChannelGraph, config: PruneConfig) -> _Budget:
-    if config.target_params is not None:
-        base = float(graph.params())
-        target = float(config.target_params)
-        return _Budget(graph.params, base, target, "params", f"target_params={target:,.0f} ({base / target:.2f}x)")
-    base = float(graph.macs())
-    if config.target_macs is not None:
-        target = float(config.target_macs)
-        return _Budget(graph.macs, base, target, "MACs", f"target_macs={target:,.0f} ({base / target:.2f}x)")
-    return _Budget(graph.macs, base, base / float(config.macs_reduction), "MACs",
-                   f"macs_reduction={config.macs_reduction:g}")
+    budget = config.budget
+    measure, unit = (graph.params, "params") if budget.kind == "params" else (graph.macs, "MACs")
+    base = float(measure())
+    if budget.factor:
+        return _Budget(measure, base, base / budget.value, unit, budget.option)
+    name = budget.option.partition("=")[0]
+    return _Budget(measure, base, budget.value, unit, f"{name}={budget.value:,.0f} ({base / budget.value:.2f}x)")
 
 
 def select_for_budget(graph: ChannelGraph, scores: torch.Tensor, groups: list[_Eligible], config: PruneConfig,

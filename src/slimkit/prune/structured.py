@@ -21,7 +21,7 @@ from slimkit.core.gc_pause import gc_paused
 from slimkit.graph.groups import ChannelGraph, build_graph
 from slimkit.prune.apply import apply_removal
 from slimkit.prune.config import PruneConfig, resolve_config
-from slimkit.prune.importance import ImportanceContext, channel_scores
+from slimkit.prune.importance import ImportanceContext, channel_scores, criterion_needs
 from slimkit.prune.select import eligible_groups, select_channels, select_for_budget
 
 
@@ -195,7 +195,7 @@ def plan_pruning(model: nn.Module, example_inputs: Any, config: PruneConfig | di
     """
     config = resolve_config(model, config, options)
     with gc_paused():
-        graph = build_graph(model, _as_tuple(example_inputs), record_activity=config.importance == "apoz",
+        graph = build_graph(model, _as_tuple(example_inputs), record_activity="activations" in criterion_needs(config.importance),
                             attention=config.attention)
         if config.strict:
             for g in graph.skipped:
@@ -207,20 +207,20 @@ def plan_pruning(model: nn.Module, example_inputs: Any, config: PruneConfig | di
         groups, excluded = eligible_groups(graph, scores, config)
         trail: list[tuple[float, float]] = []
         cost = None
+        budget = config.budget
         if config.latency_weight > 0 and config.scope == "global":
             from slimkit.prune.latency import latency_per_channel
 
             cost = latency_per_channel(graph, _as_tuple(example_inputs), config)
-            if config.target_latency_ms is None and (config.target_macs is not None or config.macs_reduction is not None
-                                                     or config.target_params is not None):
+            if budget.kind in ("macs", "params"):
                 from slimkit.prune.latency import latency_per_budget_unit
 
-                cost = latency_per_budget_unit(graph, cost, "params" if config.target_params is not None else "macs")
-        if config.target_latency_ms is not None:
+                cost = latency_per_budget_unit(graph, cost, budget.kind)
+        if budget.kind == "latency_ms":
             from slimkit.prune.latency import select_for_latency
 
             removed, trail = select_for_latency(graph, scores, groups, config, _as_tuple(example_inputs), cost=cost)
-        elif config.target_macs is not None or config.macs_reduction is not None or config.target_params is not None:
+        elif budget.kind != "ratio":
             removed = select_for_budget(graph, scores, groups, config, cost)
         else:
             removed = select_channels(graph, scores, groups, config, config.ratio, cost)

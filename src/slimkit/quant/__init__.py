@@ -24,15 +24,18 @@ from slimkit.quant.kmeans import share_weights, strip_sharing
 from slimkit.quant.mixed import MixedPrecisionConfig, allocate_bits, measure_sensitivity
 from slimkit.quant.modules import register_quant_layer
 from slimkit.quant.observers import OBSERVERS, ObserverKind, make_observer
-from slimkit.quant.onnx_int8 import IntegerModel, export_onnx_int8
 from slimkit.quant.report import LayerQuant, QuantReport
 
 
-def __getattr__(name: str):  # the training hook imports slimkit.train: load it only when asked for
+def __getattr__(name: str):  # loaded when asked for: the training hook imports slimkit.train, the ONNX export onnx
     if name == "ClipLatentWeights":
         from slimkit.quant.hooks import ClipLatentWeights
 
         return ClipLatentWeights
+    if name in ("IntegerModel", "export_onnx_int8"):
+        from slimkit.quant import onnx_int8
+
+        return getattr(onnx_int8, name)
     raise AttributeError(f"module 'slimkit.quant' has no attribute {name!r}")
 
 __all__ = [

@@ -14,19 +14,28 @@ from torch import nn
 
 from slimkit.core.errors import ConfigError, DataError
 from slimkit.core.modules import FilterFn, count_params, iter_modules, model_device
+from slimkit.core.registry import Registry
 from slimkit.core.transaction import transaction
 from slimkit.quant.modules import is_quant_layer, quantizable_types
 from slimkit.quant.report import QuantReport
 
 Handler = Callable[[nn.Module, Any, list[torch.Tensor], "FilterFn | None"], QuantReport]
-_HANDLERS: dict[type, Handler] = {}
+_HANDLERS: Registry[Handler] = Registry("quantize handler")
+QUANT_METHODS: Registry[type] = Registry("quantization method")  # recipe name -> config type
 
 
-def register_quantize_handler(config_cls: type) -> Callable[[Handler], Handler]:
-    """Make ``fn`` the way :func:`quantize` applies configs of type ``config_cls``."""
+def register_quantize_handler(config_cls: type, *, name: str | None = None) -> Callable[[Handler], Handler]:
+    """Make ``fn`` the way :func:`quantize` applies configs of type ``config_cls``.
+
+    Args:
+        name: also offer the method to recipes: ``{type: quantize, scheme: NAME, options: {...}}`` builds
+            ``config_cls(**options)``. A module under ``slimkit/quant/`` is found without being listed anywhere.
+    """
 
     def add(fn: Handler) -> Handler:
         _HANDLERS[config_cls] = fn
+        if name is not None:
+            QUANT_METHODS[name] = config_cls
         return fn
 
     return add
@@ -34,17 +43,29 @@ def register_quantize_handler(config_cls: type) -> Callable[[Handler], Handler]:
 
 def _handler_for(config: Any) -> Handler:
     _load_handlers()
-    for cls in type(config).__mro__:
-        if cls in _HANDLERS:
-            return _HANDLERS[cls]
-    known = ", ".join(sorted(c.__name__ for c in _HANDLERS))
+    handler = _HANDLERS.for_type(type(config))
+    if handler is not None:
+        return handler
+    known = ", ".join(sorted(c.__name__ for c, _ in _HANDLERS.items()))
     raise ConfigError(f"quantize: no handler for config type {type(config).__name__}; known: {known}")
 
 
 def _load_handlers() -> None:
-    import slimkit.quant.lowbit  # noqa: F401
-    import slimkit.quant.mixed  # noqa: F401
-    import slimkit.quant.uniform  # noqa: F401
+    """Import every module of :mod:`slimkit.quant`, so the handlers (and method names) they register exist."""
+    import importlib
+    import pkgutil
+
+    import slimkit.quant as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{package.__name__}.{info.name}")
+
+
+def quantization_method(name: str) -> type:
+    """The config type registered as recipe quantization method ``name`` (ConfigError listing them if none)."""
+    _load_handlers()
+    return QUANT_METHODS.get(name)
 
 
 def calibration_inputs(data: Iterable[Any] | None, limit: int, device: torch.device) -> list[torch.Tensor]:

@@ -45,7 +45,8 @@ class QuantConfig:
         granularity: weight scale granularity, ``PerChannel()`` (default) or ``PerTensor()``; activations are
             always per tensor (what integer kernels accept).
         weight_symmetric / activation_symmetric: signed zero-centred code vs unsigned code with a zero point.
-        observer: activation range estimator; weight_observer: weight range estimator.
+        observer: activation range estimator.
+        weight_observer: weight range estimator.
         percentile: for the percentile observer.
         mode: ``ptq`` or ``qat`` (the model is left ready for training through fake quantization).
         learn_step: LSQ step sizes (QAT only).
@@ -58,7 +59,8 @@ class QuantConfig:
 
     weight_bits: int = 8
     activation_bits: int | None = 8
-    granularity: Union[PerChannel, PerTensor, str] = field(default_factory=PerChannel)
+    granularity: Union[PerChannel, PerTensor, str] = field(
+        default_factory=PerChannel, metadata={"choices": ("per_channel", "per_tensor")})
     weight_symmetric: bool = True
     activation_symmetric: bool = False
     observer: ObserverKind = ObserverKind.MINMAX

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from slimkit.core.errors import ConfigError, DataError
+from slimkit.core.forward import training_mode
 from slimkit.core.modules import FilterFn
 from slimkit.quant.api import check_no_quant_layers, register_quantize_handler, select_layers
 from slimkit.quant.config import QuantConfig, QuantMode
@@ -79,12 +80,10 @@ def measure_sensitivity(
     """Relative output error of quantizing each layer alone at each width (weights only, per ``config``)."""
     if not inputs:
         raise DataError("mixed precision: calibration_data is needed to measure per-layer sensitivity")
-    was_training = model.training
-    model.eval()
-    reference = [model(x) for x in inputs]
-    norm = sum(float(r.pow(2).sum()) for r in reference) or 1.0
     result: dict[str, dict[int, float]] = {}
-    try:
+    with training_mode(model, False):
+        reference = [model(x) for x in inputs]
+        norm = sum(float(r.pow(2).sum()) for r in reference) or 1.0
         for fqn, module in layers:
             original = module.weight.detach().clone()
             result[fqn] = {}
@@ -96,8 +95,6 @@ def measure_sensitivity(
                 err = sum(float((model(x) - r).pow(2).sum()) for x, r in zip(inputs, reference))
                 result[fqn][bits] = err / norm
                 module.weight.copy_(original)
-    finally:
-        model.train(was_training)
     return result
 
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from slimkit.core.errors import ConfigError, DataError, SlimkitError
+from slimkit.core.forward import training_mode
 from slimkit.recipe.schema import DataSection, ModelSection, model_factory_name
 
 
@@ -99,16 +100,12 @@ def check_model_runs(model: nn.Module, inputs: tuple[torch.Tensor, ...], *, wher
 
     device = model_device(model)
     shapes = ", ".join("x".join(map(str, x.shape)) for x in inputs if isinstance(x, torch.Tensor))
-    was_training = model.training
     try:
-        model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), training_mode(model, False):
             model(*(x.to(device) if isinstance(x, torch.Tensor) else x for x in inputs))
     except Exception as err:  # noqa: BLE001 - any failure of the forward pass is the input not fitting the model
         raise ConfigError(f"{where}: the model does not run on a {shapes} input: "
                           f"{type(err).__name__}: {_first_line(err)}") from None
-    finally:
-        model.train(was_training)
 
 
 def _first_line(err: BaseException) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 
 from torch import nn
 
+from slimkit.core.forward import training_mode
 from slimkit.recipe.context import StageContext
 from slimkit.recipe.quant_figures import (
     INTEGER,
@@ -39,13 +40,8 @@ def _is_classifier(model: nn.Module, ctx: StageContext) -> bool:
     """Whether ``model`` maps an input to one score per class (a generator's images have no test accuracy)."""
     import torch
 
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(*ctx.example_inputs)
-    finally:
-        model.train(was)
+    with torch.no_grad(), training_mode(model, False):
+        out = model(*ctx.example_inputs)
     classes = getattr(ctx.data, "num_classes", None)
     return isinstance(out, torch.Tensor) and out.ndim == 2 and (classes is None or out.shape[1] == classes)
 

@@ -15,11 +15,12 @@ from torch import nn
 
 from slimkit.core.errors import CheckpointError
 from slimkit.core.modules import get_submodule, label, set_submodule
+from slimkit.core.registry import Registry
 from slimkit.state.structure import Entries, Tensors
 
 Describe = Callable[[nn.Module], dict[str, Any]]
 Build = Callable[[dict[str, Any]], nn.Module]
-_QUANTIZERS: dict[str, tuple[type, Describe, Build]] = {}
+_QUANTIZERS: Registry[tuple[type, Describe, Build]] = Registry("quantizer kind", casefold=False)
 
 
 def register_quantizer(name: str, cls: type, describe: Describe, build: Build) -> None:

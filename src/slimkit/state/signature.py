@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from slimkit.core.errors import CheckpointError
+from slimkit.core.forward import training_mode
 from slimkit.core.modules import model_device
 from slimkit.graph.ops import _tensors
 
@@ -27,13 +28,8 @@ def _as_tuple(example_inputs: Any) -> tuple:
 
 
 def _run(model: nn.Module, inputs: tuple) -> list[list[int]]:
-    was = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            return [list(t.shape) for t in _tensors(model(*inputs))]
-    finally:
-        model.train(was)
+    with torch.no_grad(), training_mode(model, False):
+        return [list(t.shape) for t in _tensors(model(*inputs))]
 
 
 def signature_of(model: nn.Module, example_inputs: Any) -> tuple[dict[str, Any] | None, dict[str, torch.Tensor]]:

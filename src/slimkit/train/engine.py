@@ -23,7 +23,6 @@ from torch import nn
 
 from slimkit.core.config import config_to_dict, parse_config
 from slimkit.core.errors import CheckpointError, ConfigError, DataError
-from slimkit.distill.soft import distillation_loss
 from slimkit.train import distributed as ddp
 from slimkit.train.checkpoint import (
     load_checkpoint,
@@ -46,6 +45,7 @@ from slimkit.train.evaluation import (
 from slimkit.train.hooks import Hook, TrainState
 from slimkit.train.optim import build_optimizer, build_scheduler
 from slimkit.train.progress import EpochProgress, log_epoch
+from slimkit.train.soft_targets import distillation_loss
 
 POSTFIX_EVERY = 10  # steps between progress-bar metric refreshes (each costs a device sync)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -11,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from slimkit.core.errors import DataError
+from slimkit.core.forward import training_mode  # noqa: F401  (its home before core.forward)
 from slimkit.core.modules import model_device
 from slimkit.data.loader import Loader, make_loader
 
@@ -34,18 +34,6 @@ def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManage
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-@contextlib.contextmanager
-def training_mode(model: nn.Module, mode: bool) -> Iterator[None]:
-    """Set train/eval mode for the body, then restore every submodule's own flag (frozen BN stays frozen)."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.train(mode)
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
 
 
 def as_loader(data: Any, *, batch_size: int, shuffle: bool = False, seed: int = 0, **kwargs: Any) -> Loader:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from slimkit.cli.from_config import add_config_arguments, config_from_args
 from slimkit.cli.inputs import add_factory_argument, check_forward, open_model
-
-
-def _rank(text: str) -> int | str:
-    return text if text == "vbmf" else int(text)
+from slimkit.lowrank.api import DecomposeConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,16 +14,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model_file", help="a model saved by slimkit (train / save_model)")
     add_factory_argument(p)
     p.add_argument("--out", required=True, help="where to save the decomposed model (.pt)")
-    p.add_argument("--method", default="auto", choices=["auto", "svd", "tucker", "cp"],
-                   help="factorization: svd, tucker or cp; auto: svd for Linear and 1x1 conv, tucker for kxk conv")
-    rule = p.add_mutually_exclusive_group()
-    rule.add_argument("--rank", type=_rank, help="fixed rank per layer, or 'vbmf' (the default rule)")
-    rule.add_argument("--energy", type=float, help="kept fraction of singular-value energy, in (0, 1]")
-    rule.add_argument("--target-params", type=float,
-                      help="whole-model params afterwards: fraction in (0, 1) or a count")
-    rule.add_argument("--target-macs", type=float, help="whole-model MACs afterwards: fraction in (0, 1) or a count")
-    p.add_argument("--ignore", action="append", default=[], metavar="FQN",
-                   help="layer name or glob to leave alone (repeatable)")
+    add_config_arguments(p, DecomposeConfig)
     p.add_argument("--input-shape", default="1,28,28", help="one sample's shape C,H,W (default 1,28,28)")
     p.set_defaults(run=run)
 
@@ -39,6 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from slimkit.lowrank import decompose
     from slimkit.lowrank.checkpoint import save_decomposed
 
+    config = config_from_args(DecomposeConfig, args)
     try:
         shape = tuple(int(v) for v in args.input_shape.split(","))
     except ValueError:
@@ -48,12 +38,8 @@ def run(args: argparse.Namespace) -> int:
     ensure_writable(args.out)
     model = open_model(args.model_file, args).eval()
     check_forward(model, (torch.zeros(1, *shape),), flag="--input-shape", source=args.input_shape)
-    module_names(model, args.ignore, field="--ignore")
-    options = {"method": args.method, "ignore": tuple(args.ignore)}
-    for name in ("rank", "energy", "target_params", "target_macs"):
-        if getattr(args, name) is not None:
-            options[name] = getattr(args, name)
-    report = decompose(model, (torch.zeros(1, *shape),), **options)
+    module_names(model, config.ignore, field="--ignore")
+    report = decompose(model, (torch.zeros(1, *shape),), config)
     print(report.table())
     save_decomposed(model, args.out)
     print(f"saved {args.out}")

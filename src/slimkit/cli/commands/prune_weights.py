@@ -8,7 +8,9 @@ kept, either after one-shot pruning or while raising the sparsity along the AGP 
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
+from slimkit.cli.from_config import add_config_arguments, config_from_args
 from slimkit.cli.inputs import (
     add_factory_argument,
     check_forward,
@@ -16,19 +18,16 @@ from slimkit.cli.inputs import (
     data_example,
     open_model,
 )
+from slimkit.prune.unstructured.magnitude import WeightPruneConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("prune-weights", help="zero the smallest weights of a saved model (unstructured)")
     p.add_argument("model_file", help="a model saved by slimkit (train / save_model)")
     add_factory_argument(p)
-    p.add_argument("--sparsity", type=float, default=0.9, help="fraction of weights to zero, in [0, 1)")
-    p.add_argument("--scope", default="global", choices=["global", "layer", "local"],
-                   help="global: one ranking over all layers; layer: each layer to --sparsity")
+    add_config_arguments(p, WeightPruneConfig)
     p.add_argument("--method", default="magnitude", choices=["magnitude", "agp"],
                    help="magnitude: prune at once; agp: prune gradually while fine-tuning (needs --data, --epochs)")
-    p.add_argument("--ignore", action="append", default=[], metavar="MODULE",
-                   help="module name or glob to leave dense (repeatable), e.g. --ignore fc3")
     p.add_argument("--data", default=None, help="dataset to evaluate on and fine-tune with (e.g. fashion_mnist)")
     p.add_argument("--epochs", type=int, default=0, help="fine-tuning epochs with the masks kept (needs --data)")
     p.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate")
@@ -48,7 +47,6 @@ def run(args: argparse.Namespace) -> int:
     from slimkit.prune.unstructured import (
         AGPHook,
         MaskHook,
-        WeightPruneConfig,
         agp_plan,
         make_permanent,
         prune_weights,
@@ -58,8 +56,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from slimkit.state import save_model
 
-    config_from_flags(WeightPruneConfig, {"--sparsity": args.sparsity, "--scope": args.scope,
-                                          "--ignore": tuple(args.ignore)})  # fail before loading
+    prune_config = config_from_args(WeightPruneConfig, args)  # fail before loading
     ensure_writable(args.out)
     if args.sparse_out:
         ensure_writable(args.sparse_out, flag="--sparse-out")
@@ -68,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     if args.method == "agp" and args.epochs < 1:
         raise ConfigError("--epochs: --method agp prunes while fine-tuning; give --epochs >= 1")
     model = open_model(args.model_file, args)
-    module_names(model, args.ignore, field="--ignore")
+    module_names(model, prune_config.ignore, field="--ignore")
     data = None
     metrics: dict[str, float] = {}
     if args.data:
@@ -78,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         data = load_dataset(args.data, subset=args.subset)
         check_forward(model, data_example(data), flag="--data", source=args.data)
         metrics["acc_dense"] = evaluate(model, data.test)["accuracy"]
-    options = {"sparsity": args.sparsity, "scope": args.scope, "ignore": tuple(args.ignore)}
+    options = {f.name: getattr(prune_config, f.name) for f in fields(WeightPruneConfig)}
     if args.epochs:
         from slimkit.train import TrainConfig, fit
 
@@ -93,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         fit(model, data.train, config, val_data=data.val, hooks=[hook])
     else:
         prune_weights(model, **options)
-    report = sparsity_report(model, ignore=args.ignore)
+    report = sparsity_report(model, ignore=prune_config.ignore)
     sparse = to_sparse_state_dict(model, layout="csr")
     make_permanent(model)
     print(report.table())

@@ -7,8 +7,9 @@ import argparse
 import json
 from pathlib import Path
 
-from slimkit.cli.inputs import add_factory_argument, check_forward, check_importance, open_model
+from slimkit.cli.inputs import add_factory_argument, check_forward, open_model
 from slimkit.core.errors import ConfigError
+from slimkit.prune.importance import CRITERIA
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -20,7 +21,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", default="fashion_mnist", help="dataset name (default fashion_mnist)")
     p.add_argument("--subset", type=int, default=None, help="use only N samples per split (quick runs)")
     p.add_argument("--ratios", default="0.1,0.3,0.5,0.7,0.9", help="comma-separated sweep (default 0.1,...,0.9)")
-    p.add_argument("--importance", default="l1", help="l1, l2, fpgm, bn_scale, random (default l1)")
+    p.add_argument("--importance", default="l1", metavar="{" + ",".join(CRITERIA.names()) + "}",
+                   help="a registered importance criterion (default l1)")
     p.add_argument("--out-dir", required=True, help="where the plot and the JSON report go")
     p.add_argument("--max-drop", type=float, default=None, help="prune every layer within this accuracy drop")
     p.add_argument("--macs-reduction", type=float, default=None, help="prune to this MACs factor")
@@ -48,11 +50,13 @@ def run(args: argparse.Namespace) -> int:
     for ratio in ratios:
         if not 0.0 < ratio < 1.0:
             raise ConfigError(f"--ratios: every ratio must be in (0, 1), got {ratio:g}")
+    if args.importance not in CRITERIA:
+        raise ConfigError(f"--importance: unknown importance {args.importance!r}; choose one of: "
+                          f"{', '.join(CRITERIA.names())}")
     if args.max_drop is not None and args.macs_reduction is not None:
         raise ConfigError("give at most one of --max-drop, --macs-reduction")
     if (args.max_drop is not None or args.macs_reduction is not None) != (args.out is not None):
         raise ConfigError("--out goes with --max-drop or --macs-reduction (the pruned model is written there)")
-    check_importance(args.importance)
     ensure_writable(args.out_dir, flag="--out-dir", folder=True)
     if args.out is not None:
         ensure_writable(args.out)

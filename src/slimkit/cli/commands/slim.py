@@ -7,7 +7,9 @@ import argparse
 import json
 from pathlib import Path
 
+from slimkit.cli.from_config import add_config_arguments, config_from_args
 from slimkit.cli.inputs import add_factory_argument, check_forward, open_model
+from slimkit.prune.methods.slimming import SlimmingConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -19,9 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="where to save the slimmed model")
     p.add_argument("--data", default="fashion_mnist", help="dataset name (default fashion_mnist)")
     p.add_argument("--subset", type=int, default=None, help="use only N samples per split (quick runs)")
-    p.add_argument("--ratio", type=float, default=0.5, help="fraction of BN channels removed per pass")
-    p.add_argument("--strength", type=float, default=1e-4, help="L1 penalty on BN scales (lambda)")
-    p.add_argument("--passes", type=int, default=1, help="slimming passes")
+    add_config_arguments(p, SlimmingConfig, exclude=("sparsity_train", "finetune"))  # built from the flags below
     p.add_argument("--sparsity-epochs", type=int, default=10, help="epochs of sparsity training (0: none)")
     p.add_argument("--finetune-epochs", type=int, default=5, help="epochs of fine-tuning per pass (0: none)")
     p.add_argument("--lr", type=float, default=0.05,
@@ -40,6 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from slimkit.prune.methods.slimming import network_slimming
     from slimkit.state import save_model
 
+    train = {"lr": args.lr, "batch_size": args.batch_size}
+    config = config_from_args(
+        SlimmingConfig, args,
+        sparsity_train={**train, "epochs": args.sparsity_epochs} if args.sparsity_epochs > 0 else None,
+        finetune={**train, "epochs": args.finetune_epochs, "lr": args.lr / 5} if args.finetune_epochs > 0 else None)
     ensure_writable(args.out)
     if args.out_dir:
         ensure_writable(args.out_dir, flag="--out-dir", folder=True)
@@ -47,12 +52,7 @@ def run(args: argparse.Namespace) -> int:
     model = open_model(args.model, args)
     example = (torch.zeros(1, data.in_channels, *data.image_size),)
     check_forward(model, example, flag="--data", source=args.data)
-    train = {"lr": args.lr, "batch_size": args.batch_size}
-    report = network_slimming(
-        model, example, data.train, val_data=data.val, ratio=args.ratio, strength=args.strength, passes=args.passes,
-        sparsity_train={**train, "epochs": args.sparsity_epochs} if args.sparsity_epochs > 0 else None,
-        finetune={**train, "epochs": args.finetune_epochs, "lr": args.lr / 5} if args.finetune_epochs > 0 else None,
-        plot_dir=args.out_dir)
+    report = network_slimming(model, example, data.train, config, val_data=data.val, plot_dir=args.out_dir)
     model.cpu()
     save_model(model, Path(args.out), metadata={"slimmed": {"channels_pruned": report.channels_pruned,
                                                             "macs_reduction": report.macs_reduction}})

@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from slimkit.cli.inputs import (
-    add_factory_argument,
-    check_forward,
-    config_from_flags,
-    data_example,
-    open_model,
-)
+from slimkit.cli.from_config import add_config_arguments, config_from_args
+from slimkit.cli.inputs import add_factory_argument, check_forward, data_example, open_model
+from slimkit.train.config import TrainConfig
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -18,11 +14,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="zoo name or package.module:factory")
     p.add_argument("--data", default="fashion_mnist", help="dataset name (default fashion_mnist)")
     p.add_argument("--width", type=float, default=None, help="width multiplier")
-    p.add_argument("--epochs", type=int, default=3, help="passes over the training set (default 3)")
-    p.add_argument("--lr", type=float, default=0.05, help="peak learning rate, > 0 (default 0.05)")
-    p.add_argument("--batch-size", type=int, default=128, help="samples per step (default 128)")
-    p.add_argument("--optimizer", default="sgd", help="sgd, adam or adamw (default sgd)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the data order (default 0)")
+    add_config_arguments(p, TrainConfig, exclude=("distill_alpha", "distill_temperature"),  # no teacher here
+                         defaults={"epochs": 3})
     p.add_argument("--subset", type=int, default=None, help="use only N samples per split (quick runs)")
     p.add_argument("--out", required=True, help="where to save the trained model (.pt)")
     p.add_argument("--checkpoint-dir", default=None,
@@ -53,11 +46,10 @@ def run_train(args: argparse.Namespace) -> int:
     from slimkit.recipe.build import build_model
     from slimkit.recipe.schema import ModelSection
     from slimkit.state import save_model
-    from slimkit.train import TrainConfig, evaluate, fit
+    from slimkit.train import evaluate, fit
     from slimkit.train.checkpoint import checkpoint_path
 
-    config = config_from_flags(TrainConfig, {"--epochs": args.epochs, "--lr": args.lr, "--batch-size": args.batch_size,
-                                             "--optimizer": args.optimizer, "--seed": args.seed})
+    config = config_from_args(TrainConfig, args)
     ensure_writable(args.out)
     if args.resume and not args.checkpoint_dir:
         raise ConfigError("--resume: needs --checkpoint-dir, the folder the interrupted run wrote its checkpoint to")
@@ -69,7 +61,7 @@ def run_train(args: argparse.Namespace) -> int:
         if not args.resume and last.exists():
             raise ConfigError(f"--checkpoint-dir {args.checkpoint_dir}: holds a checkpoint of an earlier run; "
                               "continue it with --resume, or give another --checkpoint-dir")
-    data = load_dataset(args.data, seed=args.seed, subset=args.subset)
+    data = load_dataset(args.data, seed=config.seed, subset=args.subset)
     kwargs = {} if args.width is None else {"width": args.width}
     model = build_model(ModelSection(name=args.model, kwargs=kwargs), data)
     check_forward(model, data_example(data), flag="--data", source=args.data)

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from slimkit.core.errors import ConfigError
+from slimkit.core.forward import training_mode
 from slimkit.core.shapes import resize_to_state_dict
 from slimkit.prune.engine import ChannelGraph, Group
 
@@ -52,14 +53,11 @@ def accuracy(model: nn.Module, data: Any, batch_size: int = 256) -> float:
 
 
 def _batches_accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    was = model.training
-    model.eval()
     correct = total = 0
-    with torch.no_grad():
+    with torch.no_grad(), training_mode(model, False):
         for x, y in batches:
             correct += int((model(x).argmax(1) == y).sum())
             total += int(y.numel())
-    model.train(was)
     return correct / max(total, 1)
 
 

@@ -34,6 +34,7 @@ from torch import nn
 
 from slimkit.core.config import check_ratio
 from slimkit.core.errors import ConfigError
+from slimkit.core.forward import training_mode
 from slimkit.prune.engine import (
     ChannelGraph,
     Group,
@@ -211,15 +212,12 @@ def _capture(model: nn.Module, fqn: str, batches: list[tuple], max_rows: int, se
         rows.append(r[idx.to(r.device)].double().cpu())
 
     handle = module.register_forward_pre_hook(hook)
-    was = model.training
-    model.eval()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), training_mode(model, False):
             for inputs in batches:
                 model(*inputs)
     finally:
         handle.remove()
-        model.train(was)
     return torch.cat(rows)
 
 

@@ -73,7 +73,8 @@ class WeightPruneConfig:
 
     sparsity: Ratio = 0.9
     scope: Scope = Scope.GLOBAL
-    criterion: str = "magnitude"
+    criterion: str = field(default="magnitude",
+                           metadata={"registry": "slimkit.prune.unstructured.magnitude:WEIGHT_SCORES"})
     per_layer: dict[str, Ratio] = field(default_factory=dict)
     ignore: tuple[str, ...] = ()
 

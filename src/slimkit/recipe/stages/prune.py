@@ -13,6 +13,7 @@ import torch
 from slimkit.core.io import atomic_write_bytes, atomic_write_json
 from slimkit.core.modules import model_device
 from slimkit.prune.config import PruneConfig
+from slimkit.prune.importance import criterion_needs
 from slimkit.prune.structured import prune_channels
 from slimkit.recipe._registry import register_stage
 from slimkit.recipe.context import StageContext
@@ -24,7 +25,8 @@ class PruneStageConfig(PruneConfig):
     """Options of the ``prune`` stage: every field of :class:`slimkit.PruneConfig`, plus data the stage feeds.
 
     Attributes:
-        calibration_batches: training batches used by ``taylor`` (gradients) and ``apoz`` (activations).
+        calibration_batches: training batches handed to a criterion that needs data (``taylor``: gradients,
+            ``apoz``: activations; see ``register_importance(needs=...)``).
         recalibrate_batches: after the cut, re-estimate BatchNorm statistics on this many training batches
             (``slimkit.recalibrate_bn``; 0 = off). A freshly pruned network evaluated on stale statistics can
             score near chance; this costs forward passes only.
@@ -55,10 +57,11 @@ def prune_stage(ctx: StageContext, config: PruneStageConfig) -> dict[str, Any]:
     device = model_device(ctx.model)
     inputs = _on(tuple(ctx.example_inputs), device)
     data = None
-    if config.importance in ("taylor", "apoz"):
+    needs = criterion_needs(config.importance)
+    if needs:
         batches = ctx.calibration_batches(config.calibration_batches)
         data = [(_on((x,), device)[0], y.to(device)) for x, y in batches]
-        if config.importance == "apoz":
+        if "activations" in needs:  # traced on a real batch, whose activity the criterion reads
             inputs = (data[0][0],)
     report = prune_channels(ctx.model, inputs, config.prune_config(), importance_data=data)
     if config.recalibrate_batches:

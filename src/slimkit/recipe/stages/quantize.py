@@ -6,7 +6,7 @@ test accuracy (``accuracy_int8``) beside the simulated one.
 
     stages:
       - type: quantize
-        scheme: uniform        # uniform | mixed | binaryconnect | bwn | xnor | twn | ttq
+        scheme: uniform        # uniform | mixed | binaryconnect | bwn | xnor | twn | ttq | a registered method
         weight_bits: 8
         activation_bits: 8
         onnx_int8: true
@@ -14,9 +14,10 @@ test accuracy (``accuracy_int8``) beside the simulated one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from slimkit.core.config import parse_config
 from slimkit.core.errors import ConfigError
 from slimkit.quant import (
     BinaryConfig,
@@ -29,17 +30,26 @@ from slimkit.quant import (
     export_onnx_int8,
     quantize,
 )
+from slimkit.quant.api import quantization_method
 from slimkit.recipe._registry import register_stage
 from slimkit.recipe.context import StageContext
 
-Scheme = Literal["uniform", "mixed", "binaryconnect", "bwn", "xnor", "twn", "ttq"]
+BUILT_IN = ("uniform", "mixed", "binaryconnect", "bwn", "xnor", "twn", "ttq")
 
 
 @dataclass(frozen=True)
 class QuantizeStageConfig:
-    """Options of the ``quantize`` stage (see :class:`slimkit.quant.QuantConfig` for the uniform ones)."""
+    """Options of the ``quantize`` stage (see :class:`slimkit.quant.QuantConfig` for the uniform ones).
 
-    scheme: Scheme = "uniform"
+    Attributes:
+        scheme: a built-in scheme (uniform, mixed, binaryconnect, bwn, xnor, twn, ttq; the other fields apply to
+            them), or a method registered with ``register_quantize_handler(Config, name=...)``, whose config
+            is built from ``options`` alone.
+        options: the fields of a registered method's config.
+    """
+
+    scheme: str = "uniform"
+    options: dict[str, Any] = field(default_factory=dict)
     weight_bits: int = 8
     activation_bits: int | None = 8
     granularity: Literal["per_channel", "per_tensor"] = "per_channel"
@@ -59,6 +69,17 @@ class QuantizeStageConfig:
 
     def build(self) -> Any:
         """The :mod:`slimkit.quant` config this stage applies."""
+        if self.scheme not in BUILT_IN:
+            try:
+                method = quantization_method(self.scheme)
+            except ConfigError as err:
+                raise ValueError(f"scheme: {err}; or a built-in scheme: {', '.join(BUILT_IN)}") from None
+            try:
+                return parse_config(method, dict(self.options), where=f"options ({self.scheme})")
+            except ConfigError as err:
+                raise ValueError(str(err)) from None  # so the recipe's message names the stage too
+        if self.options:
+            raise ValueError(f"options: are for registered methods; scheme {self.scheme!r} takes the stage's fields")
         if self.scheme in ("binaryconnect", "bwn", "xnor"):
             return BinaryConfig(method=self.scheme, keep_first_last=self._keep(True), ignore=self.ignore)
         if self.scheme in ("twn", "ttq"):

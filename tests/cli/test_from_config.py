@@ -1,0 +1,203 @@
+"""Flags generated from config dataclasses: every field is a flag, the flags parse back to the same config."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pytest
+
+from slimkit.cli import build_parser, main
+from slimkit.cli.from_config import add_config_arguments, config_from_args, field_docs, flag_fields
+from slimkit.core.errors import ConfigError
+from slimkit.prune.config import PruneConfig
+from slimkit.prune.importance import CRITERIA
+
+pytestmark = pytest.mark.cli
+
+
+class Color(str, enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@dataclass(frozen=True)
+class Inner:
+    """A nested config.
+
+    Attributes:
+        bits: bits per value.
+    """
+
+    bits: int = 8
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.bits <= 8:
+            raise ValueError(f"bits must be in [1, 8], got {self.bits}")
+
+
+@dataclass(frozen=True)
+class Toy:
+    """A config with one field of each kind.
+
+    Attributes:
+        rate: a float with a ``reST`` mark and 100% of a percent sign.
+        size / count: two fields described at once.
+        on: a switch that is on.
+    """
+
+    rate: float = 0.5
+    size: int = 1
+    count: int | None = None
+    on: bool = True
+    color: Color = Color.RED
+    mode: Literal["a", "b"] = "a"
+    step: int | Literal["auto"] | None = None
+    names: tuple[str, ...] = ()
+    sizes: tuple[int, ...] = ()
+    shape: tuple[int, int] = (2, 3)
+    weights: dict[str, float] = field(default_factory=dict)
+    inner: Inner = field(default_factory=Inner)
+    fn: object = None  # no flag: not a command-line type
+
+    def __post_init__(self) -> None:
+        if self.rate < 0:
+            raise ValueError(f"rate must be >= 0, got {self.rate}")
+
+
+def _parse(argv: list[str], cls: type = Toy) -> object:
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, cls)
+    return config_from_args(cls, parser.parse_args(argv))
+
+
+def test_no_flags_give_the_defaults() -> None:
+    assert _parse([]) == Toy()
+    assert _parse([], PruneConfig) == PruneConfig()
+
+
+def test_every_kind_of_field_round_trips() -> None:
+    config = _parse(["--rate", "0.25", "--size", "4", "--count", "7", "--no-on", "--color", "blue", "--mode", "b",
+                     "--step", "auto", "--names", "x.*", "--names", "y", "--sizes", "1,2", "--sizes", "3",
+                     "--shape", "4", "5", "--weights", "a.b=0.5", "--weights", "c=1", "--inner.bits", "4"])
+    assert config == Toy(rate=0.25, size=4, count=7, on=False, color=Color.BLUE, mode="b", step="auto",
+                         names=("x.*", "y"), sizes=(1, 2, 3), shape=(4, 5), weights={"a.b": 0.5, "c": 1.0},
+                         inner=Inner(bits=4))
+    assert _parse(["--step", "16", "--count", "none"]) == Toy(step=16, count=None)
+
+
+def test_flags_cover_every_field_that_a_command_line_can_spell() -> None:
+    flags = flag_fields(Toy)
+    assert "--inner.bits" in flags and flags["--inner.bits"] == ("inner", "bits")
+    assert {path[0] for path in flags.values()} == {f.name for f in dataclasses.fields(Toy)} - {"fn"}
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, Toy)
+    spelled = {s for a in parser._actions for s in a.option_strings}
+    assert spelled - {"-h", "--help"} == set(flags) | {"--no-on"}  # an object field (fn) gets no flag
+
+
+def test_bad_values_name_the_flag() -> None:
+    with pytest.raises(ConfigError, match=r"^--rate: rate must be >= 0, got -1.0"):
+        _parse(["--rate", "-1"])
+    with pytest.raises(ConfigError, match=r"^--inner.bits: .*bits must be in \[1, 8\], got 9"):
+        _parse(["--inner.bits", "9"])
+    with pytest.raises(SystemExit):
+        _parse(["--step", "fast"])  # neither a whole number nor 'auto'
+
+
+def test_help_comes_from_the_docstring_without_markup() -> None:
+    docs = field_docs(Toy)
+    assert docs["size"] == docs["count"] == "two fields described at once."
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, Toy)
+    text = parser.format_help()
+    assert "a float with a reST mark and 100% of a percent sign. (default: 0.5)" in " ".join(text.split())
+    assert "``" not in text
+
+
+def test_subclass_inherits_the_field_docs() -> None:
+    from slimkit.recipe.stages.prune import PruneStageConfig
+
+    docs = field_docs(PruneStageConfig)
+    assert docs["ratio"] == field_docs(PruneConfig)["ratio"] and "calibration_batches" in docs
+
+
+def _subcommand(name: str) -> argparse.ArgumentParser:
+    commands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return commands.choices[name]
+
+
+def test_prune_exposes_every_prune_config_field_with_registry_choices() -> None:
+    sub = _subcommand("prune")
+    by_flag = {s: a for a in sub._actions for s in a.option_strings}
+    for f in dataclasses.fields(PruneConfig):
+        assert "--" + f.name.replace("_", "-") in by_flag, f.name
+    assert by_flag["--importance"].metavar == "{" + ",".join(CRITERIA.names()) + "}"
+    assert by_flag["--scope"].metavar == "{local,global}"
+
+
+def test_prune_flags_reach_the_plan(tmp_path, capsys) -> None:
+    import json
+
+    from slimkit.models import create_model
+    from slimkit.state import load_model, save_model
+
+    save_model(create_model("lenet5"), tmp_path / "m.pt")
+    out = tmp_path / "p.pt"
+    code = main(["prune", str(tmp_path / "m.pt"), "--out", str(out), "--ratio", "0.5", "--scope", "local",
+                 "--ratios", "features.0=0.25", "--ignore", "classifier.*", "--min-channels", "4", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    groups = {g["name"]: g for g in report["groups"]}
+    assert groups["features.0"]["channels_before"] == 20 and groups["features.0"]["channels_after"] == 15
+    assert load_model(out)(__import__("torch").randn(1, 1, 28, 28)).shape == (1, 10)
+
+
+def test_prune_bad_value_is_one_line_before_loading(tmp_path, capsys) -> None:
+    code = main(["prune", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "p.pt"), "--max-group-ratio", "2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err == "slimkit prune: error: --max-group-ratio: max_group_ratio must be in [0, 1], got 2.0"
+
+
+def _config_commands() -> list[tuple[str, type, set[str]]]:
+    from slimkit.lowrank.api import DecomposeConfig
+    from slimkit.prune.methods.slimming import SlimmingConfig
+    from slimkit.prune.unstructured.magnitude import WeightPruneConfig
+    from slimkit.quant.config import QuantConfig
+    from slimkit.train.config import TrainConfig
+
+    return [("prune", PruneConfig, set()), ("prune-weights", WeightPruneConfig, set()),
+            ("decompose", DecomposeConfig, set()), ("quantize", QuantConfig, {"mode", "learn_step"}),
+            ("train", TrainConfig, {"distill_alpha", "distill_temperature"}),
+            ("slim", SlimmingConfig, {"sparsity_train", "finetune"})]  # built from --sparsity-epochs, --lr...
+
+
+@pytest.mark.parametrize("command, cls, excluded", _config_commands(), ids=lambda v: v if isinstance(v, str) else "")
+def test_config_commands_expose_every_field(command, cls, excluded) -> None:
+    spelled = {s for a in _subcommand(command)._actions for s in a.option_strings}
+    missing = [f.name for f in dataclasses.fields(cls)
+               if f.name not in excluded and "--" + f.name.replace("_", "-") not in spelled]
+    assert not missing, f"slimkit {command} lacks flags for {missing}"
+
+
+def test_train_keeps_its_quick_default_and_takes_every_option(monkeypatch, tmp_path) -> None:
+    seen = {}
+    monkeypatch.setattr("slimkit.train.fit", lambda model, data, config, **kw: seen.setdefault("config", config))
+    code = main(["train", "lenet5", "--data", "synthetic", "--subset", "16", "--out", str(tmp_path / "m.pt"),
+                 "--schedule", "step", "--step-size", "2", "--label-smoothing", "0.1", "--no-progress"])
+    config = seen["config"]
+    assert code == 0 and config.epochs == 3 and config.schedule == "step" and config.step_size == 2
+    assert config.label_smoothing == 0.1 and config.progress is False
+
+
+def test_unknown_names_are_one_line_config_errors(tmp_path, capsys) -> None:
+    out = str(tmp_path / "p.pt")
+    assert main(["prune", str(tmp_path / "missing.pt"), "--out", out, "--importance", "foo"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("slimkit prune: error: --importance: unknown importance 'foo'; choose one of: apoz,")
+    assert main(["prune", str(tmp_path / "missing.pt"), "--out", out, "--scope", "nowhere"]) == 2
+    assert capsys.readouterr().err.strip().startswith("slimkit prune: error: --scope: ")
+    assert _parse(["--color", "blue"]).color is Color.BLUE

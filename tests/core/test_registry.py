@@ -1,0 +1,67 @@
+"""One registry mechanism for every extension point: names, types (along the MRO) and operators."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from slimkit.core.errors import ConfigError
+from slimkit.core.registry import Registry
+
+
+def test_names_are_case_insensitive_and_unknown_names_list_the_known() -> None:
+    r: Registry[int] = Registry("thing")
+    r.register("Alpha", "beta")(1)
+    assert r.get("ALPHA") == 1 and r["beta"] == 1 and "alpha" in r and r.names() == ["alpha", "beta"]
+    with pytest.raises(ConfigError, match="unknown thing 'gamma'; choose one of: alpha, beta"):
+        r.get("gamma")
+    assert r.get("gamma", None) is None
+    with pytest.raises(ConfigError, match="already registered"):
+        r.add("alpha", 2)
+    r["alpha"] = 3  # the mapping spelling replaces, as the dicts it stands for did
+    assert r.get("alpha") == 3 and len(r) == 2
+
+
+def test_operator_names_keep_their_case() -> None:
+    ops: Registry[str] = Registry("op", casefold=False)
+    ops["T"], ops["t"] = "reverse dims", "transpose 2-d"
+    assert ops["T"] != ops["t"] and len(ops) == 2
+
+
+def test_types_resolve_along_the_mro() -> None:
+    class MyConv(nn.Conv2d):
+        pass
+
+    layers: Registry[str] = Registry("layer rule")
+    layers.register(nn.Conv2d, nn.Conv1d)("conv")
+    assert layers.for_type(MyConv) == "conv" and layers.for_type(nn.Linear) is None
+    assert layers.names() == ["Conv1d", "Conv2d"] and nn.Conv2d in layers and [1] not in layers
+
+
+@pytest.mark.parametrize("module, name", [
+    ("slimkit.graph.tracer", "LEAF_HANDLERS"), ("slimkit.graph.ops", "OP_HANDLERS"),
+    ("slimkit.profile.counters", "OP_COUNTERS"), ("slimkit.prune.layers", "LAYER_PRUNERS"),
+    ("slimkit.quant.api", "_HANDLERS"), ("slimkit.state.quant_kinds", "_QUANTIZERS"),
+    ("slimkit.core.shapes", "attribute_syncers"), ("slimkit.prune.importance", "CRITERIA"),
+    ("slimkit.models._registry", "MODELS"), ("slimkit.recipe._registry", "STAGES"),
+    ("slimkit.prune.unstructured.magnitude", "WEIGHT_SCORES"), ("slimkit.lowrank._base", "METHODS"),
+])
+def test_every_extension_point_is_a_registry(module: str, name: str) -> None:
+    import importlib
+
+    table = getattr(importlib.import_module(module), name)
+    assert isinstance(table, Registry), f"{module}.{name} is a {type(table).__name__}"
+
+
+def test_layer_and_op_tables_answer_for_their_keys() -> None:
+    from slimkit.core.shapes import attribute_syncers
+    from slimkit.profile.counters import OP_COUNTERS
+    from slimkit.prune.layers import LAYER_PRUNERS
+
+    class Wide(nn.Linear):
+        pass
+
+    assert LAYER_PRUNERS.for_type(Wide) is LAYER_PRUNERS[nn.Linear]
+    assert torch.ops.aten.mm in OP_COUNTERS and OP_COUNTERS.get(torch.ops.aten.relu, None) is None
+    assert attribute_syncers.for_type(Wide) is attribute_syncers.for_type(nn.Linear) is not None

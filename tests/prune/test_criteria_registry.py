@@ -1,0 +1,75 @@
+"""Importance criteria come from one registry: the docs list each one and each declares the data it needs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import slimkit.prune.methods.soft_filter  # noqa: F401  (registers filter_l2)
+from slimkit.core.errors import ConfigError
+from slimkit.prune.importance import (
+    CRITERIA,
+    criterion_needs,
+    per_slice_scores,
+    register_importance,
+    slice_norms,
+)
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def test_docs_list_every_registered_criterion() -> None:
+    row = next(line for line in (DOCS / "pruning.md").read_text().splitlines() if line.startswith("| `importance`"))
+    documented = set(re.findall(r"`(\w+)`", row))
+    assert set(CRITERIA.names()) <= documented, f"docs/pruning.md lacks {set(CRITERIA.names()) - documented}"
+
+
+def test_data_driven_criteria_say_what_they_need() -> None:
+    assert criterion_needs("taylor") == {"batches"}
+    assert criterion_needs("apoz") == {"batches", "activations"}
+    assert criterion_needs("l1") == frozenset()
+    with pytest.raises(ConfigError, match="unknown importance 'nosuch'"):
+        criterion_needs("nosuch")
+    with pytest.raises(ConfigError, match="unknown needs"):
+        register_importance("bad_needs", needs=("gpus",))
+
+
+def test_a_new_data_criterion_gets_batches_from_the_recipe_stage() -> None:
+    """One registration is all a criterion that reads data needs: the prune stage hands it batches."""
+    from slimkit.recipe.stages.prune import PruneStageConfig, prune_stage
+
+    seen: list[int] = []
+
+    @register_importance("test_batch_count", needs=("batches",))
+    def batch_count(graph, ctx):
+        seen.append(len(list(ctx.data)))
+        return per_slice_scores(graph, slice_norms(1), ctx)
+
+    try:
+        model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3))
+        ctx = _StageContext(model)
+        prune_stage(ctx, PruneStageConfig(ratio=0.5, importance="test_batch_count", calibration_batches=3))
+        assert seen == [3] and model[0].out_channels == 4
+    finally:
+        CRITERIA.remove("test_batch_count")
+
+
+class _StageContext:
+    """The part of recipe.StageContext the prune stage reads."""
+
+    def __init__(self, model: nn.Module) -> None:
+        import tempfile
+
+        self.model = model
+        self.example_inputs = (torch.randn(1, 3, 8, 8),)
+        self.stage_dir = Path(tempfile.mkdtemp())
+
+    def freeze_reference(self) -> None:
+        pass
+
+    def calibration_batches(self, n: int) -> list:
+        return [(torch.randn(2, 3, 8, 8), torch.zeros(2, 4, 4, 4)) for _ in range(n)]
