@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 FMNIST := /usr/share/datasets/fashion-mnist
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv data quickstart test lint bench-quick clean
+.PHONY: venv data browser quickstart test lint bench-quick clean
 
 venv: $(VENV)/.installed
 
@@ -21,10 +21,17 @@ data:
 	@if [ -z "$$SLIMKIT_DATA" ] && [ ! -f $(FMNIST)/train-images-idx3-ubyte.gz ]; then \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; fi
 
+# A real browser engine for the report test (tests/report renders report.html in headless Chromium); best effort:
+# the test skips, saying why, where apt cannot install it.
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; } \
+	  >/dev/null 2>&1 || \
+	  echo "chromium not installed: the browser check of report.html will be skipped"
+
 quickstart: venv data
 	$(VENV)/bin/slimkit compress recipes/quickstart.yaml --run-dir runs/quickstart --overwrite
 
-test: venv data
+test: venv data browser
 	$(PY) -m ruff check src tests benchmarks
 	$(PY) -m pytest
 
