@@ -57,6 +57,13 @@ _EXPORTS: dict[str, str] = {
     "PruneConfig": "slimkit.prune.config:PruneConfig",
     "PruneReport": "slimkit.prune.structured:PruneReport",
     "register_importance": "slimkit.prune.importance:register_importance",
+    "Importance": "slimkit.prune.importance:Importance",
+    "L1": "slimkit.prune.importance:L1",
+    "L2": "slimkit.prune.importance:L2",
+    "FPGM": "slimkit.prune.importance:FPGM",
+    "BNScale": "slimkit.prune.importance:BNScale",
+    "Taylor": "slimkit.prune.importance:Taylor",
+    "APoZ": "slimkit.prune.importance:APoZ",
     # pruning methods
     "network_slimming": "slimkit.prune.methods.slimming:network_slimming",
     "SlimmingConfig": "slimkit.prune.methods.slimming:SlimmingConfig",

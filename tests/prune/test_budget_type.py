@@ -16,9 +16,29 @@ from slimkit.prune.config import Budget, PruneConfig
     ({"target_latency_ms": 1.5}, Budget("latency_ms", 1.5, False, "target_latency_ms=1.5")),
 ])
 def test_each_target_field_is_one_budget(options, budget) -> None:
-    assert PruneConfig(**options).budget == budget
+    assert PruneConfig(**options).effective_budget == budget
 
 
 def test_two_budgets_are_refused() -> None:
-    with pytest.raises(ValueError, match="at most one of target_macs, macs_reduction"):
+    with pytest.raises(ValueError, match="at most one of budget, target_macs, macs_reduction"):
         PruneConfig(target_macs=1e6, target_params=10)
+
+
+def test_the_budget_is_one_settable_value() -> None:
+    from slimkit.core.config import config_to_dict, parse_config
+    from slimkit.core.errors import ConfigError
+
+    by_object = PruneConfig(budget=Budget("macs", 2.0, factor=True))
+    assert by_object.effective_budget == PruneConfig(macs_reduction=2.0).effective_budget == Budget.of(macs_reduction=2)
+    assert PruneConfig(params_reduction=3).effective_budget == Budget("params", 3.0, True, "params_reduction=3")
+    from_recipe = parse_config(PruneConfig, {"budget": {"kind": "params", "value": 5000}})
+    assert from_recipe.effective_budget == Budget("params", 5000.0, False, "target_params=5000")
+    assert parse_config(PruneConfig, config_to_dict(from_recipe)) == from_recipe
+    with pytest.raises(ConfigError, match="at most one of budget.*got budget, macs_reduction"):
+        parse_config(PruneConfig, {"budget": {"kind": "macs", "value": 1e6}, "macs_reduction": 2})
+    with pytest.raises(ValueError, match="macs_reduction must be >= 1"):
+        Budget.of(macs_reduction=0.5)
+    with pytest.raises(ValueError, match="a latency_ms budget cannot be a factor"):
+        Budget("latency_ms", 2.0, factor=True)
+    with pytest.raises(ValueError, match="target_params must be positive"):
+        PruneConfig(target_params=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import slimkit.prune.methods.soft_filter  # noqa: F401  (registers filter_l2)
 from slimkit.core.errors import ConfigError
 from slimkit.prune.importance import (
     CRITERIA,
+    Importance,
     criterion_needs,
     per_slice_scores,
     register_importance,
@@ -73,3 +75,59 @@ class _StageContext:
 
     def calibration_batches(self, n: int) -> list:
         return [(torch.randn(2, 3, 8, 8), torch.zeros(2, 4, 4, 4)) for _ in range(n)]
+
+
+def test_criteria_are_config_objects_spelled_three_ways() -> None:
+    """``Taylor(batches=8)``, ``"taylor"`` and ``{name: taylor, batches: 8}`` are one criterion."""
+    from slimkit.core.config import config_to_dict, parse_config
+    from slimkit.prune import L1, APoZ, PruneConfig, Taylor, resolve_importance
+
+    assert resolve_importance("l1") == L1() and resolve_importance({"name": "taylor", "batches": 8}) == Taylor(8)
+    assert Taylor(batches=8).needs == {"batches"} and APoZ().needs == {"batches", "activations"}
+    config = parse_config(PruneConfig, {"importance": {"name": "taylor", "batches": 8}})
+    assert config.importance == Taylor(batches=8)
+    assert config_to_dict(config)["importance"] == {"name": "taylor", "batches": 8}
+    assert parse_config(PruneConfig, config_to_dict(config)) == config
+    assert PruneConfig(importance="fpgm").importance == "fpgm"  # names stay names
+    with pytest.raises(ConfigError, match="batches must be a whole number >= 1"):
+        parse_config(PruneConfig, {"importance": {"name": "taylor", "batches": 0}})
+    with pytest.raises(ConfigError, match="unknown importance 'nosuch'"):
+        resolve_importance({"name": "nosuch"})
+    with pytest.raises(ConfigError, match="batchez: unknown option for Taylor"):
+        resolve_importance({"name": "taylor", "batchez": 2})
+
+
+def test_object_and_name_give_the_same_plan() -> None:
+    from slimkit.prune import FPGM, plan_pruning
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3))
+    x = torch.randn(1, 3, 8, 8)
+    by_name = plan_pruning(model, x, ratio=0.5, importance="fpgm")
+    by_object = plan_pruning(model, x, ratio=0.5, importance=FPGM())
+    assert torch.equal(by_name.removed, by_object.removed) and int(by_name.removed.sum()) == 4
+
+
+def test_the_stage_hands_a_criterion_the_batches_it_asks_for() -> None:
+    from slimkit.recipe.stages.prune import PruneStageConfig, prune_stage
+
+    seen: list[int] = []
+
+    @register_importance("test_counted", needs=("batches",))
+    @dataclass(frozen=True)
+    class Counted(Importance):
+        batches: int | None = None
+
+        def scores(self, graph, ctx):
+            seen.append(len(list(ctx.data)))
+            return per_slice_scores(graph, slice_norms(1), ctx)
+
+    try:
+        model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3))
+        config = PruneStageConfig(ratio=0.5, importance={"name": "test_counted", "batches": 2}, calibration_batches=5)
+        prune_stage(_StageContext(model), config)
+        prune_stage(_StageContext(nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 4, 3))),
+                    PruneStageConfig(ratio=0.5, importance=Counted(), calibration_batches=5))
+        assert seen == [2, 5] and model[0].out_channels == 4
+    finally:
+        CRITERIA.remove("test_counted")

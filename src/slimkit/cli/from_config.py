@@ -10,7 +10,8 @@ the config's own checks then judge the values, and an error names the flag (``--
 Types map as follows: ``bool`` -> ``--flag`` / ``--no-flag``; an enum or ``Literal`` -> its names (listed by
 ``--help``, judged by the config); ``int``/``float``/``str`` -> that type; ``X | None`` -> X, or ``none``;
 ``tuple[X, ...]``/``list[X]`` -> a repeatable flag (numbers may also be comma-separated); ``dict[str, X]`` ->
-repeatable ``KEY=VALUE``; a nested config -> ``--field.sub``. Fields of other types (callables, modules) have no
+repeatable ``KEY=VALUE``; a nested config -> ``--field.sub``. A field with ``{"flag": False}`` in its metadata has
+none (it is set through other fields). Fields of other types (callables, modules) have no
 flag: :func:`flag_fields` says which fields do.
 """
 
@@ -145,6 +146,8 @@ def _pair(convert: Callable[[str], Any]) -> Callable[[str], tuple[str, Any]]:
 
 def _argument(field: dataclasses.Field, annotation: Any, flag: str) -> dict[str, Any] | None:
     """``add_argument`` keywords for one field (without ``help``/``dest``), or None when it takes no flag."""
+    if field.metadata.get("flag") is False:  # set on the command line through other fields (its shorthands)
+        return None
     arms = [arm for arm in _arms(annotation) if arm is not type(None)]
     optional = len(arms) < len(_arms(annotation))
     registry = _registry(field)

@@ -159,6 +159,9 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     """A JSON-ready dict of a config dataclass (enums become their values, tuples lists)."""
 
     def plain(value: Any) -> Any:
+        own = getattr(value, "__config_dict__", None)  # a config with its own spelling (an importance criterion)
+        if callable(own) and not isinstance(value, type):
+            return plain(own())
         if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
         if isinstance(value, enum.Enum):

@@ -12,6 +12,7 @@ from torch import nn
 from slimkit.core.config import check_ratio, parse_config
 from slimkit.core.errors import ConfigError
 from slimkit.core.modules import module_names
+from slimkit.prune.importance import Importance, resolve_importance
 
 
 class Scope(str, Enum):
@@ -44,15 +45,25 @@ def auto_round_to(device: str) -> int:
     return _CPU_LANES.get(torch.backends.cpu.get_cpu_capability(), 8)
 
 
+#: The keyword shorthands that build a :class:`Budget`: field -> (kind, factor).
+_BUDGET_FIELDS = {"target_macs": ("macs", False), "macs_reduction": ("macs", True),
+                  "target_params": ("params", False), "params_reduction": ("params", True),
+                  "target_latency_ms": ("latency_ms", False)}
+
+
 @dataclass(frozen=True)
 class Budget:
-    """What a prune must reach, read from :class:`PruneConfig`'s one budget field that is set.
+    """What a prune must reach: one settable value (``PruneConfig(budget=Budget("macs", 2.0, factor=True))``).
+
+    The keywords ``ratio``, ``target_macs``, ``macs_reduction``, ``target_params``, ``params_reduction`` and
+    ``target_latency_ms`` are shorthands that build it (:meth:`of`); ``PruneConfig.effective_budget`` is the one
+    in force, whichever way it was given.
 
     Attributes:
         kind: ``ratio`` (of channels), ``macs``, ``params`` or ``latency_ms``.
         value: the target (a count, milliseconds or a ratio); with ``factor`` the reduction factor instead.
         factor: ``value`` divides today's amount (``macs_reduction=2``) rather than being the amount.
-        option: the option as the user gave it, for messages (``"macs_reduction=2"``).
+        option: the option as the user gave it, for messages (``"macs_reduction=2"``); derived when empty.
     """
 
     kind: Literal["ratio", "macs", "params", "latency_ms"]
@@ -60,9 +71,39 @@ class Budget:
     factor: bool = False
     option: str = ""
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("ratio", "macs", "params", "latency_ms"):
+            raise ValueError(f"budget kind must be 'ratio', 'macs', 'params' or 'latency_ms', got {self.kind!r}")
+        if self.factor and self.kind not in ("macs", "params"):
+            raise ValueError(f"a {self.kind} budget cannot be a factor")
+        if self.kind == "ratio":
+            check_ratio("ratio", self.value)
+        elif self.factor and self.value < 1.0:
+            raise ValueError(f"{self.shorthand} must be >= 1 (a factor), got {self.value}")
+        elif self.value <= 0:
+            raise ValueError(f"{self.shorthand} must be positive, got {self.value}")
+        if not self.option:
+            object.__setattr__(self, "option", f"{self.shorthand}={self.value:g}")
 
-_BUDGET_FIELDS = (("target_macs", "macs", False), ("macs_reduction", "macs", True),
-                  ("target_params", "params", False), ("target_latency_ms", "latency_ms", False))
+    @property
+    def shorthand(self) -> str:
+        """The keyword that builds this budget (``macs_reduction``)."""
+        if self.kind == "ratio":
+            return "ratio"
+        return next(name for name, spec in _BUDGET_FIELDS.items() if spec == (self.kind, self.factor))
+
+    @classmethod
+    def of(cls, **option: float) -> Budget:
+        """The budget of one shorthand: ``Budget.of(macs_reduction=2)``, ``Budget.of(ratio=0.3)``."""
+        if len(option) != 1:
+            raise ValueError(f"give one budget shorthand, got {sorted(option) or 'none'}")
+        ((name, value),) = option.items()
+        if name == "ratio":
+            return cls("ratio", float(value))
+        if name not in _BUDGET_FIELDS:
+            raise ValueError(f"unknown budget shorthand {name!r}; known: ratio, {', '.join(_BUDGET_FIELDS)}")
+        kind, factor = _BUDGET_FIELDS[name]
+        return cls(kind, float(value), factor)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -72,7 +113,9 @@ class PruneConfig:
     Attributes:
         ratio: fraction of channels to remove (per group for ``local``, overall for ``global``).
         importance: a criterion registered in ``slimkit.prune.importance.CRITERIA`` (docs/pruning.md lists
-            them; ``@register_importance`` adds your own).
+            them; ``@register_importance`` adds your own): its object (``Taylor(batches=8)``), its name
+            (``"taylor"``) or, in a recipe, ``{name: taylor, batches: 8}``. A name is kept as given; a mapping
+            becomes the object.
         scope: ``local`` or ``global`` ranking.
         normalize: per-group score normalization before a global ranking (none, mean, max, l2).
         aggregate: how the scores of a channel's coupled tensors combine (sum, mean, max).
@@ -84,6 +127,10 @@ class PruneConfig:
         target_macs: prune (global ranking) until the MACs of the example input are at most this.
         macs_reduction: prune until MACs fall by this factor (2.0 = half the MACs).
         target_params: prune until the parameter count is at most this.
+        params_reduction: prune until the parameter count falls by this factor.
+        budget: what the prune must reach, as one :class:`Budget` (``Budget("macs", 2.0, factor=True)``; in a
+            recipe ``budget: {kind: macs, value: 2, factor: true}``); the target fields above and ``ratio`` are its
+            shorthands: give at most one of them besides ``ratio``. ``effective_budget`` is the one in force.
         allow_partial: when ``target_macs``/``macs_reduction``/``target_params`` cannot be met (nothing prunable,
             the per-group floors, or rounding steps too coarse to land within 3% past it), keep the closest plan
             and warn (``BudgetWarning``) instead of raising ConfigError.
@@ -115,7 +162,8 @@ class PruneConfig:
     """
 
     ratio: float = 0.5
-    importance: str = field(default="l1", metadata={"registry": "slimkit.prune.importance:CRITERIA"})
+    # Any for pydantic (the criterion classes are checked here, not by it); str | Importance in fact
+    importance: Any = field(default="l1", metadata={"registry": "slimkit.prune.importance:CRITERIA"})
     scope: Scope = Scope.GLOBAL
     normalize: Normalize = Normalize.MEAN
     aggregate: Aggregate = Aggregate.MEAN
@@ -125,6 +173,8 @@ class PruneConfig:
     target_macs: float | None = None
     macs_reduction: float | None = None
     target_params: float | None = None
+    params_reduction: float | None = None
+    budget: Budget | None = field(default=None, metadata={"flag": False})
     allow_partial: bool = False
     target_latency_ms: float | None = None
     latency_device: str = "cpu"
@@ -144,6 +194,11 @@ class PruneConfig:
         check_ratio("max_group_ratio", self.max_group_ratio, allow_one=True)
         for name, value in self.ratios.items():
             check_ratio(f"ratios[{name!r}]", value)
+        if not isinstance(self.importance, (str, Importance)):
+            try:
+                object.__setattr__(self, "importance", resolve_importance(self.importance))
+            except ConfigError as err:
+                raise ValueError(str(err)) from None
         object.__setattr__(self, "scope", Scope(self.scope))
         object.__setattr__(self, "normalize", Normalize(self.normalize))
         object.__setattr__(self, "aggregate", Aggregate(self.aggregate))
@@ -160,27 +215,28 @@ class PruneConfig:
             raise ValueError(f"round_to must be a whole number >= 1 or 'auto', got {self.round_to!r}")
         if self.min_channels < 1:
             raise ValueError(f"min_channels must be >= 1, got {self.min_channels}")
-        if self.macs_reduction is not None and self.macs_reduction < 1.0:
-            raise ValueError(f"macs_reduction must be >= 1 (a factor), got {self.macs_reduction}")
         if self.latency_weight < 0:
             raise ValueError(f"latency_weight must be >= 0, got {self.latency_weight}")
         if self.latency_batch_size < 1:
             raise ValueError(f"latency_batch_size must be >= 1, got {self.latency_batch_size}")
-        for name in ("target_macs", "target_params", "target_latency_ms"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
-        if sum(getattr(self, name) is not None for name, *_ in _BUDGET_FIELDS) > 1:
-            raise ValueError("give at most one of target_macs, macs_reduction, target_params, target_latency_ms")
+        if isinstance(self.budget, dict):
+            object.__setattr__(self, "budget", Budget(**self.budget))
+        given = [name for name in _BUDGET_FIELDS if getattr(self, name) is not None]
+        if len(given) + (self.budget is not None) > 1:
+            raise ValueError(f"give at most one of budget, {', '.join(_BUDGET_FIELDS)}; got "
+                             f"{', '.join((['budget'] if self.budget is not None else []) + given)}")
+        self.effective_budget  # noqa: B018 - checks the shorthand's value (Budget's own checks)
 
     @property
-    def budget(self) -> Budget:
-        """The one budget this config sets (``ratio`` when no target is given): what the engine branches on."""
-        for name, kind, factor in _BUDGET_FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                return Budget(kind, float(value), factor, f"{name}={value:g}")  # type: ignore[arg-type]
-        return Budget("ratio", self.ratio, False, f"ratio={self.ratio:g}")
+    def effective_budget(self) -> Budget:
+        """The one budget this config sets: ``budget``, else the one shorthand given, else ``Budget("ratio",
+        ratio)``. What the engine branches on."""
+        if self.budget is not None:
+            return self.budget
+        for name in _BUDGET_FIELDS:
+            if getattr(self, name) is not None:
+                return Budget.of(**{name: getattr(self, name)})
+        return Budget.of(ratio=self.ratio)
 
 
 def resolve_config(model: nn.Module, config: PruneConfig | dict | None, options: dict[str, Any]) -> PruneConfig:

@@ -16,6 +16,7 @@ A method composes the same five steps that :func:`slimkit.prune_channels` runs, 
 from slimkit.graph.groups import ChannelGraph, Group, build_graph
 from slimkit.prune.config import PruneConfig
 from slimkit.prune.importance import (
+    Importance,
     ImportanceContext,
     Scores,
     channel_scores,
@@ -27,7 +28,7 @@ from slimkit.prune.select import eligible_groups, select_channels, select_for_bu
 from slimkit.prune.structured import PrunePlan, make_plan, plan_pruning
 
 __all__ = [
-    "ChannelGraph", "Group", "ImportanceContext", "PruneConfig", "PrunePlan", "Scores", "build_graph",
+    "ChannelGraph", "Group", "Importance", "ImportanceContext", "PruneConfig", "PrunePlan", "Scores", "build_graph",
     "channel_scores", "eligible_groups", "make_plan", "per_slice_scores", "plan_pruning", "register_importance",
     "select_channels", "select_for_budget", "slice_norms",
 ]

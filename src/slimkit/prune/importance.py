@@ -1,28 +1,31 @@
-"""Importance criteria: small functions scoring every channel of a graph at once, in a registry.
+"""Importance criteria: small frozen config objects scoring every channel of a graph at once, in one registry.
 
-A criterion is ``fn(graph, ctx) -> (scores, valid)``: one score per channel (higher = keep), and a mask of the
-channels it could score (others fall back to L1). Scores of a channel's coupled tensors are aggregated (sum, mean,
-max), then normalized per group so a global ranking compares like with like. Register your own with
-``@register_importance("name")``.
+A criterion is an :class:`Importance` subclass registered once under a name (``@register_importance("taylor",
+needs=("batches",))``); its fields are its options (``Taylor(batches=8)``) and ``scores(graph, ctx)`` returns one
+score per channel (higher = keep) and a mask of the channels it could score (others fall back to L1). Scores of a
+channel's coupled tensors are aggregated (sum, mean, max), then normalized per group so a global ranking compares like
+with like. Everywhere a criterion is taken it may be spelled as the object, its name (``"taylor"``) or a mapping
+(``{"name": "taylor", "batches": 8}``, a recipe's spelling): :func:`resolve_importance` makes the object. A plain
+function ``fn(graph, ctx) -> (scores, valid)`` may also be registered; it becomes an option-less criterion.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
+from slimkit.core.config import parse_config
 from slimkit.core.errors import ConfigError
 from slimkit.core.forward import training_mode
 from slimkit.core.registry import Registry
 from slimkit.graph.groups import ChannelGraph
 
 Scores = tuple[torch.Tensor, torch.Tensor]
-Criterion = Callable[[ChannelGraph, "ImportanceContext"], Scores]
-CRITERIA: Registry[Criterion] = Registry("importance")
+ScoreFn = Callable[[ChannelGraph, "ImportanceContext"], Scores]
 
 
 @dataclass
@@ -40,30 +43,93 @@ class ImportanceContext:
 NEEDS = frozenset({"batches", "activations"})
 
 
-def register_importance(name: str, *, needs: Iterable[str] = ()) -> Callable[[Criterion], Criterion]:
-    """Add ``fn(graph, ctx) -> (scores, valid)`` as importance ``name``.
+@dataclass(frozen=True)
+class Importance:
+    """Base of the criterion configs: ``name`` and ``needs`` are set by :func:`register_importance`.
+
+    ``needs`` is the data read beyond the weights, so callers (the recipe's prune stage, the CLI) collect it without
+    knowing the criterion: ``"batches"``: ``(inputs, targets)`` batches in ``ctx.data`` (gradients);
+    ``"activations"``: the graph traced on a real batch with per-channel activity recorded (``graph.activity``).
+    A criterion that reads batches may have a ``batches`` field: how many the caller should hand it.
+    """
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[frozenset[str]] = frozenset()
+
+    def scores(self, graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+        raise NotImplementedError
+
+    def __call__(self, graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+        return self.scores(graph, ctx)
+
+    def __config_dict__(self) -> dict[str, Any]:
+        """The recipe spelling: ``{"name": "taylor", "batches": 8}`` (see ``core.config.config_to_dict``)."""
+        return {"name": self.name, **{f.name: getattr(self, f.name) for f in fields(self)}}
+
+
+CRITERIA: Registry[type[Importance]] = Registry("importance")
+
+
+def register_importance(name: str, *, needs: Iterable[str] = ()) -> Callable[[Any], Any]:
+    """Register an :class:`Importance` subclass (or a function ``fn(graph, ctx) -> (scores, valid)``) as ``name``.
 
     Args:
-        needs: the data the criterion reads beyond the weights, so callers (the recipe's prune stage, the CLI)
-            collect it without knowing the criterion: ``"batches"``: ``(inputs, targets)`` batches in
-            ``ctx.data`` (gradients); ``"activations"``: the graph traced on a real batch with per-channel
-            activity recorded (``graph.activity``).
+        needs: the data the criterion reads beyond the weights (see :class:`Importance`).
     """
     wanted = frozenset(needs)
     if wanted - NEEDS:
         raise ConfigError(f"importance {name!r}: unknown needs {sorted(wanted - NEEDS)}; known: {sorted(NEEDS)}")
 
-    def add(fn: Criterion) -> Criterion:
-        CRITERIA.add(name, fn)
-        fn.needs = wanted  # type: ignore[attr-defined]
-        return fn
+    def add(obj: Any) -> Any:
+        if isinstance(obj, type) and issubclass(obj, Importance):
+            cls = obj
+        else:  # a plain function: an option-less criterion calling it
+            fn = obj
+            cls = dataclass(frozen=True)(type(f"{name}_importance", (Importance,), {
+                "scores": lambda self, graph, ctx: fn(graph, ctx), "__doc__": fn.__doc__,
+                "__module__": getattr(fn, "__module__", __name__)}))
+            fn.needs = wanted  # type: ignore[attr-defined]
+        cls.name, cls.needs = name, wanted
+        CRITERIA.add(name, cls)
+        return obj
 
     return add
 
 
-def criterion_needs(name: str) -> frozenset[str]:
-    """What importance ``name`` reads beyond the weights (see :func:`register_importance`); ConfigError if unknown."""
-    return getattr(CRITERIA.get(name), "needs", frozenset())
+def resolve_importance(spec: str | Mapping[str, Any] | Importance, *, where: str = "importance") -> Importance:
+    """The criterion object of ``spec``: an :class:`Importance`, a registered name or ``{"name": ..., **options}``.
+
+    Raises:
+        ConfigError: naming ``where`` for an unknown name or a bad option.
+    """
+    if isinstance(spec, Importance):
+        return spec
+    if isinstance(spec, str):
+        try:
+            return CRITERIA.get(spec)()
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+    if isinstance(spec, Mapping):
+        options = dict(spec)
+        if not isinstance(options.get("name"), str):
+            raise ConfigError(f"{where}: a mapping needs the criterion's name, e.g. {{name: taylor, batches: 8}}")
+        try:
+            cls = CRITERIA.get(options.pop("name"))
+        except ConfigError as err:
+            raise ConfigError(f"{where}: {err}") from None
+        return parse_config(cls, options, where=where)
+    raise ConfigError(f"{where}: expected a criterion name, a mapping or an Importance, got {type(spec).__name__}")
+
+
+def criterion_needs(spec: str | Mapping[str, Any] | Importance) -> frozenset[str]:
+    """What a criterion reads beyond the weights (see :class:`Importance`); ConfigError if unknown."""
+    return resolve_importance(spec).needs
+
+
+def criterion_batches(spec: str | Mapping[str, Any] | Importance, default: int) -> int:
+    """How many data batches the criterion asks for (its ``batches`` option), ``default`` when it does not say."""
+    batches = getattr(resolve_importance(spec), "batches", None)
+    return default if batches is None else batches
 
 
 def per_slice_scores(graph: ChannelGraph, values: Callable[[torch.Tensor, int], torch.Tensor | None],
@@ -137,24 +203,36 @@ def slice_norms(order: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
 
 
 @register_importance("l1")
-def l1(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+@dataclass(frozen=True)
+class L1(Importance):
     """Sum of absolute weights of every slice the channel removes (Li et al., 2017)."""
-    return per_slice_scores(graph, slice_norms(1), ctx)
+
+    def scores(self, graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+        return per_slice_scores(graph, slice_norms(1), ctx)
 
 
 @register_importance("l2")
-def l2(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+@dataclass(frozen=True)
+class L2(Importance):
     """Euclidean norm of every slice the channel removes."""
-    return per_slice_scores(graph, slice_norms(2), ctx)
+
+    def scores(self, graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+        return per_slice_scores(graph, slice_norms(2), ctx)
 
 
 @register_importance("fpgm")
-def fpgm(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+@dataclass(frozen=True)
+class FPGM(Importance):
     """Filter pruning via geometric median (He et al., 2019): filters near the others' median are redundant.
 
     Score of a producer filter = sum of its distances to the other filters of the same layer.
     """
 
+    def scores(self, graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+        return _fpgm(graph, ctx)
+
+
+def _fpgm(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     def dist(t: torch.Tensor, d: int) -> torch.Tensor | None:
         if t.ndim < 2:
             return None
@@ -165,25 +243,51 @@ def fpgm(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
 
 
 @register_importance("bn_scale")
-def bn_scale(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+@dataclass(frozen=True)
+class BNScale(Importance):
     """|gamma| of the normalization layers (network slimming, Liu et al., 2017); other groups fall back to L1."""
-    return per_slice_scores(graph, lambda t, d: t.float().abs() if t.ndim == 1 else None, ctx, roles=("norm",))
+
+    def scores(self, graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+        return per_slice_scores(graph, lambda t, d: t.float().abs() if t.ndim == 1 else None, ctx, roles=("norm",))
 
 
 @register_importance("random")
-def random(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+@dataclass(frozen=True)
+class Random(Importance):
     """Uniform random scores (a baseline that any criterion should beat)."""
-    gen = torch.Generator().manual_seed(ctx.seed)
-    return torch.rand(graph.num_channels, generator=gen), torch.ones(graph.num_channels, dtype=torch.bool)
+
+    def scores(self, graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+        gen = torch.Generator().manual_seed(ctx.seed)
+        return torch.rand(graph.num_channels, generator=gen), torch.ones(graph.num_channels, dtype=torch.bool)
+
+
+def _check_batches(name: str, batches: int | None) -> None:
+    if batches is not None and (isinstance(batches, bool) or not isinstance(batches, int) or batches < 1):
+        raise ValueError(f"{name}: batches must be a whole number >= 1, got {batches!r}")
 
 
 @register_importance("taylor", needs=("batches",))
-def taylor(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+@dataclass(frozen=True)
+class Taylor(Importance):
     """First-order Taylor estimate |sum(w * dL/dw)| per slice (Molchanov et al., 2019), over a few batches.
 
     Needs ``importance_data`` (an iterable of ``(inputs, targets)``) and optionally ``loss_fn``
     (default: cross entropy).
+
+    Attributes:
+        batches: how many batches the caller (the recipe's prune stage) hands it; None: the caller's default.
     """
+
+    batches: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_batches("taylor", self.batches)
+
+    def scores(self, graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+        return _taylor(graph, ctx)
+
+
+def _taylor(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     if ctx.data is None:
         raise ConfigError("importance 'taylor' needs importance_data: a few (inputs, targets) batches")
     model = graph.model
@@ -220,11 +324,26 @@ def taylor(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
 
 
 @register_importance("apoz", needs=("batches", "activations"))
-def apoz(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+@dataclass(frozen=True)
+class APoZ(Importance):
     """1 - average percentage of zeros of the channel's activations after ReLU (Hu et al., 2016).
 
     Uses the activations recorded while tracing the example inputs (use a batch of real samples).
+
+    Attributes:
+        batches: how many batches the caller hands it (the first is traced); None: the caller's default.
     """
+
+    batches: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_batches("apoz", self.batches)
+
+    def scores(self, graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+        return _apoz(graph, ctx)
+
+
+def _apoz(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     nc = graph.num_channels
     zeros = torch.zeros(nc, dtype=torch.float64)
     count = torch.zeros(nc, dtype=torch.float64)
@@ -236,11 +355,12 @@ def apoz(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
     return (1.0 - zeros / count.clamp_min(1)).float(), count > 0
 
 
-def channel_scores(graph: ChannelGraph, name: str, ctx: ImportanceContext) -> torch.Tensor:
-    """Scores of every channel under criterion ``name`` (L1 where the criterion has nothing to say)."""
-    scores, valid = CRITERIA.get(name)(graph, ctx)
+def channel_scores(graph: ChannelGraph, importance: str | Mapping[str, Any] | Importance,
+                   ctx: ImportanceContext) -> torch.Tensor:
+    """Scores of every channel under a criterion (its object, name or mapping; L1 where it has nothing to say)."""
+    scores, valid = resolve_importance(importance).scores(graph, ctx)
     if not bool(valid.all()):
-        fallback, _ = l1(graph, ctx)
+        fallback, _ = L1().scores(graph, ctx)
         scores = torch.where(valid, scores, fallback)
     return scores
 

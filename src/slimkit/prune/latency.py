@@ -61,13 +61,13 @@ def measured_latency_ms(graph: ChannelGraph, removed: torch.Tensor, example_inpu
 def select_for_latency(graph: ChannelGraph, scores: torch.Tensor, groups: list[Any], config: PruneConfig,
                        example_inputs: tuple, steps: int = 7,
                        cost: torch.Tensor | None = None) -> tuple[torch.Tensor, list[tuple[float, float]]]:
-    """Smallest global ratio whose measured latency is at most ``config.target_latency_ms``.
+    """Smallest global ratio whose measured latency is at most the config's latency budget (``target_latency_ms``).
 
     Returns the removal mask and the (ratio, latency_ms) pairs measured on the way.
     """
     from slimkit.prune.select import select_channels
 
-    target = float(config.target_latency_ms)  # type: ignore[arg-type]
+    target = config.effective_budget.value
     none = torch.zeros(graph.num_channels, dtype=torch.bool)
     trail = [(0.0, measured_latency_ms(graph, none, example_inputs, config))]
     if trail[0][1] <= target:

@@ -157,7 +157,7 @@ class _Budget:
 
 
 def _budget(graph: ChannelGraph, config: PruneConfig) -> _Budget:
-    budget = config.budget
+    budget = config.effective_budget
     measure, unit = (graph.params, "params") if budget.kind == "params" else (graph.macs, "MACs")
     base = float(measure())
     if budget.factor:

@@ -207,7 +207,7 @@ def plan_pruning(model: nn.Module, example_inputs: Any, config: PruneConfig | di
         groups, excluded = eligible_groups(graph, scores, config)
         trail: list[tuple[float, float]] = []
         cost = None
-        budget = config.budget
+        budget = config.effective_budget
         if config.latency_weight > 0 and config.scope == "global":
             from slimkit.prune.latency import latency_per_channel
 

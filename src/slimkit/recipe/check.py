@@ -50,14 +50,13 @@ def check_stages(recipe: Recipe, model: nn.Module, *, start: int = 0) -> None:
             names_known = False
 
 
-def _check_importance(name: Any, where: str) -> None:
-    if not isinstance(name, str):
+def _check_importance(spec: Any, where: str) -> None:
+    """A name or ``{name: ..., **options}`` must resolve to a registered criterion with valid options."""
+    if spec is None:
         return
-    from slimkit.prune.importance import CRITERIA
+    from slimkit.prune.importance import resolve_importance
 
-    if name not in CRITERIA:
-        raise ConfigError(f"{where}.importance: unknown importance {name!r}; choose one of: "
-                          f"{', '.join(CRITERIA.names())}")
+    resolve_importance(spec, where=f"{where}.importance")
 
 
 def _check_names(model: nn.Module, options: Mapping[str, Any], where: str) -> None:

@@ -20,6 +20,7 @@ from torch import nn
 from slimkit.core.config import check_ratio
 from slimkit.prune.engine import (
     ChannelGraph,
+    Importance,
     ImportanceContext,
     PruneConfig,
     Scores,
@@ -37,10 +38,13 @@ from slimkit.train.hooks import Hook, TrainState
 
 
 @register_importance("filter_l2")
-def filter_l2(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+@dataclass(frozen=True)
+class FilterL2(Importance):
     """L2 norm of the producing filters only (rows of conv/linear weights and their biases), as soft filter
     pruning ranks them; the consumer's columns are not counted, so a zeroed filter scores 0 until it regrows."""
-    return per_slice_scores(graph, slice_norms(2), ctx, roles=("out",))
+
+    def scores(self, graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
+        return per_slice_scores(graph, slice_norms(2), ctx, roles=("out",))
 
 
 def zero_channels(graph: ChannelGraph, removed: torch.Tensor) -> int:

@@ -13,7 +13,7 @@ import torch
 from slimkit.core.io import atomic_write_bytes, atomic_write_json
 from slimkit.core.modules import model_device
 from slimkit.prune.config import PruneConfig
-from slimkit.prune.importance import criterion_needs
+from slimkit.prune.importance import criterion_batches, criterion_needs
 from slimkit.prune.structured import prune_channels
 from slimkit.recipe._registry import register_stage
 from slimkit.recipe.context import StageContext
@@ -26,7 +26,8 @@ class PruneStageConfig(PruneConfig):
 
     Attributes:
         calibration_batches: training batches handed to a criterion that needs data (``taylor``: gradients,
-            ``apoz``: activations; see ``register_importance(needs=...)``).
+            ``apoz``: activations; see ``register_importance(needs=...)``) unless the criterion says how many
+            (``importance: {name: taylor, batches: 8}``).
         recalibrate_batches: after the cut, re-estimate BatchNorm statistics on this many training batches
             (``slimkit.recalibrate_bn``; 0 = off). A freshly pruned network evaluated on stale statistics can
             score near chance; this costs forward passes only.
@@ -59,7 +60,7 @@ def prune_stage(ctx: StageContext, config: PruneStageConfig) -> dict[str, Any]:
     data = None
     needs = criterion_needs(config.importance)
     if needs:
-        batches = ctx.calibration_batches(config.calibration_batches)
+        batches = ctx.calibration_batches(criterion_batches(config.importance, config.calibration_batches))
         data = [(_on((x,), device)[0], y.to(device)) for x, y in batches]
         if "activations" in needs:  # traced on a real batch, whose activity the criterion reads
             inputs = (data[0][0],)
