@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 from slimkit.data import load_dataset  # noqa: E402
-from slimkit.models import create_model, load_model, save_model  # noqa: E402
+from slimkit.models import create_model  # noqa: E402
 from slimkit.prune.unstructured import (  # noqa: E402
     AGPHook,
     agp_plan,
@@ -34,6 +34,7 @@ from slimkit.prune.unstructured import (  # noqa: E402
     sparsity_report,
     to_sparse_state_dict,
 )
+from slimkit.state import load_model, save_model  # noqa: E402
 from slimkit.train import TrainConfig, evaluate, fit  # noqa: E402
 
 

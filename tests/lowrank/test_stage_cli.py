@@ -11,8 +11,9 @@ import slimkit
 from slimkit.cli import main
 from slimkit.lowrank import Factorized, decompose
 from slimkit.lowrank.checkpoint import load_decomposed
-from slimkit.models import create_model, save_model
+from slimkit.models import create_model
 from slimkit.recipe import parse_recipe, run_recipe
+from slimkit.state import save_model
 
 SYNTHETIC = {"name": "synthetic", "options": {"num_samples": 96, "in_channels": 1, "num_classes": 3,
                                                "image_size": 28}}

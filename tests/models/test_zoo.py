@@ -8,7 +8,8 @@ from torch import nn
 
 import slimkit
 from slimkit.core.errors import ConfigError
-from slimkit.models import create_model, list_models, load_model, model_spec, save_model
+from slimkit.models import create_model, list_models, model_spec
+from slimkit.state import load_model, save_model
 
 MODELS = list_models()
 INPUTS = {"gray28": (1, 28), "rgb32": (3, 32)}

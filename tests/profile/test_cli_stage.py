@@ -12,9 +12,10 @@ from torch import nn
 from slimkit.cli import main
 from slimkit.core.config import parse_config
 from slimkit.core.errors import ConfigError
-from slimkit.models import create_model, save_model
+from slimkit.models import create_model
 from slimkit.recipe._registry import load_stages
 from slimkit.recipe.context import StageContext
+from slimkit.state import save_model
 
 FACTORY = textwrap.dedent(
     """

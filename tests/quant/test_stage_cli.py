@@ -12,10 +12,11 @@ from slimkit.cli import main
 from slimkit.core.config import parse_config
 from slimkit.core.errors import ConfigError
 from slimkit.data import load_dataset
-from slimkit.models import create_model, save_model
+from slimkit.models import create_model
 from slimkit.quant.modules import is_quant_layer
 from slimkit.recipe._registry import load_stages
 from slimkit.recipe.context import StageContext
+from slimkit.state import save_model
 
 FACTORY = textwrap.dedent(
     """

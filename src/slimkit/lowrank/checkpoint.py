@@ -1,6 +1,6 @@
 """Save and load decomposed models without pickled code: build spec + factor plan + state dict.
 
-:func:`slimkit.models.save_model` rebuilds a model from its zoo spec; a decomposed model has different modules,
+:func:`slimkit.state.save_model` rebuilds a model from its zoo spec; a decomposed model has different modules,
 so its factor plan (``{fqn: {"method", "ranks"}}``) travels in the file's metadata and :func:`load_decomposed`
 re-applies it to the rebuilt model before loading the weights (``weights_only=True``).
 """
@@ -20,13 +20,13 @@ PLAN_KEY = "lowrank_plan"
 
 
 def save_decomposed(model: nn.Module, path: str | os.PathLike, *, metadata: dict[str, Any] | None = None) -> Path:
-    """Like :func:`slimkit.models.save_model`, recording the factor plan so the file loads back."""
+    """Like :func:`slimkit.state.save_model`, recording the factor plan so the file loads back."""
     meta = dict(metadata or {})
     meta[PLAN_KEY] = dict(getattr(model, PLAN_ATTR, {}) or {})
     return save_model(model, path, metadata=meta)
 
 
 def load_decomposed(path: str | os.PathLike) -> nn.Module:
-    """Load a model saved by :func:`save_decomposed`; the same as :func:`slimkit.models.load_model`, which
+    """Load a model saved by :func:`save_decomposed`; the same as :func:`slimkit.state.load_model`, which
     re-applies the factor plan recorded in the file."""
     return load_model(path)

@@ -5,6 +5,5 @@ Importing this package registers every family (one module each); ``list_models()
 
 from slimkit.models import densenet, gan, lenet, mobilenetv2, resnet, vgg  # noqa: F401  (registers the zoo)
 from slimkit.models._registry import create_model, list_models, model_spec, register_model
-from slimkit.models.checkpoint import load_model, save_model
 
-__all__ = ["create_model", "list_models", "load_model", "model_spec", "register_model", "save_model"]
+__all__ = ["create_model", "list_models", "model_spec", "register_model"]

@@ -9,9 +9,10 @@ import torch
 from torch import nn
 
 from slimkit.cli import main
-from slimkit.models import create_model, load_model, save_model
+from slimkit.models import create_model
 from slimkit.models._registry import MODELS
 from slimkit.prune.unstructured import from_sparse_state_dict, sparsity_report
+from slimkit.state import load_model, save_model
 
 
 def _cli_tiny(*, in_channels: int = 1, num_classes: int = 3, width: float = 1.0) -> nn.Module:

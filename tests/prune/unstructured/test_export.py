@@ -12,7 +12,7 @@ from torch import nn
 
 from slimkit import make_permanent, prune_weights
 from slimkit.core.errors import CheckpointError
-from slimkit.models import create_model, load_model, save_model
+from slimkit.models import create_model
 from slimkit.models._registry import MODELS
 from slimkit.prune.unstructured import (
     from_sparse_state_dict,
@@ -24,6 +24,7 @@ from slimkit.prune.unstructured import (
     sparsity_report,
     to_sparse_state_dict,
 )
+from slimkit.state import load_model, save_model
 
 
 def _tiny(*, in_channels: int = 1, num_classes: int = 3, width: float = 1.0) -> nn.Module:

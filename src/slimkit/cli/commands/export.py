@@ -13,9 +13,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "export",
         help="write a saved model as ONNX (batch dimension free), checked with ONNX Runtime",
-        description="Export a model file written by slimkit.models.save_model to ONNX.",
+        description="Export a model file written by slimkit.state.save_model to ONNX.",
     )
-    p.add_argument("model", help="a model file written by slimkit.models.save_model")
+    p.add_argument("model", help="a model file written by slimkit.state.save_model")
     add_factory_argument(p)
     p.add_argument("--out", required=True, help="the .onnx file to write")
     p.add_argument("--input-size", type=str, default=None, help="input HxW (default 28 for 1 channel, else 32)")

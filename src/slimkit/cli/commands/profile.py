@@ -17,7 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "profile",
         help="count params, MACs, FLOPs, size and activation memory of a model",
-        description="Profile a zoo model (by name) or a model file written by slimkit.models.save_model.",
+        description="Profile a zoo model (by name) or a model file written by slimkit.state.save_model.",
     )
     p.add_argument("model", help="zoo name (e.g. resnet20), package.module:factory, or a saved model file")
     add_factory_argument(p)

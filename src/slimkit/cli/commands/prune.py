@@ -18,9 +18,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "prune",
         help="remove channels from a saved model (structured pruning)",
-        description="Prune a model file written by slimkit.models.save_model; the output loads with load_model.",
+        description="Prune a model file written by slimkit.state.save_model; the output loads with load_model.",
     )
-    p.add_argument("model", help="a model file written by slimkit.models.save_model")
+    p.add_argument("model", help="a model file written by slimkit.state.save_model")
     add_factory_argument(p)
     p.add_argument("--out", required=True, help="where to write the pruned model")
     add_config_arguments(p, PruneConfig)

@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("sensitivity", help="per-layer pruning sensitivity (accuracy vs ratio) of a saved model",
                               description="Prune each layer alone at a sweep of ratios and evaluate on the "
                                           "validation split; writes sensitivity.png/json to --out-dir.")
-    p.add_argument("model", help="a model file written by slimkit.models.save_model")
+    p.add_argument("model", help="a model file written by slimkit.state.save_model")
     add_factory_argument(p)
     p.add_argument("--data", default="fashion_mnist", help="dataset name (default fashion_mnist)")
     p.add_argument("--subset", type=int, default=None, help="use only N samples per split (quick runs)")

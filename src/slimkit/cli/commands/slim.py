@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("slim", help="network slimming of a saved model with BatchNorm",
                               description="L1 sparsity training on BN scales, a global |gamma| threshold, channel "
                                           "removal and fine-tuning (Liu et al., 2017).")
-    p.add_argument("model", help="a model file written by slimkit.models.save_model")
+    p.add_argument("model", help="a model file written by slimkit.state.save_model")
     add_factory_argument(p)
     p.add_argument("--out", required=True, help="where to save the slimmed model")
     p.add_argument("--data", default="fashion_mnist", help="dataset name (default fashion_mnist)")
