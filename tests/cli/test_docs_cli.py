@@ -63,6 +63,41 @@ def test_readme_shows_commands() -> None:
     assert {"compress", "train", "prune", "quantize", "decompose"} <= shown
 
 
+def _readme_cli_block() -> list[str]:
+    """The lines of the fenced block of README.md's "Command line and recipes" section."""
+    section = (ROOT / "README.md").read_text().partition("## Command line and recipes")[2]
+    return section.split("```")[1].splitlines()[1:]
+
+
+def test_readme_cli_section_matches_every_commands_help() -> None:
+    """Every command ``slimkit --help`` lists appears in the README's CLI block with its required positional
+    arguments, and every flag shown there is printed by that command's own ``--help``."""
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    listed = re.findall(r"^    (\w[\w-]*)", parser.format_help(), flags=re.M)
+    assert set(listed) == set(sub.choices), "slimkit --help and the parser disagree"
+    shown: dict[str, list[list[str]]] = {}
+    for line in _readme_cli_block():
+        for part in re.split(r";|&&", line.split("#")[0]):
+            words = part.split()
+            if len(words) > 1 and words[0] == "slimkit":
+                shown.setdefault(words[1], []).append(words[2:])
+    missing = sorted(set(listed) - set(shown))
+    assert not missing, f"README's CLI section lacks {missing} (listed by slimkit --help)"
+    wrong = []
+    for command, uses in shown.items():
+        p = sub.choices[command]
+        help_text = p.format_help()
+        required = [a for a in p._actions if not a.option_strings and a.nargs not in ("?", "*")]
+        for words in uses:
+            positional = [w for w in words if not w.startswith(("-", "[")) and not w.endswith("]")]
+            flags = re.findall(r"(?<![\w-])(--[a-z][a-z0-9.-]*)", " ".join(words))
+            if len(positional) < len(required):
+                wrong.append(f"slimkit {command} {' '.join(words)}: needs {[a.dest for a in required]}")
+            wrong += [f"slimkit {command} {flag}: not in its --help" for flag in flags if flag not in help_text]
+    assert not wrong, "\n".join(wrong)
+
+
 @pytest.mark.parametrize("path", DOCS, ids=lambda p: p.name)
 def test_documented_commands_and_flags_exist(path: Path) -> None:
     commands = _commands()
