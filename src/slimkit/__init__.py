@@ -62,8 +62,8 @@ _EXPORTS: dict[str, str] = {
     "L2": "slimkit.prune.importance:L2",
     "FPGM": "slimkit.prune.importance:FPGM",
     "BNScale": "slimkit.prune.importance:BNScale",
-    "Taylor": "slimkit.prune.importance:Taylor",
-    "APoZ": "slimkit.prune.importance:APoZ",
+    "Taylor": "slimkit.prune.criteria.taylor:Taylor",
+    "APoZ": "slimkit.prune.criteria.apoz:APoZ",
     # pruning methods
     "network_slimming": "slimkit.prune.methods.slimming:network_slimming",
     "SlimmingConfig": "slimkit.prune.methods.slimming:SlimmingConfig",

@@ -65,3 +65,25 @@ def test_layer_and_op_tables_answer_for_their_keys() -> None:
     assert LAYER_PRUNERS.for_type(Wide) is LAYER_PRUNERS[nn.Linear]
     assert torch.ops.aten.mm in OP_COUNTERS and OP_COUNTERS.get(torch.ops.aten.relu, None) is None
     assert attribute_syncers.for_type(Wide) is attribute_syncers.for_type(nn.Linear) is not None
+
+
+def test_discover_imports_every_module_of_a_package_on_first_read(tmp_path, monkeypatch) -> None:
+    """A new file in the discovered package registers itself: no list names it (how criteria/ works)."""
+    package = tmp_path / "slimkit_test_plugins"
+    package.mkdir()
+    (package / "__init__.py").write_text("from slimkit.core.registry import Registry\nTABLE = Registry('plugin')\n")
+    (package / "one.py").write_text("from slimkit_test_plugins import TABLE\nTABLE.add('one', 1)\n")
+    (package / "_private.py").write_text("raise RuntimeError('modules starting with _ are not imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import slimkit_test_plugins
+
+    table = slimkit_test_plugins.TABLE
+    table.discover = "slimkit_test_plugins"
+    assert table.names() == ["one"] and table.get("one") == 1 and table.discover is None
+
+
+def test_criteria_in_their_own_files_are_found() -> None:
+    from slimkit.prune.importance import CRITERIA
+
+    assert {"taylor", "apoz"} <= set(CRITERIA.names())
+    assert CRITERIA.get("taylor").__module__ == "slimkit.prune.criteria.taylor"

@@ -56,10 +56,19 @@ def parse_config(cls: type[C], data: Any, *, where: str = "") -> C:
         loc = ".".join(str(p) for p in first["loc"])
         message = first["msg"].removeprefix("Value error, ")
         if not loc:  # a check of the whole config (__post_init__)
-            raise ConfigError(f"{where or cls.__name__}: {message}") from None
+            raise ConfigError(_whole(cls, where, message, known)) from None
         raise ConfigError(f"{prefix}{loc}: {message} (got {first.get('input')!r})") from None
     except (ValueError, TypeError) as err:  # raised by __post_init__ checks
-        raise ConfigError(f"{where or cls.__name__}: {err}") from None
+        raise ConfigError(_whole(cls, where, str(err), known)) from None
+
+
+def _whole(cls: type, where: str, message: str, known: set[str]) -> str:
+    """A ``__post_init__`` message under ``where``; one that starts with a field (``importance: ...``) is joined to
+    it as a path (``stages[0] (prune).importance: ...``) so it names the field the way type errors do."""
+    head, sep, rest = message.partition(": ")
+    if where and sep and head in known:
+        return f"{where}.{head}: {rest}"
+    return f"{where or cls.__name__}: {message}"
 
 
 _SCALARS: dict[Any, str] = {bool: "true or false", int: "an integer", float: "a number"}

@@ -32,11 +32,26 @@ class Registry(Generic[T]):
         True
     """
 
-    def __init__(self, kind: str, *, casefold: bool = True) -> None:
-        """``casefold=False`` keeps names as given (operator names: ``T`` and ``t`` differ)."""
+    def __init__(self, kind: str, *, casefold: bool = True, discover: str | None = None) -> None:
+        """``casefold=False`` keeps names as given (operator names: ``T`` and ``t`` differ). ``discover``: a package
+        whose modules are imported on the first read, so an entry in a new file there needs no list naming it."""
         self.kind = kind
         self.casefold = casefold
+        self.discover = discover
         self._items: dict[Hashable, T] = {}
+
+    @property
+    def _table(self) -> dict[Hashable, T]:
+        """The entries, after importing ``discover``'s modules once (their registrations add to ``_items``)."""
+        if self.discover is not None:
+            import importlib
+            import pkgutil
+
+            package, self.discover = importlib.import_module(self.discover), None
+            for info in pkgutil.iter_modules(package.__path__):
+                if not info.name.startswith("_"):
+                    importlib.import_module(f"{package.__name__}.{info.name}")
+        return self._items
 
     def _key(self, name: Hashable) -> Hashable:
         return name.lower() if self.casefold and isinstance(name, str) else name
@@ -60,7 +75,7 @@ class Registry(Generic[T]):
     def get(self, name: Hashable, default: Any = _MISSING) -> T:
         """The entry of ``name``; ``default`` when given and there is none, else ConfigError listing the names."""
         try:
-            return self._items[self._key(name)]
+            return self._table[self._key(name)]
         except KeyError:
             if default is not _MISSING:
                 return default
@@ -71,8 +86,8 @@ class Registry(Generic[T]):
     def for_type(self, cls: type, default: Any = None) -> T:
         """The entry of ``cls`` or of its nearest base class registered (``default`` when none is)."""
         for base in cls.__mro__:
-            if base in self._items:
-                return self._items[base]
+            if base in self._table:
+                return self._table[base]
         return default
 
     def remove(self, name: Hashable) -> None:
@@ -81,19 +96,19 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         """Every key, sorted, as text (a type by its qualified name)."""
-        return sorted(_describe(key) for key in self._items)
+        return sorted(_describe(key) for key in self._table)
 
     def items(self) -> list[tuple[Hashable, T]]:
-        return list(self._items.items())
+        return list(self._table.items())
 
     def __contains__(self, name: object) -> bool:
         try:
-            return self._key(name) in self._items  # type: ignore[arg-type]
+            return self._key(name) in self._table  # type: ignore[arg-type]
         except TypeError:  # unhashable
             return False
 
     def __getitem__(self, name: Hashable) -> T:
-        return self._items[self._key(name)]
+        return self._table[self._key(name)]
 
     def __setitem__(self, name: Hashable, obj: T) -> None:
         self.add(name, obj, overwrite=True)
@@ -102,10 +117,10 @@ class Registry(Generic[T]):
         del self._items[self._key(name)]
 
     def __iter__(self) -> Iterator[Hashable]:
-        return iter(sorted(self._items, key=_describe))
+        return iter(sorted(self._table, key=_describe))
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._table)
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {len(self)} entries)"

@@ -4,14 +4,14 @@ Unstructured masks live in ``slimkit.prune.unstructured`` and are not imported h
 """
 
 from slimkit.prune.config import PruneConfig
+from slimkit.prune.criteria.apoz import APoZ
+from slimkit.prune.criteria.taylor import Taylor
 from slimkit.prune.importance import (
     FPGM,
     L1,
     L2,
-    APoZ,
     BNScale,
     Importance,
-    Taylor,
     register_importance,
     resolve_importance,
 )

@@ -16,11 +16,9 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
-from torch import nn
 
 from slimkit.core.config import parse_config
 from slimkit.core.errors import ConfigError
-from slimkit.core.forward import training_mode
 from slimkit.core.registry import Registry
 from slimkit.graph.groups import ChannelGraph
 
@@ -67,7 +65,7 @@ class Importance:
         return {"name": self.name, **{f.name: getattr(self, f.name) for f in fields(self)}}
 
 
-CRITERIA: Registry[type[Importance]] = Registry("importance")
+CRITERIA: Registry[type[Importance]] = Registry("importance", discover="slimkit.prune.criteria")
 
 
 def register_importance(name: str, *, needs: Iterable[str] = ()) -> Callable[[Any], Any]:
@@ -171,7 +169,7 @@ def per_slice_scores(graph: ChannelGraph, values: Callable[[torch.Tensor, int], 
     return scores.float(), valid
 
 
-def _reduce_except(t: torch.Tensor, dim: int, fn: Callable[[torch.Tensor, tuple[int, ...]], torch.Tensor]) -> torch.Tensor:
+def reduce_except(t: torch.Tensor, dim: int, fn: Callable[[torch.Tensor, tuple[int, ...]], torch.Tensor]) -> torch.Tensor:
     other = tuple(d for d in range(t.ndim) if d != dim)
     return fn(t.float(), other) if other else fn(t.float().unsqueeze(1), (1,))
 
@@ -259,100 +257,6 @@ class Random(Importance):
     def scores(self, graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
         gen = torch.Generator().manual_seed(ctx.seed)
         return torch.rand(graph.num_channels, generator=gen), torch.ones(graph.num_channels, dtype=torch.bool)
-
-
-def _check_batches(name: str, batches: int | None) -> None:
-    if batches is not None and (isinstance(batches, bool) or not isinstance(batches, int) or batches < 1):
-        raise ValueError(f"{name}: batches must be a whole number >= 1, got {batches!r}")
-
-
-@register_importance("taylor", needs=("batches",))
-@dataclass(frozen=True)
-class Taylor(Importance):
-    """First-order Taylor estimate |sum(w * dL/dw)| per slice (Molchanov et al., 2019), over a few batches.
-
-    Needs ``importance_data`` (an iterable of ``(inputs, targets)``) and optionally ``loss_fn``
-    (default: cross entropy).
-
-    Attributes:
-        batches: how many batches the caller (the recipe's prune stage) hands it; None: the caller's default.
-    """
-
-    batches: int | None = None
-
-    def __post_init__(self) -> None:
-        _check_batches("taylor", self.batches)
-
-    def scores(self, graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
-        return _taylor(graph, ctx)
-
-
-def _taylor(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
-    if ctx.data is None:
-        raise ConfigError("importance 'taylor' needs importance_data: a few (inputs, targets) batches")
-    model = graph.model
-    loss_fn = ctx.loss_fn or nn.functional.cross_entropy
-    params = [t for t in graph.tensors if isinstance(t, nn.Parameter) and t.requires_grad]
-    saved = [p.grad for p in params]
-    acc = {id(p): torch.zeros_like(p, dtype=torch.float32) for p in params}
-    try:
-        for batch in ctx.data:
-            inputs, targets = batch[0], batch[1]
-            inputs = inputs if isinstance(inputs, tuple) else (inputs,)
-            for p in params:
-                p.grad = None
-            with torch.enable_grad(), training_mode(model, False):
-                loss_fn(model(*inputs), targets).backward()
-            for p in params:
-                if p.grad is not None:
-                    acc[id(p)] += (p.detach() * p.grad).float()
-    finally:
-        for p, g in zip(params, saved):
-            p.grad = g
-
-    scores = torch.zeros(graph.num_channels, dtype=torch.float64)
-    count = torch.zeros(graph.num_channels, dtype=torch.float64)
-    for o in graph.occurrences:
-        t = graph.tensors[o.tensor]
-        if id(t) not in acc:
-            continue
-        v = _reduce_except(acc[id(t)], o.dim, lambda x, dims: x.sum(dims)).abs().double()
-        comps = graph.comp[o.ids]
-        scores.index_add_(0, comps, v)
-        count.index_add_(0, comps, torch.ones_like(v))
-    return (scores / count.clamp_min(1)).float(), count > 0
-
-
-@register_importance("apoz", needs=("batches", "activations"))
-@dataclass(frozen=True)
-class APoZ(Importance):
-    """1 - average percentage of zeros of the channel's activations after ReLU (Hu et al., 2016).
-
-    Uses the activations recorded while tracing the example inputs (use a batch of real samples).
-
-    Attributes:
-        batches: how many batches the caller hands it (the first is traced); None: the caller's default.
-    """
-
-    batches: int | None = None
-
-    def __post_init__(self) -> None:
-        _check_batches("apoz", self.batches)
-
-    def scores(self, graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
-        return _apoz(graph, ctx)
-
-
-def _apoz(graph: ChannelGraph, ctx: ImportanceContext) -> Scores:
-    nc = graph.num_channels
-    zeros = torch.zeros(nc, dtype=torch.float64)
-    count = torch.zeros(nc, dtype=torch.float64)
-    for ids, frac in graph.activity:
-        keep = ids >= 0
-        comps = graph.comp[ids[keep]]
-        zeros.index_add_(0, comps, frac[keep].double())
-        count.index_add_(0, comps, torch.ones_like(comps, dtype=torch.float64))
-    return (1.0 - zeros / count.clamp_min(1)).float(), count > 0
 
 
 def channel_scores(graph: ChannelGraph, importance: str | Mapping[str, Any] | Importance,
