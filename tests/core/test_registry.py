@@ -87,3 +87,31 @@ def test_criteria_in_their_own_files_are_found() -> None:
 
     assert {"taylor", "apoz"} <= set(CRITERIA.names())
     assert CRITERIA.get("taylor").__module__ == "slimkit.prune.criteria.taylor"
+
+
+def test_one_rule_per_layer_type_serves_pruner_syncer_and_tracer() -> None:
+    from slimkit.core.shapes import LAYER_RULES, has_syncer, register_layer_rule, sync_attributes
+    from slimkit.prune.layers import LAYER_PRUNERS, prune_out_channels
+
+    conv = LAYER_RULES.for_type(nn.Conv2d)
+    assert conv.out == (("weight", 0), ("bias", 0)) and conv.in_ == (("weight", 1),) and conv.sync is not None
+    assert LAYER_PRUNERS is LAYER_RULES and has_syncer(nn.Conv2d) and not has_syncer(nn.ReLU)
+
+    class Scale(nn.Module):
+        def __init__(self, n: int) -> None:
+            super().__init__()
+            self.gain, self.n = nn.Parameter(torch.ones(n)), n
+
+    def sync(m: nn.Module) -> None:
+        m.n = m.gain.shape[0]
+
+    register_layer_rule(Scale, sync=sync, out=[("gain", 0)], in_=[("gain", 0)])
+    try:
+        layer = Scale(6)
+        prune_out_channels(layer, [0, 5])
+        assert layer.gain.shape == (4,) and layer.n == 4 and has_syncer(Scale)
+        layer.gain = nn.Parameter(torch.ones(3))
+        sync_attributes(layer)
+        assert layer.n == 3
+    finally:
+        LAYER_RULES.remove(Scale)

@@ -2,12 +2,17 @@
 
 Structured pruning slices tensors and loading a pruned checkpoint resizes them; both then call
 :func:`sync_attributes` so the module prints, exports and fine-tunes like a normally built smaller one.
-Users register their own layer types with :data:`attribute_syncers`.
+Each layer type has one :class:`LayerRule` in :data:`LAYER_RULES`: where its output and input channels live in its
+tensors (read by the single-layer pruners of ``prune/layers.py``) and how its shape attributes follow them (read by
+:func:`sync_attributes` and by the tracer, which then needs no link for a count such a layer reads). Conv is
+described here once. Users register their own layer types with :func:`register_layer_rule` (or its two halves,
+``register_syncer`` and ``slimkit.prune.register_layer_pruner``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -17,19 +22,57 @@ from slimkit.core.modules import label
 from slimkit.core.registry import Registry
 
 Syncer = Callable[[nn.Module], None]
-attribute_syncers: Registry[Syncer] = Registry("attribute syncer")
+Pairs = tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
+class LayerRule:
+    """What slimkit knows of one layer type.
+
+    Attributes:
+        sync: sets the shape attributes (``in_channels``, ...) from the tensors; None: the type has none to keep.
+        out: (tensor attribute, dim) pairs holding its output channels; None: no single-layer pruner.
+        in_: (tensor attribute, dim) pairs holding its input channels.
+    """
+
+    sync: Syncer | None = None
+    out: Pairs | None = None
+    in_: Pairs | None = None
+
+
+LAYER_RULES: Registry[LayerRule] = Registry("layer rule")
+#: the same table under the name the syncers were registered in before rules were one object
+attribute_syncers = LAYER_RULES
+
+
+def register_layer_rule(*types: type, sync: Syncer | None = None, out: Sequence[tuple[str, int]] | None = None,
+                        in_: Sequence[tuple[str, int]] | None = None) -> None:
+    """Describe each of ``types`` (what is given replaces that part of an existing rule for the type itself)."""
+    for t in types:
+        rule = LAYER_RULES.get(t, None) or LayerRule()
+        if sync is not None:
+            rule = replace(rule, sync=sync)
+        if out is not None or in_ is not None:
+            rule = replace(rule, out=tuple(out or ()), in_=tuple(in_ or ()))
+        LAYER_RULES[t] = rule
 
 
 def register_syncer(*types: type) -> Callable[[Syncer], Syncer]:
+    """Decorator: ``fn(module)`` keeps the shape attributes of ``types`` true to their tensors."""
+
     def add(fn: Syncer) -> Syncer:
-        for t in types:
-            attribute_syncers[t] = fn
+        register_layer_rule(*types, sync=fn)
         return fn
 
     return add
 
 
-@register_syncer(nn.Conv1d, nn.Conv2d, nn.Conv3d)
+def has_syncer(cls: type) -> bool:
+    """Whether layers of ``cls`` (or a base) keep their shape attributes in sync with their tensors."""
+    rule = LAYER_RULES.for_type(cls)
+    return rule is not None and rule.sync is not None
+
+
 def _conv(m: nn.Module) -> None:
     # a depthwise-like conv (one input channel per group) loses whole groups: its multiplier stays
     if m.groups > 1 and m.weight.shape[1] == 1 and m.in_channels == m.groups:
@@ -39,7 +82,6 @@ def _conv(m: nn.Module) -> None:
     m.in_channels = m.weight.shape[1] * m.groups
 
 
-@register_syncer(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 def _conv_transpose(m: nn.Module) -> None:
     # a depthwise-like transposed conv (one input channel per group) loses whole groups
     if m.groups > 1 and m.in_channels == m.groups:
@@ -48,9 +90,14 @@ def _conv_transpose(m: nn.Module) -> None:
     m.out_channels = m.weight.shape[1] * m.groups
 
 
-@register_syncer(nn.Linear)
 def _linear(m: nn.Module) -> None:
     m.out_features, m.in_features = m.weight.shape
+
+
+register_layer_rule(nn.Conv1d, nn.Conv2d, nn.Conv3d, sync=_conv, out=[("weight", 0), ("bias", 0)], in_=[("weight", 1)])
+register_layer_rule(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, sync=_conv_transpose,
+                    out=[("weight", 1), ("bias", 0)], in_=[("weight", 0)])
+register_layer_rule(nn.Linear, sync=_linear, out=[("weight", 0), ("bias", 0)], in_=[("weight", 1)])
 
 
 @register_syncer(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
@@ -124,9 +171,9 @@ def _prelu(m: nn.Module) -> None:
 
 def sync_attributes(module: nn.Module) -> None:
     """Update the shape attributes of ``module`` from its tensors (no-op for unknown types)."""
-    fn = attribute_syncers.for_type(type(module))
-    if fn is not None:
-        fn(module)
+    rule = LAYER_RULES.for_type(type(module))
+    if rule is not None and rule.sync is not None:
+        rule.sync(module)
 
 
 def resize_to_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:

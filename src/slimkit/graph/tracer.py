@@ -23,7 +23,7 @@ from slimkit.core.errors import GraphError
 from slimkit.core.forward import module_hooks, training_mode
 from slimkit.core.modules import label
 from slimkit.core.registry import Registry
-from slimkit.core.shapes import attribute_syncers
+from slimkit.core.shapes import has_syncer
 from slimkit.graph.fields import Fields, Recorder
 from slimkit.graph.ops import OP_HANDLERS, _tensors, unknown
 
@@ -341,7 +341,7 @@ class Tracer:
         One attribute linked by several ops (``self.head_dim`` for q, k and v) must lose the same amount in each,
         so their ids are coupled position by position (or blocked when the counts differ)."""
         module, attr = found
-        if attribute_syncers.for_type(type(module)) is not None:
+        if has_syncer(type(module)):
             # a layer subclass (timm's ScaledStdConv2d reading self.out_channels): its shape attributes are
             # kept true to its tensors after pruning, so the count follows without a link
             self.assumptions.add(f"{self.rec.where}: {why} follows .{attr} (kept in sync with the weights)")

@@ -2,52 +2,39 @@
 
 These act on one module only (no coupling): use them when you know the consumers yourself, or to support a layer
 type in your own code. ``register_layer_pruner(MyLayer, out=[("weight", 0)], in_=[("weight", 1)])`` adds a type.
+The pairs are part of the layer's one rule (:class:`slimkit.core.shapes.LayerRule`), where conv, linear and the
+transposed convs are described; the normalization layers and embeddings are added here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from slimkit.core.errors import GraphError
 from slimkit.core.modules import label
-from slimkit.core.registry import Registry
-from slimkit.core.shapes import sync_attributes
+from slimkit.core.shapes import LAYER_RULES, LayerRule, register_layer_rule, sync_attributes
 
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """Which (tensor attribute, dim) pairs hold a layer's output and input channels."""
-
-    out: tuple[tuple[str, int], ...]
-    in_: tuple[tuple[str, int], ...]
-
-
-LAYER_PRUNERS: Registry[LayerSpec] = Registry("layer pruner")
+#: the layer rules (``core.shapes.LAYER_RULES``): a type's pruner is its rule's ``out``/``in_`` pairs
+LAYER_PRUNERS = LAYER_RULES
 
 
 def register_layer_pruner(cls: type, *, out: Sequence[tuple[str, int]], in_: Sequence[tuple[str, int]]) -> None:
-    LAYER_PRUNERS[cls] = LayerSpec(tuple(out), tuple(in_))
+    register_layer_rule(cls, out=out, in_=in_)
 
 
 _NORM = (("weight", 0), ("bias", 0), ("running_mean", 0), ("running_var", 0))
-for _cls in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
-    register_layer_pruner(_cls, out=[("weight", 0), ("bias", 0)], in_=[("weight", 1)])
-for _cls in (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d):
-    register_layer_pruner(_cls, out=[("weight", 1), ("bias", 0)], in_=[("weight", 0)])
-register_layer_pruner(nn.Linear, out=[("weight", 0), ("bias", 0)], in_=[("weight", 1)])
 for _cls in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
              nn.LayerNorm, nn.PReLU):
     register_layer_pruner(_cls, out=_NORM, in_=_NORM)
 register_layer_pruner(nn.Embedding, out=[("weight", 1)], in_=[])
 
 
-def _spec(module: nn.Module) -> LayerSpec:
-    spec = LAYER_PRUNERS.for_type(type(module))
-    if spec is not None:
+def _spec(module: nn.Module) -> LayerRule:
+    spec = LAYER_RULES.for_type(type(module))
+    if spec is not None and spec.out is not None:
         return spec
     raise GraphError(f"{label('', module)}: no layer pruner registered for {type(module).__name__}")
 
@@ -74,9 +61,9 @@ def _remove(module: nn.Module, pairs: tuple[tuple[str, int], ...], indices: Sequ
 
 def prune_out_channels(module: nn.Module, indices: Sequence[int] | torch.Tensor) -> None:
     """Remove output channels ``indices`` of one layer (its consumers are not touched)."""
-    _remove(module, _spec(module).out, indices, "output channels")
+    _remove(module, _spec(module).out or (), indices, "output channels")
 
 
 def prune_in_channels(module: nn.Module, indices: Sequence[int] | torch.Tensor) -> None:
     """Remove input channels ``indices`` of one layer (its producers are not touched)."""
-    _remove(module, _spec(module).in_, indices, "input channels")
+    _remove(module, _spec(module).in_ or (), indices, "input channels")
