@@ -46,6 +46,7 @@ def test_types_resolve_along_the_mro() -> None:
     ("slimkit.core.shapes", "attribute_syncers"), ("slimkit.prune.importance", "CRITERIA"),
     ("slimkit.models._registry", "MODELS"), ("slimkit.recipe._registry", "STAGES"),
     ("slimkit.prune.unstructured.magnitude", "WEIGHT_SCORES"), ("slimkit.lowrank._base", "METHODS"),
+    ("slimkit.quant.modules", "QUANT_LAYERS"),
 ])
 def test_every_extension_point_is_a_registry(module: str, name: str) -> None:
     import importlib

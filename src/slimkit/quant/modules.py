@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from slimkit.core.registry import Registry
+
 
 class QuantLayerMixin:
     """``weight_quant(weight)`` is used in place of the weight; ``input_quant(x)`` (if any) on the input."""
@@ -45,12 +47,14 @@ class QuantLinear(QuantLayerMixin, nn.Linear):
         return F.linear(x, self.quantized_weight(), self.bias)
 
 
-QUANT_LAYERS: dict[type[nn.Module], type[nn.Module]] = {
-    nn.Conv1d: QuantConv1d,
-    nn.Conv2d: QuantConv2d,
-    nn.Linear: QuantLinear,
-}
-FLOAT_LAYERS: dict[type[nn.Module], type[nn.Module]] = {v: k for k, v in QUANT_LAYERS.items()}
+#: float layer type -> its quantized twin (exact types: a subclass of Conv2d is not assumed to quantize alike)
+QUANT_LAYERS: Registry[type[nn.Module]] = Registry("quantizable layer")
+QUANT_LAYERS.add(nn.Conv1d, QuantConv1d)
+QUANT_LAYERS.add(nn.Conv2d, QuantConv2d)
+QUANT_LAYERS.add(nn.Linear, QuantLinear)
+FLOAT_LAYERS: Registry[type[nn.Module]] = Registry("quantized layer")
+for _float, _quant in QUANT_LAYERS.items():
+    FLOAT_LAYERS.add(_quant, _float)
 
 
 def register_quant_layer(float_cls: type[nn.Module]) -> Callable[[type[nn.Module]], type[nn.Module]]:
