@@ -122,7 +122,7 @@ def distill(student, teacher, tok, train, steps, batch, lr, seed=0):
     opt = torch.optim.AdamW(student.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / max(steps, 1))
     student.train()
-    for _ in range(steps):
+    for step in range(steps):
         t = tok(rng.sample(train, batch), padding=True, truncation=True, max_length=SEQ, return_tensors="pt")
         ids, mask = t["input_ids"], t["attention_mask"]
         with torch.no_grad():
@@ -133,6 +133,8 @@ def distill(student, teacher, tok, train, steps, batch, lr, seed=0):
         loss.backward()
         opt.step()
         sched.step()
+        if (step + 1) % 50 == 0:
+            print(f"distill step {step + 1}/{steps}: loss {loss.item():.4f}", flush=True)
     student.eval()
 
 
