@@ -1,0 +1,86 @@
+"""Real English sentences available offline: the docstrings of Python's standard library.
+
+:func:`stdlib_sentences` walks a fixed list of stdlib modules, takes ``inspect.getdoc`` of each module and of its
+public classes and functions, splits the text into sentences, keeps those of 5 to 40 words made mostly of letters,
+drops duplicates (case-folded) and sorts them. :func:`split_sentences` then puts each sentence in ``train`` or
+``heldout`` by a hash of its text (blake2b), so the split is deterministic, disjoint, and does not move when the
+module list grows. The text depends on the Python version (docstrings change between releases).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import re
+
+STDLIB_MODULES = (
+    "abc", "argparse", "array", "ast", "asyncio", "base64", "bisect", "calendar", "cmd", "codecs", "collections",
+    "configparser", "contextlib", "copy", "csv", "dataclasses", "datetime", "decimal", "difflib", "email", "enum",
+    "fractions", "ftplib", "functools", "gettext", "glob", "gzip", "hashlib", "heapq", "hmac", "html", "http.client",
+    "imaplib", "inspect", "io", "ipaddress", "itertools", "json", "logging", "mailbox", "math", "mimetypes",
+    "multiprocessing", "netrc", "numbers", "operator", "optparse", "os", "pathlib", "pickle", "pkgutil", "platform",
+    "plistlib", "poplib", "pprint", "queue", "random", "re", "sched", "secrets", "selectors", "shelve", "shlex",
+    "shutil", "signal", "smtplib", "socket", "sqlite3", "ssl", "statistics", "string", "struct", "subprocess",
+    "tarfile", "tempfile", "textwrap", "threading", "time", "timeit", "tokenize", "trace", "traceback", "typing",
+    "unittest", "urllib.parse", "urllib.request", "uuid", "warnings", "weakref", "xml.dom.minidom", "zipfile",
+    "zlib",
+)
+
+_SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def sentences_of(text: str, *, min_words: int = 5, max_words: int = 40) -> list[str]:
+    """Sentences of ``text``: paragraphs joined into lines, split after ``.!?`` before a capital, filtered to
+    ``min_words``..``max_words`` words, at least 70% letters and spaces, ending in ``.`` (no code, no lists)."""
+    out = []
+    for paragraph in re.split(r"\n\s*\n", text):
+        if any(line.startswith((" ", ">>>", "-", "*")) for line in paragraph.splitlines()):
+            continue  # code, doctests, bullet lists
+        flat = " ".join(paragraph.split())
+        for sentence in _SPLIT.split(flat):
+            words = sentence.split()
+            letters = sum(c.isalpha() or c == " " for c in sentence)
+            if (min_words <= len(words) <= max_words and sentence.endswith(".") and sentence[0].isupper()
+                    and letters >= 0.7 * len(sentence)):
+                out.append(sentence)
+    return out
+
+
+def _docs(module_name: str) -> list[str]:
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError:  # a stdlib module this build lacks (ssl, sqlite3)
+        return []
+    docs = [inspect.getdoc(module) or ""]
+    for name, obj in sorted(vars(module).items()):
+        if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+            continue
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            docs.append(inspect.getdoc(obj) or "")
+            if inspect.isclass(obj):
+                docs += [inspect.getdoc(m) or "" for n, m in sorted(vars(obj).items())
+                         if not n.startswith("_") and inspect.isfunction(m)]
+    return docs
+
+
+def stdlib_sentences(modules: tuple[str, ...] = STDLIB_MODULES, **filters: int) -> list[str]:
+    """Deduplicated (case-folded), sorted sentences from the docstrings of ``modules``."""
+    seen: dict[str, str] = {}
+    for name in modules:
+        for doc in _docs(name):
+            for sentence in sentences_of(doc, **filters):
+                seen.setdefault(sentence.casefold(), sentence)
+    return sorted(seen.values())
+
+
+def split_sentences(sentences: list[str], heldout: float = 0.2, salt: str = "slimkit") -> dict[str, list[str]]:
+    """``{"train": [...], "heldout": [...]}``: a sentence goes to held-out when its salted blake2b hash falls in
+    the first ``heldout`` fraction; order within each split is that of ``sentences``."""
+    if not 0.0 < heldout < 1.0:
+        raise ValueError(f"heldout must be in (0, 1), got {heldout}")
+    out: dict[str, list[str]] = {"train": [], "heldout": []}
+    for s in dict.fromkeys(sentences):
+        h = int.from_bytes(hashlib.blake2b(f"{salt}:{s}".encode(), digest_size=8).digest(), "big") / 2**64
+        out["heldout" if h < heldout else "train"].append(s)
+    return out
