@@ -83,3 +83,23 @@ def test_bad_config_names_the_field():
         SearchConfig()
     with pytest.raises(ConfigError, match="macs_reduction"):
         SearchConfig(macs_reduction=0.5)
+
+
+def test_plots_and_stage_config_flags(tmp_path):
+    import argparse
+
+    from slimkit.cli.from_config import add_config_arguments, config_from_args
+    from slimkit.prune.search import plot_search
+    from slimkit.recipe import load_stages
+    from slimkit.recipe.stages.search_ratios import SearchStageConfig
+
+    res = search_ratios(_net(), X, None, SearchConfig(macs_reduction=2.0, candidates=4, progress=False),
+                        evaluate=lambda r: r["3"])
+    paths = plot_search(res, tmp_path)
+    assert [p.split("/")[-1] for p in paths] == ["candidates.png", "ratios.png"]
+    assert all((tmp_path / n).stat().st_size > 1000 for n in ("candidates.png", "ratios.png"))
+    assert "search_ratios" in load_stages()
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, SearchStageConfig)
+    cfg = config_from_args(SearchStageConfig, parser.parse_args(["--macs-reduction", "3", "--candidates", "7"]))
+    assert cfg.macs_reduction == 3.0 and cfg.candidates == 7 and cfg.finetune_epochs == 1

@@ -342,3 +342,23 @@ def search_ratios(model: nn.Module, example_inputs: Any, data: Any, config: Sear
                         macs_budget=budget if kind == "macs" else None,
                         params_budget=budget if kind == "params" else None,
                         search_s=time.perf_counter() - t0, groups=list(space.names))
+
+
+def plot_search(result: SearchResult, folder: Any) -> list[str]:
+    """``candidates.png`` (score after recalibration vs MACs, best marked) and ``ratios.png`` (chosen per-group
+    ratios vs the uniform ratio at the same MACs) in ``folder``; returns their paths."""
+    from pathlib import Path
+
+    from slimkit.report.plots import plot_bars, plot_curves
+
+    folder = Path(folder)
+    pts = sorted(result.candidates, key=lambda c: c.macs)
+    curves = {"candidates": ([c.macs / 1e6 for c in pts], [c.score for c in pts]),
+              "best": ([result.best.macs / 1e6], [result.best.score])}
+    a = plot_curves(curves, folder / "candidates.png", xlabel="MMACs", ylabel="accuracy after BN recalibration",
+                    title="search_ratios candidates")
+    names = list(result.best.ratios)
+    uniform = 1.0 - (result.report.macs_after / max(result.report.macs_before, 1)) ** 0.5  # ~ratio giving those MACs
+    b = plot_bars({"searched": [result.best.ratios[n] for n in names], "uniform": [uniform] * len(names)}, names,
+                  folder / "ratios.png", ylabel="ratio removed", title="per-layer ratios")
+    return [str(a), str(b)]
