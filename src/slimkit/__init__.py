@@ -72,6 +72,9 @@ _EXPORTS: dict[str, str] = {
     "soft_filter_prune": "slimkit.prune.methods.soft_filter:soft_filter_prune",
     "reconstruct_prune": "slimkit.prune.methods.reconstruction:reconstruct_prune",
     "prune_layers": "slimkit.prune.methods.layer_removal:prune_layers",
+    "search_ratios": "slimkit.prune.search:search_ratios",
+    "SearchConfig": "slimkit.prune.search:SearchConfig",
+    "SearchResult": "slimkit.prune.search:SearchResult",
     # data
     "load_dataset": "slimkit.data:load_dataset",
     "list_datasets": "slimkit.data:list_datasets",

@@ -60,3 +60,45 @@ def test_plain_global_ranking_removes_a_step_of_the_channels(trained, splits):
     assert [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)] != [8, 12, 12]
     assert sum(m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)) == 32 - 8
     assert len(rep.trajectory) == 2 and rep.trajectory[1].accepted
+
+
+def test_backoff_retries_with_half_the_step(monkeypatch):
+    """A fake evaluator: fine until the model falls below 60% of its MACs; each failure halves the step."""
+    import torch
+    from torch import nn
+
+    import slimkit.prune.methods.progressive as prog
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.Flatten(),
+                          nn.LazyLinear(2))
+    x = torch.randn(1, 1, 8, 8)
+    model(x)
+    macs0 = slimkit.profile(model, x).macs
+    monkeypatch.setattr(prog, "accuracy",
+                        lambda m, data: 1.0 if slimkit.profile(m, x).macs >= 0.6 * macs0 else 0.0)
+    rep = prog.progressive_prune(model, x, None, None, target_accuracy=0.5, step=0.4, min_step=0.05,
+                                 max_rounds=20, finetune={"epochs": 0}, scope="local")
+    steps = [r.step for r in rep.trajectory[1:]]
+    rejected = [r.step for r in rep.trajectory[1:] if not r.accepted]
+    assert rejected, "some round fell below the target"
+    for a, b in zip(rejected, rejected[1:]):
+        assert b == pytest.approx(a / 2)
+    assert min(steps) >= 0.05
+    assert rejected[-1] / 2 < 0.05 or len(rep.trajectory) == 21  # stopped at the floor (or the round limit)
+    assert slimkit.profile(model, x).macs >= 0.6 * macs0  # rolled back to a model meeting the target
+    assert rep.kept.accepted
+
+
+def test_without_min_step_the_first_failure_ends(monkeypatch):
+    import torch
+    from torch import nn
+
+    import slimkit.prune.methods.progressive as prog
+
+    model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3))
+    x = torch.randn(1, 1, 8, 8)
+    calls = iter([1.0, 0.0, 1.0, 1.0])
+    monkeypatch.setattr(prog, "accuracy", lambda m, data: next(calls))
+    rep = prog.progressive_prune(model, x, None, None, target_accuracy=0.5, step=0.3, finetune={"epochs": 0})
+    assert [r.accepted for r in rep.trajectory] == [True, False]

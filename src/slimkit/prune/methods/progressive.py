@@ -43,6 +43,7 @@ class Round:
     macs: int
     params: int
     accepted: bool
+    step: float = 0.0  # the step this round removed (smaller than the first after a back-off)
 
 
 @dataclass
@@ -88,7 +89,8 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
                       target_accuracy: float, step: float = 0.1, max_rounds: int = 20,
                       finetune: dict[str, Any] | None = None, importance: str = "l1",
                       scope: Literal["global", "local"] = "global", round_to: int | None = None,
-                      ignore: tuple[str, ...] = (), per_macs: bool = False,
+                      ignore: tuple[str, ...] = (), per_macs: bool = False, min_step: float | None = None,
+                      importance_data: Any = None, loss_fn: Any = None,
                       plot_path: str | os.PathLike | None = None) -> ProgressiveReport:
     """Prune ``model`` in place, round by round, to the smallest model whose validation accuracy meets the target.
 
@@ -111,6 +113,11 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
             Default False: ``step`` of the channels by normalized importance alone (on the quick VGG benchmark the
             per-MAC ranking reached a smaller MACs reduction at the target: it thins the costly early layers,
             which matter most for accuracy).
+        min_step: back-off floor. None (default): the first round below the target ends the loop. Else a round
+            below the target is rolled back and retried with half the step, until the step would fall below
+            ``min_step``.
+        importance_data, loss_fn: batches (and loss) for data-driven criteria (``taylor``, ``apoz``), passed to
+            :func:`slimkit.plan_pruning` each round.
         plot_path: write the trajectory (accuracy vs MACs) here.
 
     Returns:
@@ -137,11 +144,16 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
     acc0 = accuracy(model, val_data)
     if acc0 < target_accuracy:
         raise ConfigError(f"target_accuracy {target_accuracy:.4f} is above the model's own accuracy {acc0:.4f}")
-    trajectory = [Round(0, acc0, macs0, params0, True)]
+    if min_step is not None and not 0 < min_step <= step:
+        raise ConfigError(f"min_step must be in (0, step={step}], got {min_step}")
+    data_kw = {"importance_data": importance_data, "loss_fn": loss_fn} if importance_data is not None else {}
+    trajectory = [Round(0, acc0, macs0, params0, True, 0.0)]
+    current = step
     for k in range(1, max_rounds + 1):
         inputs = on_device(inputs, model)
         kept_state = state_copy(model)
-        plan = _round_plan(model, inputs, options, per_macs and scope == "global")
+        opts = {**options, "ratio": current, "max_group_ratio": min(0.9, 2 * current)}
+        plan = _round_plan(model, inputs, opts, per_macs and scope == "global", data_kw)
         if plan.report.macs_after >= plan.report.macs_before:
             break  # nothing left to remove within the per-layer limits
         report = plan.apply()
@@ -149,10 +161,12 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
             fit(model, train_data, ft, val_data=None)
         acc = accuracy(model, val_data)
         ok = acc >= target_accuracy
-        trajectory.append(Round(k, acc, report.macs_after, report.params_after, ok))
+        trajectory.append(Round(k, acc, report.macs_after, report.params_after, ok, current))
         if not ok:
             restore(model, kept_state)
-            break
+            if min_step is None or current / 2 < min_step:
+                break
+            current /= 2  # back off: retry from the kept model with half the step
     result = ProgressiveReport(target_accuracy, trajectory, macs0, params0)
     if plot_path is not None:
         from slimkit.report.plots import plot_curves
@@ -164,10 +178,11 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
     return result
 
 
-def _round_plan(model: nn.Module, inputs: tuple, options: dict[str, Any], per_macs: bool) -> PrunePlan:
+def _round_plan(model: nn.Module, inputs: tuple, options: dict[str, Any], per_macs: bool,
+                data_kw: dict[str, Any] | None = None) -> PrunePlan:
     """One round's plan: the engine's global ranking, optionally of importance per MAC saved."""
     if not per_macs:
-        return plan_pruning(model, inputs, options)
+        return plan_pruning(model, inputs, options, **(data_kw or {}))
     from dataclasses import replace
 
     import torch

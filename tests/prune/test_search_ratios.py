@@ -1,0 +1,105 @@
+"""search_ratios: budgets always met, optimum found under a known score, determinism, real evaluation runs."""
+
+import pytest
+import torch
+from torch import nn
+
+from slimkit.core.errors import ConfigError
+from slimkit.profile import profile
+from slimkit.prune.search import SearchConfig, search_ratios
+
+
+def _net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 4))
+
+
+X = torch.randn(1, 1, 8, 8)
+
+
+def test_every_candidate_meets_the_macs_budget():
+    model = _net()
+    res = search_ratios(model, X, None, SearchConfig(macs_reduction=2.0, candidates=12, progress=False),
+                        evaluate=lambda r: 0.0)
+    assert len(res.candidates) == 12
+    for c in res.candidates:
+        assert 0.97 * res.macs_budget <= c.macs <= res.macs_budget
+    assert profile(model, X).macs <= res.macs_budget  # the model itself is pruned with the best vector
+
+
+def test_params_budget_and_evolution_candidates_meet_it():
+    model = _net()
+    p0 = sum(p.numel() for p in model.parameters())
+    cfg = SearchConfig(target_params=p0 // 2, candidates=6, generations=2, population=4, parents=3,
+                       progress=False)
+    res = search_ratios(model, X, None, cfg, evaluate=lambda r: -sum(r.values()))
+    assert any(c.origin == "evolve" for c in res.candidates)
+    for c in res.candidates:
+        assert c.params <= res.params_budget
+
+
+def test_known_score_is_optimised():
+    # score rewards pruning the last conv and penalises pruning the first: the best must favour that
+    def score(r):
+        return r.get("6", 0.0) - 2 * r.get("0", 0.0) - r.get("3", 0.0)
+
+    model = _net()
+    res = search_ratios(model, X, None, SearchConfig(macs_reduction=1.6, candidates=40, generations=3,
+                                                       population=10, progress=False), evaluate=score)
+    best = res.best.ratios
+    assert res.best.score == max(c.score for c in res.candidates)
+    assert best["6"] > best["0"] and best["6"] > best["3"]
+    assert best["0"] < 0.1
+
+
+def test_same_seed_same_result():
+    def run(seed):
+        return search_ratios(_net(), X, None, SearchConfig(macs_reduction=2.0, candidates=8, seed=seed,
+                                                         progress=False), evaluate=lambda r: r["3"])
+    a, b, c = run(1), run(1), run(2)
+    assert [x.ratios for x in a.candidates] == [x.ratios for x in b.candidates]
+    assert [x.ratios for x in a.candidates] != [x.ratios for x in c.candidates]
+
+
+def test_default_evaluation_uses_training_data_and_finetune_picks():
+    g = torch.Generator().manual_seed(0)
+    xs, ys = torch.randn(64, 1, 8, 8, generator=g), torch.randint(0, 4, (64,), generator=g)
+    data = torch.utils.data.TensorDataset(xs, ys)
+    model = _net()
+    cfg = SearchConfig(macs_reduction=2.0, candidates=3, top_k=2, calib_samples=32, val_samples=32,
+                       batch_size=16, progress=False)
+    res = search_ratios(model, X, data, cfg, finetune=lambda m: float(sum(p.numel() for p in m.parameters())))
+    assert all(0.0 <= c.score <= 1.0 for c in res.candidates)
+    assert sum(c.finetuned_score is not None for c in res.candidates) == 2
+    assert res.report.applied and res.report.macs_after <= res.macs_budget
+
+
+def test_bad_config_names_the_field():
+    with pytest.raises(ConfigError, match="exactly one"):
+        SearchConfig()
+    with pytest.raises(ConfigError, match="macs_reduction"):
+        SearchConfig(macs_reduction=0.5)
+
+
+def test_plots_and_stage_config_flags(tmp_path):
+    import argparse
+
+    from slimkit.cli.from_config import add_config_arguments, config_from_args
+    from slimkit.prune.search import plot_search
+    from slimkit.recipe import load_stages
+    from slimkit.recipe.stages.search_ratios import SearchStageConfig
+
+    res = search_ratios(_net(), X, None, SearchConfig(macs_reduction=2.0, candidates=4, progress=False),
+                        evaluate=lambda r: r["3"])
+    paths = plot_search(res, tmp_path)
+    assert [p.split("/")[-1] for p in paths] == ["candidates.png", "ratios.png"]
+    assert all((tmp_path / n).stat().st_size > 1000 for n in ("candidates.png", "ratios.png"))
+    assert "search_ratios" in load_stages()
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser, SearchStageConfig)
+    cfg = config_from_args(SearchStageConfig, parser.parse_args(["--macs-reduction", "3", "--candidates", "7"]))
+    assert cfg.macs_reduction == 3.0 and cfg.candidates == 7 and cfg.finetune_epochs == 1
