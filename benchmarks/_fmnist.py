@@ -48,14 +48,18 @@ class Dense:
 
 
 def train_dense(args: argparse.Namespace, arch: str, *, width: float, epochs: int, lr: float,
-                weight_decay: float) -> Dense:
-    """Set threads, load Fashion-MNIST (a seeded subset with ``--quick``), train ``arch`` and evaluate it."""
+                weight_decay: float, seed: int = 0) -> Dense:
+    """Set threads, load Fashion-MNIST (a seeded subset with ``--quick``), train ``arch`` and evaluate it.
+
+    ``seed`` sets the initial weights and the data order of every training that uses ``Dense.train``; the
+    train/validation/test split stays the one of seed 0, so seeds differ only in the training run."""
     torch.set_num_threads(args.threads or (1 if args.quick or args.smoke else 2))
     subset = SMOKE_SUBSET if args.smoke else QUICK_SUBSET if args.quick else None
     data = slimkit.load_dataset("fashion_mnist", subset=subset, seed=0)
-    torch.manual_seed(0)  # the same initial weights every run (fit seeds the data order itself)
+    torch.manual_seed(seed)  # the same initial weights for a seed (fit seeds the data order itself)
     model = slimkit.create_model(arch, in_channels=1, width=width)
-    train = {"batch_size": 128, "lr": lr, "weight_decay": weight_decay, "progress": False, "device": "cpu"}
+    train = {"batch_size": 128, "lr": lr, "weight_decay": weight_decay, "progress": False, "device": "cpu",
+             "seed": seed}
     started = time.perf_counter()
     slimkit.fit(model, data.train, {**train, "epochs": epochs}, val_data=data.val)
     model.eval()

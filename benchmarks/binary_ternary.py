@@ -25,6 +25,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from _seeds import add_seeds_arg, seeded_result  # noqa: E402
+
 from slimkit.data import load_dataset  # noqa: E402
 from slimkit.models import create_model  # noqa: E402
 from slimkit.quant import BinaryConfig, TernaryConfig, quantize  # noqa: E402
@@ -39,8 +41,17 @@ def main() -> None:
     parser.add_argument("--width", type=float, default=None,
                         help="zoo width multiplier (0.25 quick, 0.5 full, 0.125 smoke)")
     parser.add_argument("--epochs", type=int, default=None, help="fp32 epochs (and again for each low-bit model)")
+    add_seeds_arg(parser)
     args = parser.parse_args()
-    torch.manual_seed(0)
+    keys = ["acc_fp32", "acc_bwn", "acc_twn"]
+    drops = {"acc_drop_bwn_points": ("acc_fp32", "acc_bwn"), "acc_drop_twn_points": ("acc_fp32", "acc_twn")}
+    result = seeded_result(args, lambda seed: _run(args, seed), keys, drops)
+    print(json.dumps(result))
+
+
+def _run(args: argparse.Namespace, seed: int) -> dict:
+    """One seed of the benchmark; returns its figures (main prints the seeds' means)."""
+    torch.manual_seed(seed)
 
     subset = 128 if args.smoke else 3_000 if args.quick else None
     epochs = args.epochs or (1 if args.quick or args.smoke else 4)
@@ -51,7 +62,7 @@ def main() -> None:
         test = torch.utils.data.Subset(data.test, range(min(2000, len(data.test))))
     model = create_model(args.model, in_channels=data.in_channels, num_classes=data.num_classes, width=width)
     t0 = time.perf_counter()
-    fit(model, data.train, TrainConfig(epochs=epochs, lr=0.02, warmup_epochs=0.2, batch_size=128, seed=0,
+    fit(model, data.train, TrainConfig(epochs=epochs, lr=0.02, warmup_epochs=0.2, batch_size=128, seed=seed,
                                        device="cpu", progress=False))
     acc_pretrained = evaluate(model, test)["accuracy"]
     print(f"pre-trained fp32: {100 * acc_pretrained:.2f}% in {time.perf_counter() - t0:.0f}s")
@@ -62,7 +73,7 @@ def main() -> None:
         report = quantize(low, config) if config is not None else None
         t0 = time.perf_counter()
         # low-bit training prefers Adam with a small step: sign/threshold flips are coarse
-        fit(low, data.train, TrainConfig(epochs=epochs, optimizer="adam", lr=1e-3, batch_size=128, seed=0,
+        fit(low, data.train, TrainConfig(epochs=epochs, optimizer="adam", lr=1e-3, batch_size=128, seed=seed,
                                          weight_decay=0.0, device="cpu", progress=False))
         acc = evaluate(low, test)["accuracy"]
         if report is None:
@@ -91,7 +102,7 @@ def main() -> None:
         "quick": args.quick,
         "smoke": args.smoke,
     }
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _seeds import add_seeds_arg, n_seeds, over_seeds, summarize, versions  # noqa: E402
 
 from slimkit.data import load_dataset  # noqa: E402
 from slimkit.models import create_model  # noqa: E402
@@ -81,8 +84,11 @@ def magnitude_masks(model: nn.Module, ratios: dict[str, float], scale: float) ->
     return masks
 
 
-def run_model(name: str, splits, quick: bool, folder: Path, log, smoke: bool = False) -> dict:  # noqa: ANN001
-    plan = PLANS[name]
+def run_model(name: str, splits, quick: bool, folder: Path, log, smoke: bool = False, seed: int = 0,  # noqa: ANN001
+              ratios: dict[str, float] | None = None, on_validation: bool = False) -> dict:
+    """One seed of one model. ``on_validation`` evaluates every stage on the validation split (for choices)."""
+    plan = {**PLANS[name], "ratios": {**PLANS[name]["ratios"], **(ratios or {})}}
+    test = splits.val if on_validation else splits.test
     scale = 0.0 if smoke else 0.34 if quick else 1.0
     epochs = {
         k: max(1, round(plan[k] * scale)) for k in ("dense_epochs", "round_epochs", "final_epochs", "codebook_epochs")
@@ -91,32 +97,33 @@ def run_model(name: str, splits, quick: bool, folder: Path, log, smoke: bool = F
     rounds = (1.0,) if smoke else (0.6, 1.0) if quick else plan["rounds"]
 
     def train(model: nn.Module, n: int, lr: float, hooks=(), weight_decay: float = 5e-4) -> None:
-        cfg = TrainConfig(epochs=n, lr=lr, batch_size=128, weight_decay=weight_decay, progress=False, device="cpu")
+        cfg = TrainConfig(epochs=n, lr=lr, batch_size=128, weight_decay=weight_decay, progress=False, device="cpu",
+                          seed=seed)
         fit(model, splits.train, cfg, hooks=hooks)
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = create_model(name, in_channels=1, num_classes=10)
     t0 = time.perf_counter()
     train(model, epochs["dense_epochs"], plan["lr"])
-    acc_dense = evaluate(model, splits.test)["accuracy"]
+    acc_dense = evaluate(model, test)["accuracy"]
     log(f"{name}: dense {acc_dense:.4f} ({time.perf_counter() - t0:.0f}s)")
 
     for fraction in rounds:
         masks = magnitude_masks(model, plan["ratios"], fraction)
         train(model, epochs["round_epochs"], plan["lr"] / 5, hooks=[KeepPruned(masks)])
-        log(f"{name}: pruned to {fraction:.0%} of target: {evaluate(model, splits.test)['accuracy']:.4f}")
+        log(f"{name}: pruned to {fraction:.0%} of target: {evaluate(model, test)['accuracy']:.4f}")
     train(model, epochs["final_epochs"], plan["lr"] / 5, hooks=[KeepPruned(masks)])  # recover at full sparsity
-    acc_pruned = evaluate(model, splits.test)["accuracy"]
+    acc_pruned = evaluate(model, test)["accuracy"]
 
     share_weights(model, bits=5, layer_bits=plan["bits"])
-    acc_shared = evaluate(model, splits.test)["accuracy"]
+    acc_shared = evaluate(model, test)["accuracy"]
     train(model, epochs["codebook_epochs"], plan["lr"] / 25, weight_decay=0.0)
-    acc_finetuned = evaluate(model, splits.test)["accuracy"]
+    acc_finetuned = evaluate(model, test)["accuracy"]
 
     path = folder / f"{name}.slim"
     report = save_compressed(model, path, metadata={"benchmark": "deep_compression", "model": name})
     loaded = load_compressed(path)
-    acc_loaded = evaluate(loaded, splits.test)["accuracy"]
+    acc_loaded = evaluate(loaded, test)["accuracy"]
     log(report.table())
     stages = report.stage_ratios()
     return {
@@ -126,8 +133,24 @@ def run_model(name: str, splits, quick: bool, folder: Path, log, smoke: bool = F
         "ratio_pruning": stages["pruning"], "ratio_quantization": stages["quantization"],
         "ratio_huffman": stages["huffman"], "file_bytes": report.file_bytes, "fp32_bytes": report.original_bytes,
         "density": sum(lay.nonzero for lay in report.layers) / sum(lay.weights for lay in report.layers),
+        # whole model (every weight and bias, codebooks excluded), beside the per-layer table
+        "params": sum(lay.weights for lay in report.layers if not lay.name.startswith("__slimkit__")),
+        "nonzero_params": sum(lay.nonzero for lay in report.layers if not lay.name.startswith("__slimkit__")),
         "seconds": time.perf_counter() - t0,
     }
+
+
+def select_fc1(splits, quick: bool, folder: Path, log, smoke: bool, candidates: list[float],  # noqa: ANN001
+               tolerance: float) -> tuple[float, dict[str, float]]:
+    """LeNet-5's fc1 (classifier.0) ratio chosen on the validation split, seed 0: the largest candidate whose
+    validation drop (dense - loaded, points) is at most ``tolerance``; the smallest candidate if none is."""
+    drops = {}
+    for ratio in sorted(candidates):
+        r = run_model("lenet5", splits, quick, folder, log, smoke, ratios={"classifier.0": ratio}, on_validation=True)
+        drops[str(ratio)] = round(r["acc_drop"], 2)
+        log(f"validation: lenet5 fc1 ratio {ratio}: drop {r['acc_drop']:.2f} points, ratio {r['ratio']:.1f}x")
+    ok = [float(r) for r, d in drops.items() if d <= tolerance]
+    return (max(ok) if ok else min(candidates)), drops
 
 
 def main() -> None:
@@ -135,33 +158,55 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a third of the epochs, two pruning rounds")
     parser.add_argument("--smoke", action="store_true", help="128 images, one epoch per stage, one round (seconds)")
     parser.add_argument("--models", nargs="+", default=list(PLANS), choices=list(PLANS))
+    add_seeds_arg(parser)
+    parser.add_argument("--select-fc1", type=float, nargs="+", default=None, metavar="RATIO",
+                        help="choose LeNet-5's fc1 pruning ratio among these on the validation split (seed 0)")
+    parser.add_argument("--select-tolerance", type=float, default=0.5,
+                        help="largest validation drop (points) a chosen fc1 ratio may cost")
     args = parser.parse_args()
     torch.set_num_threads(1)
     splits = load_dataset("fashion_mnist", seed=0, subset=128 if args.smoke else None)
-    results = {}
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    n = n_seeds(args)
+    results, out = {}, {"quick": args.quick, "smoke": args.smoke}
+    keys = ["acc_dense", "acc_loaded", "acc_drop", "ratio", "ratio_pruning", "ratio_quantization", "ratio_huffman",
+            "density", "file_bytes", "fp32_bytes", "params", "nonzero_params"]
     with tempfile.TemporaryDirectory() as tmp:
+        ratios = {}
+        if args.select_fc1 and "lenet5" in args.models:
+            chosen, drops = select_fc1(splits, args.quick, Path(tmp), log, args.smoke, args.select_fc1,
+                                       args.select_tolerance)
+            ratios["lenet5"] = {"classifier.0": chosen}
+            out["lenet5_fc1_ratio_validation_drops"] = drops
+            log(f"chosen on validation: lenet5 fc1 ratio {chosen}")
         for name in args.models:
-            results[name] = run_model(name, splits, args.quick, Path(tmp), lambda m: print(m, flush=True), args.smoke)
-            print(f"{name}: {json.dumps(results[name])}", flush=True)
-    head = f"{'model':<10}{'dense':>8}{'pruned':>8}{'shared':>8}{'tuned':>8}{'loaded':>8}{'drop pt':>8}"
-    head += f"{'P':>7}{'P+Q':>7}{'P+Q+H':>7}{'file':>7}{'bytes':>8}"
+            log(f"== {name}: {n} seed(s)")
+            rows, results[name] = over_seeds(
+                n, lambda seed, name=name: run_model(name, splits, args.quick, Path(tmp), log, args.smoke, seed,
+                                                     ratios.get(name)),
+                ["acc_dense", "acc_loaded", "ratio"], effects=["acc_drop"])
+            results[name].update(summarize(rows, keys))  # the other figures' means and stds as well
+            results[name]["fc1_ratio"] = {**PLANS[name]["ratios"], **ratios.get(name, {})}
+    head = f"{'model':<10}{'dense':>8}{'loaded':>8}{'drop pt':>14}"
+    head += f"{'P':>7}{'P+Q':>7}{'P+Q+H':>7}{'file':>7}{'bytes':>8}{'params':>9}{'nonzero':>9}"
     print(head)
     for name, r in results.items():
         print(
-            f"{name:<10}{r['acc_dense']:>8.4f}{r['acc_pruned']:>8.4f}{r['acc_shared']:>8.4f}"
-            f"{r['acc_codebook_finetuned']:>8.4f}{r['acc_loaded']:>8.4f}{r['acc_drop']:>8.2f}"
+            f"{name:<10}{r['acc_dense']:>8.4f}{r['acc_loaded']:>8.4f}{r['acc_drop']:>7.2f}+-{r['acc_drop_std']:<5.2f}"
             f"{r['ratio_pruning']:>6.1f}x{r['ratio_quantization']:>6.1f}x{r['ratio_huffman']:>6.1f}x"
-            f"{r['ratio']:>6.1f}x{r['file_bytes']:>8}"
+            f"{r['ratio']:>6.1f}x{r['file_bytes']:>8.0f}{r['params']:>9.0f}{r['nonzero_params']:>9.0f}"
         )
-    out: dict = {"quick": args.quick, "smoke": args.smoke}
-    short = {"lenet300": "lenet300", "lenet5": "lenet5"}
     for name, r in results.items():
-        key = short[name]
-        out[f"ratio_{key}"] = r["ratio"]
-        out[f"acc_drop_{key}"] = r["acc_drop"]
-        for field in ("ratio_pruning", "ratio_quantization", "ratio_huffman", "acc_dense", "acc_loaded", "density",
-                      "file_bytes"):
-            out[f"{field}_{key}"] = r[field]
+        for field in keys:
+            key = {"acc_drop": "acc_drop", "ratio": "ratio"}.get(field, field)
+            out[f"{key}_{name}"] = r[field]
+            if f"{field}_std" in r:
+                out[f"{key}_{name}_std"] = r[f"{field}_std"]
+        out[f"acc_drop_{name}_within_std"] = r["acc_drop_within_std"]
+        out[f"acc_drop_{name}_seeds"] = r["acc_drop_seeds"]
+        out[f"ratios_{name}"] = r["fc1_ratio"]
+    out["seeds"] = n
+    out["versions"] = versions()
     print(json.dumps(out))
 
 

@@ -28,6 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from _seeds import add_seeds_arg, seeded_result  # noqa: E402
+
 from slimkit.data import load_dataset, make_loader  # noqa: E402
 from slimkit.export import export_onnx  # noqa: E402
 from slimkit.models import create_model  # noqa: E402
@@ -65,8 +67,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=1, help="threads for every latency path")
     parser.add_argument("--calibration-batches", type=int, default=None, help="default 8; 1 with --smoke")
+    add_seeds_arg(parser)
     args = parser.parse_args()
-    torch.manual_seed(0)
+    keys, drops = ["acc_fp32", "acc_int8", "cpu_speedup_bs1"], {"acc_drop_points": ("acc_fp32", "acc_int8")}
+    result = seeded_result(args, lambda seed: _run(args, seed), keys, drops)
+    print(json.dumps(result))
+
+
+def _run(args: argparse.Namespace, seed: int) -> dict:
+    """One seed of the benchmark; returns its figures (main prints the seeds' means)."""
+    torch.manual_seed(seed)
     args.width = args.width or (0.125 if args.smoke else 1.0)
     args.calibration_batches = args.calibration_batches or (1 if args.smoke else 8)
 
@@ -78,7 +88,7 @@ def main() -> None:
         test = torch.utils.data.Subset(data.test, range(min(2000, len(data.test))))
     model = create_model(args.model, in_channels=data.in_channels, num_classes=data.num_classes, width=args.width)
     t0 = time.perf_counter()
-    fit(model, data.train, TrainConfig(epochs=epochs, lr=0.02, warmup_epochs=0.2, batch_size=128, seed=0,
+    fit(model, data.train, TrainConfig(epochs=epochs, lr=0.02, warmup_epochs=0.2, batch_size=128, seed=seed,
                                        device="cpu", progress=False))
     train_s = time.perf_counter() - t0
     model.eval()
@@ -150,7 +160,7 @@ def main() -> None:
         "quick": args.quick,
         "smoke": args.smoke,
     }
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":

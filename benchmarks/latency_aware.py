@@ -29,6 +29,7 @@ import json
 
 import torch
 from _fmnist import add_common_args, train_dense
+from _seeds import add_seeds_arg, seeded_result
 from _timing import interleaved_ms
 
 import slimkit
@@ -46,6 +47,7 @@ def latency_ms(models: dict[str, torch.nn.Module], batch: int, rounds: int) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser)
+    add_seeds_arg(parser)
     parser.add_argument("--model", default="mobilenetv2")
     parser.add_argument("--width", type=float, default=None, help="width multiplier of the dense model (0.5; 0.25 smoke)")
     parser.add_argument("--macs-reduction", type=float, default=2.0)
@@ -53,11 +55,21 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="dense epochs (default 4; 3 with --quick)")
     parser.add_argument("--finetune-epochs", type=int, default=None, help="default 2; 1 with --quick")
     args = parser.parse_args()
+    keys = ["acc_dense", "acc_finetuned_importance", "acc_finetuned_latency_aware",
+            "acc_finetuned_importance_same_latency", "speedup_bs64_latency_aware"]
+    drops = {"acc_drop_points_importance": ("acc_dense", "acc_finetuned_importance"),
+             "acc_drop_points_latency_aware": ("acc_dense", "acc_finetuned_latency_aware")}
+    result = seeded_result(args, lambda seed: _run(args, seed), keys, drops)
+    print(json.dumps(result))
+
+
+def _run(args: argparse.Namespace, seed: int) -> dict:
+    """One seed of the benchmark; returns its figures (main prints the seeds' means)."""
     q, smoke = args.quick, args.smoke
     args.width = args.width or (0.25 if smoke else 0.5)
     epochs = args.epochs if args.epochs is not None else (1 if smoke else 3 if q else 4)
     finetune_epochs = args.finetune_epochs if args.finetune_epochs is not None else (1 if q or smoke else 2)
-    dense = train_dense(args, args.model, width=args.width, epochs=epochs, lr=0.05, weight_decay=4e-5)
+    dense = train_dense(args, seed=seed, arch=args.model, width=args.width, epochs=epochs, lr=0.05, weight_decay=4e-5)
     data, teacher = dense.data, dense.model.eval()
     example = torch.zeros(args.batch, 1, 28, 28)
     rows: dict[str, dict[str, float]] = {}
@@ -92,12 +104,12 @@ def main() -> None:
     print(f"{'metric':<26}" + "".join(f"{n:>25}" for n in rows))
     for c in cols:
         print(f"{c:<26}" + "".join(f"{rows[n][c]:>25.4f}" for n in rows))
-    print(json.dumps({
+    return {
         "benchmark": "latency_aware", "quick": q, "smoke": smoke, "model": args.model, "width": args.width, "train_subset": dense.subset,
         "epochs": [epochs, finetune_epochs], "batch": args.batch, "acc_dense": round(dense.acc_dense, 4),
         **{f"{k}_{n}": round(v, 4) for n, r in rows.items() for k, v in r.items() if k != "latency_weight"},
         "seconds": round(dense.seconds(), 1),
-    }))
+    }
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import statistics
 import time
 
 import torch
+from _seeds import add_seeds_arg, n_seeds, over_seeds  # noqa: E402
 from torch import nn
 
 from slimkit.data import load_dataset
@@ -86,8 +87,14 @@ def tucker_vgg(args: argparse.Namespace) -> dict:
               f"speedup x{ms_dense / ms_dec:.2f}")
     ms_dense, ms_dec = latency[args.latency_batch]
     return {
-        "tucker_macs_reduction": round(report.layer_macs_reduction, 3),
-        "tucker_acc_drop": round(acc_dense - acc_finetuned, 2),
+        "tucker_macs_reduction": round(report.layer_macs_reduction, 3),  # decomposed layers alone
+        # whole model (every Linear/Conv2d MAC; every parameter), beside the per-layer figure
+        "tucker_model_macs": [report.macs_before, report.macs_after],
+        "tucker_model_macs_reduction": round(report.macs_before / report.macs_after, 3),
+        "tucker_model_params": [report.params_before, report.params_after],
+        "tucker_acc_dense": round(acc_dense, 2),
+        "tucker_acc_finetuned": round(acc_finetuned, 2),
+        "tucker_acc_drop": round(acc_dense - acc_finetuned, 4),
         "tucker_cpu_speedup": round(ms_dense / ms_dec, 3),
     }
 
@@ -107,8 +114,12 @@ def svd_lenet(args: argparse.Namespace) -> dict:
     print(f"\nSVD LeNet-300-100: dense {acc_dense:.2f}% -> decomposed {acc_decomposed:.2f}% -> "
           f"fine-tuned {acc_finetuned:.2f}%")
     return {
-        "svd_params_reduction": round(report.layer_params_reduction, 3),
-        "svd_acc_drop": round(acc_dense - acc_finetuned, 2),
+        "svd_params_reduction": round(report.layer_params_reduction, 3),  # decomposed layers alone (fc1)
+        "svd_model_params": [report.params_before, report.params_after],
+        "svd_model_params_reduction": round(report.params_before / report.params_after, 3),
+        "svd_acc_dense": round(acc_dense, 2),
+        "svd_acc_finetuned": round(acc_finetuned, 2),
+        "svd_acc_drop": round(acc_dense - acc_finetuned, 4),
     }
 
 
@@ -116,7 +127,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="subsets and fewer epochs (CPU minutes)")
     parser.add_argument("--smoke", action="store_true", help="128-image subsets, one epoch each (seconds)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="first seed (seeds run are seed..seed+N-1)")
+    add_seeds_arg(parser)
     parser.add_argument("--tucker-target", type=float, default=0.45, help="VGG MACs afterwards (fraction)")
     parser.add_argument("--tucker-rank", default=None, help="instead of the MACs target: 'vbmf' or an integer")
     parser.add_argument("--svd-target", type=float, default=0.35, help="LeNet params afterwards (fraction)")
@@ -137,10 +149,18 @@ def main() -> None:
     else:  # 6k-image subsets (train and test) keep the VGG part to CPU minutes on a shared 2-core machine
         args.subset, args.vgg_epochs, args.lenet_epochs, args.finetune_epochs, args.repeats = 6000, 3, 5, 1, 30
         args.lenet_subset = None  # LeNet is cheap: all 54k training images
-    torch.manual_seed(args.seed)
-    results = {**tucker_vgg(args), **svd_lenet(args), "smoke": args.smoke}
+    first = args.seed
+
+    def run(seed: int) -> dict:
+        # a seed changes the initial weights, the data order and the subset drawn (as --seed always has)
+        args.seed = first + seed
+        torch.manual_seed(args.seed)
+        return {**tucker_vgg(args), **svd_lenet(args), "smoke": args.smoke}
+
+    keys = ["tucker_acc_dense", "tucker_acc_finetuned", "tucker_cpu_speedup", "svd_acc_dense", "svd_acc_finetuned"]
+    rows, summary = over_seeds(n_seeds(args), run, keys, effects=["tucker_acc_drop", "svd_acc_drop"], digits=2)
     print()
-    print(json.dumps(results))
+    print(json.dumps({**rows[0], **summary}))
 
 
 if __name__ == "__main__":

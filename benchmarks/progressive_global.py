@@ -22,6 +22,7 @@ import json
 from pathlib import Path
 
 from _fmnist import add_common_args, train_dense
+from _seeds import add_seeds_arg, seeded_result
 
 import slimkit
 from slimkit.prune.methods.progressive import progressive_prune
@@ -30,6 +31,7 @@ from slimkit.prune.methods.progressive import progressive_prune
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser)
+    add_seeds_arg(parser)
     parser.add_argument("--drop", type=float, default=1.0, help="allowed accuracy drop in points (target)")
     parser.add_argument("--step", type=float, default=0.1)
     parser.add_argument("--finetune-epochs", type=int, default=None, help="per round (default 2; 1 with --smoke)")
@@ -37,6 +39,15 @@ def main() -> None:
     parser.add_argument("--per-macs", action="store_true", help="global ranking of importance per MAC saved")
     parser.add_argument("--out-dir", default="runs/benchmarks/progressive_global")
     args = parser.parse_args()
+    keys = ["acc_dense_test", "final_test_acc", "uniform_test_acc"]
+    drops = {"acc_drop_points": ("acc_dense_test", "final_test_acc"),
+             "uniform_acc_drop_points": ("acc_dense_test", "uniform_test_acc")}
+    result = seeded_result(args, lambda seed: _run(args, seed), keys, drops)
+    print(json.dumps(result))
+
+
+def _run(args: argparse.Namespace, seed: int) -> dict:
+    """One seed of the benchmark; returns its figures (main prints the seeds' means)."""
     q = args.quick
     width = 0.125 if q or args.smoke else 0.25
     if args.finetune_epochs is None:
@@ -45,7 +56,7 @@ def main() -> None:
         epochs, rounds = 1, args.max_rounds or 2
     else:
         epochs, rounds = (4, args.max_rounds or 16) if q else (15, max(args.max_rounds or 16, 20))
-    dense = train_dense(args, "vgg11_bn", width=width, epochs=epochs, lr=0.05, weight_decay=1e-4)
+    dense = train_dense(args, seed=seed, arch="vgg11_bn", width=width, epochs=epochs, lr=0.05, weight_decay=1e-4)
     data, model, x, base, subset = dense.data, dense.model, dense.example, dense.train, dense.subset
     val_dense, acc_dense = dense.acc_dense_val, dense.acc_dense
     target = val_dense - args.drop / 100
@@ -63,7 +74,7 @@ def main() -> None:
     print(f"{'scope':<8} {'val acc':>8} {'test acc':>9} {'MACs x':>7} {'params x':>9}  (target val {target:.4f})")
     for scope, (rep, test) in results.items():
         print(f"{scope:<8} {rep.final_accuracy:>8.4f} {test:>9.4f} {rep.macs_reduction:>7.2f} {rep.params_reduction:>9.2f}")
-    print(json.dumps({
+    return {
         "benchmark": "progressive_global", "quick": q, "smoke": args.smoke, "width": width, "train_subset": subset, "step": args.step, "finetune_epochs": args.finetune_epochs, "per_macs": args.per_macs, "max_rounds": rounds,
         "target_acc": round(target, 4), "final_acc": round(g[0].final_accuracy, 4),
         "macs_reduction": round(g[0].macs_reduction, 3), "uniform_macs_reduction": round(u.macs_reduction, 3),
@@ -72,7 +83,7 @@ def main() -> None:
         "rounds": len(g[0].trajectory) - 1, "uniform_rounds": len(u.trajectory) - 1,
         "trajectory": [[r.round, round(r.accuracy, 4), r.macs, r.params, r.accepted] for r in g[0].trajectory],
         "seconds": round(seconds, 1),
-    }))
+    }
 
 
 if __name__ == "__main__":

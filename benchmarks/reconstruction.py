@@ -19,6 +19,7 @@ import json
 import time
 
 from _fmnist import add_common_args, train_dense
+from _seeds import add_seeds_arg, seeded_result
 
 import slimkit
 from slimkit.data import make_loader
@@ -28,14 +29,23 @@ from slimkit.prune.methods.reconstruction import reconstruct_prune
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser)
+    add_seeds_arg(parser)
     parser.add_argument("--ratio", type=float, default=0.3)
     parser.add_argument("--calibration-batches", type=int, default=None, help="default 8; 1 with --smoke")
     args = parser.parse_args()
+    keys = ["acc_dense", "acc_l1", "acc_thinet", "acc_lasso"]
+    drops = {"thinet_minus_l1_points": ("acc_thinet", "acc_l1"), "acc_drop_thinet_points": ("acc_dense", "acc_thinet")}
+    result = seeded_result(args, lambda seed: _run(args, seed), keys, drops)
+    print(json.dumps(result))
+
+
+def _run(args: argparse.Namespace, seed: int) -> dict:
+    """One seed of the benchmark; returns its figures (main prints the seeds' means)."""
     q = args.quick
     width, epochs = (0.125, 1) if args.smoke else (0.125, 4) if q else (0.25, 15)
     if args.calibration_batches is None:
         args.calibration_batches = 1 if args.smoke else 8
-    dense = train_dense(args, "vgg11_bn", width=width, epochs=epochs, lr=0.05, weight_decay=1e-4)
+    dense = train_dense(args, seed=seed, arch="vgg11_bn", width=width, epochs=epochs, lr=0.05, weight_decay=1e-4)
     data, model, x, subset, acc_dense = dense.data, dense.model, dense.example, dense.subset, dense.acc_dense
     calib = []
     for i, (xb, _) in enumerate(make_loader(data.train, batch_size=64, shuffle=True, seed=1)):
@@ -64,14 +74,14 @@ def main() -> None:
     print(f"{'method':<22} {'test acc':>9} {'MACs x':>7} {'mean rel err':>13} {'seconds':>8}")
     for name, a, red, err, s in rows:
         print(f"{name:<22} {a:>9.4f} {red:>7.2f} {err:>13.4f} {s:>8.1f}")
-    print(json.dumps({
+    return {
         "benchmark": "reconstruction", "quick": q, "smoke": args.smoke, "width": width, "train_subset": subset, "ratio": args.ratio,
         "calibration_batches": args.calibration_batches, "acc_dense": round(acc_dense, 4),
         "acc_l1": round(acc["l1"], 4), "acc_thinet": round(acc["thinet"], 4), "acc_lasso": round(acc["lasso"], 4),
         "acc_thinet_no_refit": round(acc["thinet (no refit)"], 4),
         "acc_l1_bn_recalibrated": round(acc["l1 + BN recalibration"], 4),
         "macs_reduction": round(rows[0][2], 3), "seconds": round(seconds, 1),
-    }))
+    }
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import copy
 import json
 
 from _fmnist import add_common_args, train_dense
+from _seeds import add_seeds_arg, seeded_result
 
 import slimkit
 from slimkit.prune.methods.slimming import network_slimming
@@ -27,6 +28,7 @@ from slimkit.prune.methods.slimming import network_slimming
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_args(parser)
+    add_seeds_arg(parser)
     parser.add_argument("--ratio", type=float, default=0.5)
     parser.add_argument("--strength", type=float, default=None,
                         help="L1 lambda on BN scales (default 5e-3; 1e-2 with --quick). Each step moves a gamma by "
@@ -34,13 +36,21 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=None, help="default 8; 3 with --quick")
     parser.add_argument("--out-dir", default="runs/benchmarks/slimming_vgg")
     args = parser.parse_args()
+    keys = ["acc_dense", "acc_pruned", "cpu_speedup_bs1", "channels_pruned"]
+    drops = {"acc_drop_points": ("acc_dense", "acc_pruned")}
+    result = seeded_result(args, lambda seed: _run(args, seed), keys, drops)
+    print(json.dumps(result))
+
+
+def _run(args: argparse.Namespace, seed: int) -> dict:
+    """One seed of the benchmark; returns its figures (main prints the seeds' means)."""
     q = args.quick
     width = 0.125 if q or args.smoke else 0.25
     epochs, sparsity_epochs, finetune_epochs = (1, 1, 1) if args.smoke else (4, 3, 3) if q else (15, 10, 8)
     if args.finetune_epochs is not None:
         finetune_epochs = args.finetune_epochs
     strength = args.strength if args.strength is not None else (1e-2 if q else 5e-3)
-    trained = train_dense(args, "vgg11_bn", width=width, epochs=epochs, lr=0.05, weight_decay=1e-4)
+    trained = train_dense(args, seed=seed, arch="vgg11_bn", width=width, epochs=epochs, lr=0.05, weight_decay=1e-4)
     data, model, x, base, subset = trained.data, trained.model, trained.example, trained.train, trained.subset
     acc_dense = trained.acc_dense
     dense = copy.deepcopy(model).eval()
@@ -59,7 +69,7 @@ def main() -> None:
           f"{lat_slim.median_ms:>8.3f}")
     print(f"channels removed {100 * report.channels_pruned:.1f}%, accuracy change "
           f"{100 * (acc_pruned - acc_dense):+.2f} points, CPU speedup bs1 {speedup:.2f}x; plots in {args.out_dir}")
-    print(json.dumps({
+    return {
         "benchmark": "slimming_vgg", "quick": q, "smoke": args.smoke, "width": width, "train_subset": subset,
         "epochs": [epochs, sparsity_epochs, finetune_epochs], "strength": strength,
         "channels_pruned": round(report.channels_pruned, 4), "acc_dense": round(acc_dense, 4),
@@ -67,7 +77,7 @@ def main() -> None:
         "cpu_speedup_bs1": round(speedup, 3), "latency_ms_dense": round(lat_dense.median_ms, 4),
         "latency_ms_pruned": round(lat_slim.median_ms, 4), "macs_reduction": round(report.macs_reduction, 3),
         "seconds": round(seconds, 1),
-    }))
+    }
 
 
 if __name__ == "__main__":

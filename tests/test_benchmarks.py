@@ -125,3 +125,19 @@ def test_benchmark_smoke(path, smoke_runs, tmp_path):
     assert result["smoke"] is True, "the result says it is a smoke run"
     if path.stem == "codec_throughput":
         assert result["decode_exact"] is True
+
+
+def test_seeds_summary_means_stds_and_noise_flag(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    seeds = importlib.import_module("_seeds")
+    rows = [{"acc": 0.80, "drop": 0.3}, {"acc": 0.82, "drop": -0.1}, {"acc": 0.84, "drop": 0.1}]
+    out = seeds.summarize(rows, ["acc"], effects=["drop"])
+    assert out["acc"] == pytest.approx(0.82) and out["acc_std"] == pytest.approx(0.02)
+    assert out["acc_seeds"] == [0.8, 0.82, 0.84]
+    assert out["drop"] == pytest.approx(0.1) and out["drop_std"] == pytest.approx(0.2)
+    assert out["drop_within_std"] is True  # |0.1| <= 0.2: not distinguishable from seed noise
+    strong = seeds.summarize([{"d": 1.0}, {"d": 1.2}, {"d": 1.1}], [], effects=["d"])
+    assert strong["d_within_std"] is False
+    _, summary = seeds.over_seeds(2, lambda s: {"acc": 0.5 + s / 10}, ["acc"])
+    assert summary["seeds"] == 2 and summary["acc"] == pytest.approx(0.55)
+    assert set(summary["versions"]) == {"torch", "onnxruntime", "numpy"}
