@@ -101,6 +101,9 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="256 images, tiny models, a few steps (seconds)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr-scale", type=float, default=None,
+                        help="GS runs: SGD learning rate of the norm scales (GanSlimConfig.lr_scale); default: Adam")
+    parser.add_argument("--strength", type=float, default=0.5, help="GS runs: the L1 weight rho (default 0.5)")
     parser.add_argument("--out-dir", default="runs/benchmarks/gan_slimming")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -110,7 +113,7 @@ def main() -> None:
     width = 0.125 if smoke else 0.5 if q else 1.0
     teacher_epochs, gs_epochs, ft_epochs = (1, 1, 0) if smoke else (8, 2, 1) if q else (20, 10, 3)
     samples = 200 if smoke else 2000 if q else 10000
-    strength = 0.5  # rho < 1: a scale whose Adam step outweighs lr_g * rho holds (see docs/gan_slimming.md)
+    strength = args.strength  # rho < 1: a scale whose Adam step outweighs lr_g * rho holds (docs/gan_slimming.md)
 
     data = slimkit.load_dataset("fashion_mnist", normalize=False, subset=subset, seed=args.seed)
     cache = Path(args.out_dir) if smoke else fid.cache_dir()
@@ -146,9 +149,9 @@ def main() -> None:
         print(f"{name}: {time.perf_counter() - t0:.0f}s\n{report.table()}", file=sys.stderr)
         return student.eval(), report
 
-    gs32, r32 = run("gs32", copy.deepcopy(teacher), target_macs_reduction=4.0)
+    gs32, r32 = run("gs32", copy.deepcopy(teacher), target_macs_reduction=4.0, lr_scale=args.lr_scale)
     gs8, r8 = run("gs8", copy.deepcopy(teacher), target_macs_reduction=4.0, target_params_reduction=6.0,
-                  weight_bits=8, activation_bits=8)
+                  weight_bits=8, activation_bits=8, lr_scale=args.lr_scale)
     thin = thin_width(width, r32.macs_after)
     torch.manual_seed(args.seed)
     distill_student = slimkit.create_model("dcgan_g", width=thin, noise_dim=NOISE_DIM)
@@ -179,7 +182,7 @@ def main() -> None:
           f"{r8.params_before / r8.params_after:.2f}x; {time.perf_counter() - started:.0f}s in all")
     print(json.dumps({
         "benchmark": "gan_slimming", "quick": q, "smoke": smoke, "train_subset": subset, "teacher_width": width,
-        "epochs": [teacher_epochs, gs_epochs, ft_epochs], "strength": strength, "fid_samples": samples,
+        "epochs": [teacher_epochs, gs_epochs, ft_epochs], "strength": strength, "lr_scale": args.lr_scale, "fid_samples": samples,
         "real_fid": round(real_fid, 3), "teacher_fid": round(teacher_fid, 3), "gs32_fid": round(results["GS-32"][0], 3),
         "gs32_macs_reduction": round(results["GS-32"][2], 3), "gs32_size_ratio": round(results["GS-32"][3], 3),
         "gs8_fid": round(results["GS-8"][0], 3), "gs8_size_ratio": round(results["GS-8"][3], 3),

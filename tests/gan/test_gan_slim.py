@@ -52,6 +52,17 @@ def test_zero_scales_are_removed_and_macs_fall(data):
     assert report.history[0]["zero_scales"] > 0.5
 
 
+def test_lr_scale_lets_the_penalty_zero_scales_in_a_short_run(data):
+    # under Adam the threshold lr_g * strength = 1e-3 per step cannot bring a scale from ~1 to 0 in two steps;
+    # with their own SGD step the threshold lr_scale * strength = 1 does, while the gradients (<< strength) cannot hold them
+    kept = gan_slim(_cgan()[1], _cgan()[2], _cgan()[0], data, GanSlimConfig(**QUICK, lr_g=2e-4, strength=5.0))
+    assert kept.history[0]["zero_scales"] == 0.0 and kept.zero_channels == 0
+    teacher, student, disc = _cgan()
+    report = gan_slim(student, disc, teacher, data, GanSlimConfig(**QUICK, lr_g=2e-4, strength=5.0, lr_scale=0.2))
+    assert report.history[0]["zero_scales"] > 0.5 and report.zero_channels > 0
+    assert report.macs_after < report.macs_before
+
+
 def test_macs_target_raises_the_threshold(data):
     teacher, student, disc = _cgan()
     report = gan_slim(student, disc, teacher, data, **QUICK, strength=0.0, target_macs_reduction=2.0,
@@ -128,7 +139,7 @@ def test_resume_refuses_another_configuration(data, tmp_path):
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("epochs", -1), ("epochs", 1.5), ("lr_g", 0.0), ("lr_d", -1e-3), ("strength", -0.1), ("distill_weight", -1.0),
+        ("epochs", -1), ("epochs", 1.5), ("lr_g", 0.0), ("lr_d", -1e-3), ("lr_scale", 0.0), ("strength", -0.1), ("distill_weight", -1.0),
         ("gan_weight", -1.0), ("weight_bits", 1), ("weight_bits", 9), ("activation_bits", 16),
         ("target_macs_reduction", 0.5), ("target_params_reduction", 0.9), ("finetune_epochs", -2), ("batch_size", 0), ("max_steps_per_epoch", 0),
         ("seed", -1), ("device", "tpu"),

@@ -82,3 +82,15 @@ def test_structured_pruning_keeps_shapes(name):
     report = slimkit.prune_channels(model, x, macs_reduction=2.0)
     assert report.macs_reduction >= 2.0
     assert model(*x).shape == OUTPUT_SHAPES[name]
+
+
+@pytest.mark.parametrize("size", [16, 28])
+def test_dcgan_d_pool_keeps_a_spatial_grid(size):
+    torch.manual_seed(0)
+    d = slimkit.create_model("dcgan_d", width=0.25, pool=4)
+    assert d.linear.in_features == d.embed.embedding_dim == 32 * 16
+    x = torch.rand(3, 1, size, size) * 2 - 1
+    assert d(x, torch.tensor([0, 1, 2])).shape == (3,)
+    assert slimkit.create_model("dcgan_d", width=0.25).linear.in_features == 32  # default: the global mean
+    with pytest.raises(slimkit.ConfigError, match="pool"):
+        slimkit.create_model("dcgan_d", pool=0)

@@ -40,6 +40,11 @@ class GanSlimConfig:
             soft-thresholds every scale by ``lr_g * strength``. 0 turns slimming off (distillation/QAT only).
             With Adam a scale moves about ``lr_g`` per step when its gradient is consistent, so ``strength < 1``
             zeroes the scales whose gradient is weak or noisy and ``strength >= 1`` shrinks every scale.
+        lr_scale: None keeps the normalization scales in the generator's Adam (threshold ``lr_g * strength``).
+            A float gives them their own plain SGD step of this learning rate, soft-thresholded by
+            ``lr_scale * strength`` (proximal gradient descent, as in the paper's proximal step): a scale reaches 0
+            when its loss gradient stays below ``strength`` in magnitude, so the sparsity comes from the penalty
+            and a larger ``lr_scale`` reaches it in fewer steps.
         distill_weight: weight of the distillation distance to the teacher (pixel L1 plus the feature distance
             when ``feature_fn`` is given).
         gan_weight: weight of the generator's adversarial loss (non-saturating, logits through BCE); 0 leaves
@@ -63,6 +68,7 @@ class GanSlimConfig:
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     strength: float = 0.1
+    lr_scale: float | None = None
     distill_weight: float = 1.0
     gan_weight: float = 0.1
     weight_bits: int | None = None
@@ -85,6 +91,8 @@ class GanSlimConfig:
             _count("max_steps_per_epoch", self.max_steps_per_epoch, 1)
         _positive("lr_g", self.lr_g)
         _positive("lr_d", self.lr_d)
+        if self.lr_scale is not None:
+            _positive("lr_scale", self.lr_scale)
         for name in ("strength", "distill_weight", "gan_weight"):
             _positive(name, getattr(self, name), allow_zero=True)
         if self.distill_weight == 0 and self.gan_weight == 0:

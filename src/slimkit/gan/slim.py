@@ -119,10 +119,14 @@ class _Trainer:
         self.phase, self.g, self.d, self.t = phase, generator, discriminator, teacher
         self.config, self.strength, self.feature_fn, self.device = config, strength, feature_fn, device
         self.fixed = fixed
-        self.opt_g = _adam(generator.parameters(), config.lr_g)
+        self.scales = norm_scales(generator)
+        scale_ids = {id(s) for s in self.scales} if config.lr_scale is not None else set()
+        self.opt_g = _adam([p for p in generator.parameters() if id(p) not in scale_ids], config.lr_g)
+        # lr_scale: the scales take plain SGD steps, so the threshold lr_scale * strength is the prox of the penalty
+        self.opt_scale = (torch.optim.SGD([s for s in self.scales if s.requires_grad], lr=config.lr_scale)
+                          if config.lr_scale is not None and self.scales else None)
         self.d_params = [p for p in discriminator.parameters() if p.requires_grad]
         self.opt_d = _adam(self.d_params, config.lr_d)
-        self.scales = norm_scales(generator)
         self.history: list[dict[str, Any]] = []
 
     def step(self, batch: GanBatch) -> tuple[float, float, float, float]:
@@ -143,10 +147,15 @@ class _Trainer:
                         else fake.new_zeros(()))
         loss_g = self.config.gan_weight * loss_gan + self.config.distill_weight * loss_distill
         self.opt_g.zero_grad(set_to_none=True)
+        if self.opt_scale is not None:
+            self.opt_scale.zero_grad(set_to_none=True)
         loss_g.backward()
         self.opt_g.step()
+        if self.opt_scale is not None:
+            self.opt_scale.step()
         _set_trainable(self.d_params, True)
-        proximal_l1_(self.scales, self.opt_g.param_groups[0]["lr"] * self.strength)
+        step = (self.opt_scale or self.opt_g).param_groups[0]["lr"]
+        proximal_l1_(self.scales, step * self.strength)
         return float(loss_g.detach()), float(loss_d.detach()), float(loss_gan.detach()), float(loss_distill.detach())
 
     def l1_to_teacher(self) -> float:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from slimkit.core.errors import ConfigError
 from slimkit.models._registry import register_model
 from slimkit.models._scaling import check_width, scale_channels
 
@@ -75,9 +76,10 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """Conditional projection discriminator: ``linear(h) + <embed(y), h>`` on globally pooled conv features."""
+    """Conditional projection discriminator: ``linear(h) + <embed(y), h>`` on conv features average-pooled to a
+    ``pool x pool`` grid and flattened (``pool=1``: global mean, which discards where the features are)."""
 
-    def __init__(self, image_channels: int, num_classes: int, channels: tuple[int, int]) -> None:
+    def __init__(self, image_channels: int, num_classes: int, channels: tuple[int, int], pool: int = 1) -> None:
         super().__init__()
         d0, d1 = channels
         self.features = nn.Sequential(
@@ -87,11 +89,12 @@ class DCGANDiscriminator(nn.Module):
             nn.BatchNorm2d(d1),
             nn.LeakyReLU(0.2),
         )
-        self.linear = nn.Linear(d1, 1)
-        self.embed = nn.Embedding(num_classes, d1)
+        self.pool = nn.AdaptiveAvgPool2d(pool)  # (B, D1, pool, pool)
+        self.linear = nn.Linear(d1 * pool * pool, 1)
+        self.embed = nn.Embedding(num_classes, d1 * pool * pool)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        h = self.features(images).mean(dim=(2, 3))  # (B, D1)
+        h = self.pool(self.features(images)).flatten(1)  # (B, D1 * pool * pool)
         return self.linear(h).squeeze(1) + (self.embed(labels) * h).sum(dim=1)  # (B,)
 
 
@@ -205,11 +208,20 @@ def dcgan_g(*, noise_dim: int = 64, num_classes: int = 10, image_channels: int =
 
 
 @register_model("dcgan_d", task=TASK)
-def dcgan_d(*, num_classes: int = 10, image_channels: int = 1, width: float = 1.0) -> DCGANDiscriminator:
-    """Conditional DCGAN discriminator (channels 64, 128 at width 1), ``(images, labels) -> logits (B,)``."""
+def dcgan_d(*, num_classes: int = 10, image_channels: int = 1, width: float = 1.0,
+            pool: int = 1) -> DCGANDiscriminator:
+    """Conditional DCGAN discriminator (channels 64, 128 at width 1), ``(images, labels) -> logits (B,)``.
+
+    Args:
+        pool: the final features are average-pooled to a ``pool x pool`` grid and flattened into the linear and
+            projection heads; 1 (default) is a global mean, larger keeps spatial structure (7 keeps all of it on
+            28 px images).
+    """
     width = check_width(width)
+    if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
+        raise ConfigError(f"pool: must be an int >= 1, got {pool!r}")
     return _init(DCGANDiscriminator(image_channels, num_classes, (scale_channels(64, width),
-                                                                  scale_channels(128, width))))
+                                                                  scale_channels(128, width)), pool))
 
 
 @register_model("resnet_g", task=TASK)
