@@ -209,7 +209,7 @@ def main() -> None:
         result[f"ms_dense_bs{bs}"] = round(ms["dense"], 2)
         for k in ("pruned", "int8", "pruned_int8"):
             result[f"cpu_speedup_{k}_bs{bs}"] = round(ms["dense"] / ms["dense_int8" if k == "int8" else k], 3)
-    result.update(real_weights=real, steps=steps, threads=args.threads, train_sentences=len(train),
+    result.update(smoke=args.smoke, quick=args.quick, real_weights=real, steps=steps, threads=args.threads, train_sentences=len(train),
                   heldout_sentences=len(held))
     print(json.dumps(result))
 
