@@ -104,7 +104,8 @@ def load(smoke: bool):
         rows = [[101] + [hash(w) % 900 + 100 for w in t.split()][: max_length - 2] + [102] for t in texts]
         width = max_length if padding == "max_length" else max(map(len, rows))
         ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
-        return {"input_ids": ids, "attention_mask": (ids != 0).long()}
+        out = {"input_ids": ids, "attention_mask": (ids != 0).long()}
+        return {k: v.numpy() for k, v in out.items()} if return_tensors == "np" else out
     return tf.BertModel(config).eval(), tokenize, False
 
 

@@ -34,3 +34,16 @@ def test_embed_mean_pools_over_mask_and_normalizes():
     ids = torch.tensor([[3, 5, 100]])
     e = minilm.embed(Fake(), ids, torch.tensor([[1, 1, 0]]))
     assert torch.allclose(e, torch.full((1, 2), 2 ** -0.5))
+
+
+@pytest.mark.parametrize("kind, cls", [("pt", torch.Tensor), ("np", __import__("numpy").ndarray)])
+def test_smoke_fallback_tokenizer_honours_return_tensors(monkeypatch, kind, cls):
+    """Without the weights package, --smoke runs a random BERT; its tokenizer must answer like the real one
+    (the ONNX Runtime path asks for numpy): CI machines without the ``minilm`` extra take this path."""
+    pytest.importorskip("transformers")
+    monkeypatch.setattr(minilm, "model_dir", lambda: None)
+    _, tok, real = minilm.load(smoke=True)
+    assert real is False
+    t = tok(["a b c", "d"], padding="max_length", truncation=True, max_length=8, return_tensors=kind)
+    assert isinstance(t["input_ids"], cls) and t["input_ids"].shape == (2, 8)
+    assert t["attention_mask"].tolist() == [[1] * 5 + [0] * 3, [1] * 3 + [0] * 5]
