@@ -42,7 +42,8 @@ def test_types_resolve_along_the_mro() -> None:
 @pytest.mark.parametrize("module, name", [
     ("slimkit.graph.tracer", "LEAF_HANDLERS"), ("slimkit.graph.ops", "OP_HANDLERS"),
     ("slimkit.profile.counters", "OP_COUNTERS"), ("slimkit.prune.layers", "LAYER_PRUNERS"),
-    ("slimkit.quant.api", "_HANDLERS"), ("slimkit.state.quant_kinds", "_QUANTIZERS"),
+    ("slimkit.quant.api", "_HANDLERS"), ("slimkit.quant.api", "QUANT_METHODS"),
+    ("slimkit.state.quant_kinds", "_QUANTIZERS"),
     ("slimkit.core.shapes", "attribute_syncers"), ("slimkit.prune.importance", "CRITERIA"),
     ("slimkit.models._registry", "MODELS"), ("slimkit.recipe._registry", "STAGES"),
     ("slimkit.prune.unstructured.magnitude", "WEIGHT_SCORES"), ("slimkit.lowrank._base", "METHODS"),

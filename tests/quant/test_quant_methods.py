@@ -62,8 +62,56 @@ def test_unknown_scheme_lists_built_in_and_registered_methods(round_to_grid) -> 
     stage = load_stages().get("quantize")
     with pytest.raises(ConfigError, match=r"unknown quantization method 'int3'; choose one of: .*test_grid.*uniform"):
         parse_config(stage.config_cls, {"scheme": "int3"})
-    with pytest.raises(ConfigError, match="options: are for registered methods"):
+    with pytest.raises(ConfigError, match=r"options \(uniform\)\.step: unknown option for QuantConfig"):
         parse_config(stage.config_cls, {"scheme": "uniform", "options": {"step": 1}})
+
+
+def _stage_build(**fields):
+    stage = load_stages().get("quantize")
+    return parse_config(stage.config_cls, fields, where="stages[0] (quantize)").build()
+
+
+def test_built_in_schemes_are_registered_methods_built_from_the_shared_fields() -> None:
+    """The stage has no list of schemes: each name is a registered method, the shared fields fill its config."""
+    from slimkit.quant.config import BinaryConfig, TernaryConfig
+    from slimkit.quant.granularity import PerTensor
+    from slimkit.quant.mixed import MixedPrecisionConfig
+
+    assert {"uniform", "mixed", "binaryconnect", "bwn", "xnor", "twn", "ttq"} <= set(QUANT_METHODS.names())
+    assert _stage_build() == QuantConfig()
+    assert _stage_build(scheme="bwn") == BinaryConfig(method="bwn", keep_first_last=True)
+    assert _stage_build(scheme="ttq", ignore=["fc"], keep_first_last=False) == \
+        TernaryConfig(method="ttq", ignore=("fc",), keep_first_last=False)
+    uniform = _stage_build(weight_bits=4, activation_bits=None, granularity="per_tensor",
+                           options={"percentile": 99.0, "fold_bn": False})
+    assert uniform == QuantConfig(weight_bits=4, activation_bits=None, granularity=PerTensor(), percentile=99.0,
+                                  fold_bn=False)
+    mixed = _stage_build(scheme="mixed", weight_bits=4, calibration_batches=2, candidate_bits=[4, 8],
+                         budget_ratio=0.2, options={"allocation": "greedy"})
+    assert mixed == MixedPrecisionConfig(candidate_bits=(4, 8), budget_ratio=0.2, allocation="greedy",
+                                         calibration_batches=2, quant=QuantConfig(weight_bits=4, calibration_batches=2))
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"scheme": "bwn", "weight_bits": 4}, r"quantize\)\.weight_bits: method 'bwn' \(BinaryConfig\) has no such option"),
+    ({"scheme": "bwn", "options": {"method": "xnor"}}, r"options \(bwn\)\.method: set by the method's name 'bwn'"),
+    ({"options": {"weight_bits": 4}}, r"quantize\)\.options: weight_bits is a field of the stage"),
+    ({"scheme": "twn", "onnx_int8": True}, r"quantize\)\.onnx_int8: integer ONNX export is for uniform and mixed"),
+    ({"scheme": "mixed", "budget_ratio": 2.0}, r"budget_ratio must be in \(0, 1\]"),
+])
+def test_stage_options_that_mean_nothing_to_the_method_are_errors(fields, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _stage_build(**fields)
+
+
+def test_docs_list_every_quantization_method() -> None:
+    """Adding a method is its file, its test and its row in docs/quantization.md's method table."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "docs" / "quantization.md").read_text()
+    table = text.partition("<!-- quantization methods -->")[2].partition("\n\n")[0]
+    for name in QUANT_METHODS.names():
+        assert f"| `{name}` |" in table, f"docs/quantization.md: the method table has no row for {name!r}"
 
 
 def test_every_built_in_handler_is_found_without_a_list() -> None:

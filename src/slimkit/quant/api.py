@@ -1,17 +1,23 @@
 """``quantize``: the one verb. It dispatches on the config's type to a registered handler.
 
 Handlers are ``fn(model, config, calibration, filter_fn) -> QuantReport``; add one for your own config type with
-``@register_quantize_handler(MyConfig)``. The transform is atomic: if a handler raises, the model is restored.
+``@register_quantize_handler(MyConfig, name="my_method")``. The name makes it a *quantization method*: the recipe's
+``quantize`` stage builds the config from it (``scheme: my_method``). Built-in and user methods are registered the
+same way, in one registry (``QUANT_METHODS``) whose entries are found by importing every module of
+:mod:`slimkit.quant`, so no list names them. The transform is atomic: if a handler raises, the model is restored.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import dataclasses
+import typing
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
+from slimkit.core.config import parse_config
 from slimkit.core.errors import ConfigError, DataError
 from slimkit.core.modules import FilterFn, count_params, iter_modules, model_device
 from slimkit.core.registry import Registry
@@ -20,29 +26,89 @@ from slimkit.quant.modules import is_quant_layer, quantizable_types
 from slimkit.quant.report import QuantReport
 
 Handler = Callable[[nn.Module, Any, list[torch.Tensor], "FilterFn | None"], QuantReport]
-_HANDLERS: Registry[Handler] = Registry("quantize handler")
-QUANT_METHODS: Registry[type] = Registry("quantization method")  # recipe name -> config type
 
 
-def register_quantize_handler(config_cls: type, *, name: str | None = None) -> Callable[[Handler], Handler]:
+@dataclasses.dataclass(frozen=True)
+class QuantMethod:
+    """A quantization method as recipes name it: a config type, and the fields its name fixes.
+
+    ``bwn`` is ``BinaryConfig`` with ``method="bwn"``; ``uniform`` is ``QuantConfig`` with nothing fixed.
+
+    Attributes:
+        name: the method's name (``scheme:`` in the recipe's ``quantize`` stage).
+        config_cls: the frozen config dataclass whose handler :func:`quantize` runs.
+        fixed: fields the name sets; a user may not set them again.
+    """
+
+    name: str
+    config_cls: type
+    fixed: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    def build(self, options: Mapping[str, Any], *, shared: Mapping[str, Any] | None = None,
+              where: str = "") -> Any:
+        """The method's config from ``options`` (its fields, nested configs as mappings), over ``shared``.
+
+        Args:
+            shared: values offered to whichever fields of the config, or of a config nested in it (mixed
+                precision's ``quant``), have their name: the quantize stage's common fields (``weight_bits``,
+                ``ignore``, ...). ``options`` win over them.
+
+        Raises:
+            ConfigError: naming ``where`` and the field.
+        """
+        prefix = f"{where}." if where else ""
+        clash = sorted(set(options) & set(self.fixed))
+        if clash:
+            raise ConfigError(f"{prefix}{clash[0]}: set by the method's name {self.name!r} "
+                              f"({clash[0]}={self.fixed[clash[0]]!r}); choose another method instead")
+        data = {**fill_fields(self.config_cls, dict(shared or {})), **options, **self.fixed}
+        return parse_config(self.config_cls, data, where=where)
+
+
+def fill_fields(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``values`` that name a field of config ``cls``; a nested config field (``quant:
+    QuantConfig``) gets a mapping of those naming its own fields."""
+    hints = typing.get_type_hints(cls)
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):
+        kind = hints[field.name]
+        if field.name in values:
+            out[field.name] = values[field.name]
+        elif isinstance(kind, type) and dataclasses.is_dataclass(kind):
+            nested = fill_fields(kind, values)
+            if nested:
+                out[field.name] = nested
+    return out
+
+
+_HANDLERS: Registry[Handler] = Registry("quantize handler", discover="slimkit.quant")
+QUANT_METHODS: Registry[QuantMethod] = Registry("quantization method", discover="slimkit.quant")
+
+
+def register_quantize_handler(config_cls: type, *, name: str | Iterable[str] | None = None,
+                              name_field: str | None = None) -> Callable[[Handler], Handler]:
     """Make ``fn`` the way :func:`quantize` applies configs of type ``config_cls``.
 
     Args:
-        name: also offer the method to recipes: ``{type: quantize, scheme: NAME, options: {...}}`` builds
-            ``config_cls(**options)``. A module under ``slimkit/quant/`` is found without being listed anywhere.
+        name: also register the quantization method(s) of this name: ``{type: quantize, scheme: NAME,
+            options: {...}}`` in a recipe builds ``config_cls`` (see :class:`QuantMethod`). Several names share one
+            config when ``name_field`` is given. A module under ``slimkit/quant/`` is found without being listed.
+        name_field: each name is also the value of this field (``name=("twn", "ttq"), name_field="method"``:
+            ``scheme: ttq`` is ``TernaryConfig(method="ttq")``).
     """
+    names = [name] if isinstance(name, str) else list(name or ())
 
     def add(fn: Handler) -> Handler:
         _HANDLERS[config_cls] = fn
-        if name is not None:
-            QUANT_METHODS[name] = config_cls
+        for each in names:
+            fixed = {name_field: each} if name_field else {}
+            QUANT_METHODS[each] = QuantMethod(each, config_cls, fixed)
         return fn
 
     return add
 
 
 def _handler_for(config: Any) -> Handler:
-    _load_handlers()
     handler = _HANDLERS.for_type(type(config))
     if handler is not None:
         return handler
@@ -50,21 +116,8 @@ def _handler_for(config: Any) -> Handler:
     raise ConfigError(f"quantize: no handler for config type {type(config).__name__}; known: {known}")
 
 
-def _load_handlers() -> None:
-    """Import every module of :mod:`slimkit.quant`, so the handlers (and method names) they register exist."""
-    import importlib
-    import pkgutil
-
-    import slimkit.quant as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{info.name}")
-
-
-def quantization_method(name: str) -> type:
-    """The config type registered as recipe quantization method ``name`` (ConfigError listing them if none)."""
-    _load_handlers()
+def quantization_method(name: str) -> QuantMethod:
+    """The quantization method registered as ``name`` (ConfigError listing them if none)."""
     return QUANT_METHODS.get(name)
 
 

@@ -42,7 +42,7 @@ def _apply(
                        size_bytes=storage_bytes(model, storage))
 
 
-@register_quantize_handler(BinaryConfig)
+@register_quantize_handler(BinaryConfig, name=[m.value for m in BinaryMethod], name_field="method")
 def quantize_binary(
     model: nn.Module, config: BinaryConfig, calibration: list[torch.Tensor], filter_fn: FilterFn | None
 ) -> QuantReport:
@@ -55,7 +55,7 @@ def quantize_binary(
     return _apply(model, config, filter_fn, make, config.method.value)
 
 
-@register_quantize_handler(TernaryConfig)
+@register_quantize_handler(TernaryConfig, name=[m.value for m in TernaryMethod], name_field="method")
 def quantize_ternary(
     model: nn.Module, config: TernaryConfig, calibration: list[torch.Tensor], filter_fn: FilterFn | None
 ) -> QuantReport:

@@ -169,7 +169,7 @@ def _knapsack(names, sensitivity, sizes, budget, steps: int = 2000) -> dict[str,
     return {n: bits[n] for n in names}
 
 
-@register_quantize_handler(MixedPrecisionConfig)
+@register_quantize_handler(MixedPrecisionConfig, name="mixed")
 def quantize_mixed(
     model: nn.Module, config: MixedPrecisionConfig, calibration: list[torch.Tensor], filter_fn: FilterFn | None
 ) -> QuantReport:

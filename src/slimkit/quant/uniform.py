@@ -68,7 +68,7 @@ def calibrate(model: nn.Module, inputs: list[torch.Tensor], quantizers: list[Fak
             ) from None
 
 
-@register_quantize_handler(QuantConfig)
+@register_quantize_handler(QuantConfig, name="uniform")
 def quantize_uniform(
     model: nn.Module, config: QuantConfig, calibration: list[torch.Tensor], filter_fn: FilterFn | None
 ) -> QuantReport:

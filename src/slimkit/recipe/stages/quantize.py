@@ -1,40 +1,36 @@
-"""Stage ``quantize``: uniform PTQ/QAT, binary, ternary or mixed-precision quantization of the recipe's model.
+"""Stage ``quantize``: quantize the recipe's model with a registered quantization method.
 
-QAT, binary and ternary models are left ready to train: follow the stage with ``finetune``. With
-``onnx_int8: true`` the stage also writes ``model.int8.onnx`` and reports the ONNX Runtime integer model's own
-test accuracy (``accuracy_int8``) beside the simulated one.
+``scheme`` names the method (``slimkit stages`` and docs/quantization.md list them: uniform PTQ/QAT, mixed
+precision, binary, ternary and any registered with ``register_quantize_handler(Config, name=...)``). The stage's
+other fields are shared by the methods: each goes to the method's config field of the same name (mixed precision's
+nested ``quant`` included), so ``weight_bits: 4`` means the same for ``uniform`` and ``mixed``; the method's other
+fields go in ``options``. QAT, binary and ternary models are left ready to train: follow the stage with
+``finetune``. With ``onnx_int8: true`` the stage also writes ``model.int8.onnx`` and reports the ONNX Runtime
+integer model's own test accuracy (``accuracy_int8``) beside the simulated one.
 
     stages:
       - type: quantize
-        scheme: uniform        # uniform | mixed | binaryconnect | bwn | xnor | twn | ttq | a registered method
+        scheme: uniform        # a registered quantization method: uniform, mixed, bwn, twn, ...
         weight_bits: 8
         activation_bits: 8
+        options: {percentile: 99.9}   # any other field of the method's config
         onnx_int8: true
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from slimkit.core.config import parse_config
 from slimkit.core.errors import ConfigError
-from slimkit.quant import (
-    BinaryConfig,
-    IntegerModel,
-    MixedPrecisionConfig,
-    PerChannel,
-    PerTensor,
-    QuantConfig,
-    TernaryConfig,
-    export_onnx_int8,
-    quantize,
-)
-from slimkit.quant.api import quantization_method
+from slimkit.quant import IntegerModel, MixedPrecisionConfig, QuantConfig, export_onnx_int8, quantize
+from slimkit.quant.api import fill_fields, quantization_method
 from slimkit.recipe._registry import register_stage
 from slimkit.recipe.context import StageContext
 
-BUILT_IN = ("uniform", "mixed", "binaryconnect", "bwn", "xnor", "twn", "ttq")
+_OWN = ("scheme", "options", "onnx_int8")  # the stage's own fields; the others are shared by the methods
+_READ_BY_STAGE = ("calibration_batches",)  # shared, and also read by the stage (how many batches it fetches)
 
 
 @dataclass(frozen=True)
@@ -42,10 +38,14 @@ class QuantizeStageConfig:
     """Options of the ``quantize`` stage (see :class:`slimkit.quant.QuantConfig` for the uniform ones).
 
     Attributes:
-        scheme: a built-in scheme (uniform, mixed, binaryconnect, bwn, xnor, twn, ttq; the other fields apply to
-            them), or a method registered with ``register_quantize_handler(Config, name=...)``, whose config
-            is built from ``options`` alone.
-        options: the fields of a registered method's config.
+        scheme: a registered quantization method (uniform, mixed, binaryconnect, bwn, xnor, twn, ttq, or one
+            registered with ``register_quantize_handler(Config, name=...)``).
+        options: other fields of the method's config (``{percentile: 99.9}``, ``{allocation: greedy}``); the
+            stage's own fields are given as such, not here.
+        keep_first_last: None: the method's default (off for uniform/mixed, on for binary/ternary).
+        candidate_bits: mixed precision's candidate widths.
+        budget_ratio: mixed precision's budget: weight bytes / fp32 weight bytes.
+        onnx_int8: also export the integer ONNX model and report its accuracy (uniform and mixed methods).
     """
 
     scheme: str = "uniform"
@@ -57,47 +57,50 @@ class QuantizeStageConfig:
     weight_observer: Literal["minmax", "moving_average", "percentile", "mse"] = "minmax"
     mode: Literal["ptq", "qat"] = "ptq"
     learn_step: bool = False
-    keep_first_last: bool | None = None  # default: False for uniform/mixed, True for binary/ternary
+    keep_first_last: bool | None = None
     ignore: tuple[str, ...] = ()
     calibration_batches: int = 8
-    candidate_bits: tuple[int, ...] = (2, 4, 8)  # mixed
-    budget_ratio: float = 0.125  # mixed: weight bytes / fp32 weight bytes
+    candidate_bits: tuple[int, ...] = (2, 4, 8)
+    budget_ratio: float = 0.125
     onnx_int8: bool = False
 
     def __post_init__(self) -> None:
-        self.build()  # validate every option now, before any work
+        built = self.build()  # validate every option now, before any work
+        if self.onnx_int8 and not isinstance(built, (QuantConfig, MixedPrecisionConfig)):
+            raise ValueError(f"onnx_int8: integer ONNX export is for uniform and mixed methods, not {self.scheme!r}")
 
     def build(self) -> Any:
-        """The :mod:`slimkit.quant` config this stage applies."""
-        if self.scheme not in BUILT_IN:
-            try:
-                method = quantization_method(self.scheme)
-            except ConfigError as err:
-                raise ValueError(f"scheme: {err}; or a built-in scheme: {', '.join(BUILT_IN)}") from None
-            try:
-                return parse_config(method, dict(self.options), where=f"options ({self.scheme})")
-            except ConfigError as err:
-                raise ValueError(str(err)) from None  # so the recipe's message names the stage too
-        if self.options:
-            raise ValueError(f"options: are for registered methods; scheme {self.scheme!r} takes the stage's fields")
-        if self.scheme in ("binaryconnect", "bwn", "xnor"):
-            return BinaryConfig(method=self.scheme, keep_first_last=self._keep(True), ignore=self.ignore)
-        if self.scheme in ("twn", "ttq"):
-            return TernaryConfig(method=self.scheme, keep_first_last=self._keep(True), ignore=self.ignore)
-        uniform = QuantConfig(
-            weight_bits=self.weight_bits, activation_bits=self.activation_bits,
-            granularity=PerChannel() if self.granularity == "per_channel" else PerTensor(),
-            observer=self.observer, weight_observer=self.weight_observer, mode=self.mode,
-            learn_step=self.learn_step, keep_first_last=self._keep(False), ignore=self.ignore,
-            calibration_batches=self.calibration_batches,
-        )
-        if self.scheme == "mixed":
-            return MixedPrecisionConfig(candidate_bits=self.candidate_bits, budget_ratio=self.budget_ratio,
-                                        quant=uniform, calibration_batches=self.calibration_batches)
-        return uniform
+        """The :mod:`slimkit.quant` config this stage applies (the ``scheme`` method's, built from the fields)."""
+        try:
+            method = quantization_method(self.scheme)
+        except ConfigError as err:
+            raise ValueError(f"scheme: {err}") from None
+        shared = self._shared()
+        own = sorted(set(self.options) & set(shared))
+        if own:
+            raise ValueError(f"options: {own[0]} is a field of the stage; write `{own[0]}: ...` beside `scheme`")
+        unused = sorted(set(self._given()) - set(_flatten(fill_fields(method.config_cls, shared))))
+        if unused:
+            raise ValueError(f"{unused[0]}: method {self.scheme!r} ({method.config_cls.__name__}) has no such option")
+        try:
+            return method.build(self.options, shared=shared, where=f"options ({self.scheme})")
+        except ConfigError as err:
+            raise ValueError(str(err)) from None  # so the recipe's message names the stage too
 
-    def _keep(self, default: bool) -> bool:
-        return default if self.keep_first_last is None else self.keep_first_last
+    def _shared(self) -> dict[str, Any]:
+        """The shared fields, but ``None`` where that is the field's default (the method's default then holds)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in _OWN and not (f.default is None and getattr(self, f.name) is None)}
+
+    def _given(self) -> list[str]:
+        """The shared fields set to something else than their default (they must mean something to the method)."""
+        return [f.name for f in dataclasses.fields(self) if f.name not in _OWN + _READ_BY_STAGE
+                and getattr(self, f.name) != (f.default if f.default_factory is dataclasses.MISSING
+                                              else f.default_factory())]
+
+
+def _flatten(data: dict[str, Any]) -> list[str]:
+    return [k for key, value in data.items() for k in ([key] + (_flatten(value) if isinstance(value, dict) else []))]
 
 
 @register_stage("quantize", QuantizeStageConfig, compresses=True)
@@ -117,8 +120,6 @@ def quantize_stage(ctx: StageContext, config: QuantizeStageConfig) -> dict[str, 
     (ctx.stage_dir / "quantize.txt").write_text(report.table() + "\n")
     metrics["accuracy"] = ctx.evaluate(split="test")["accuracy"]
     if config.onnx_int8:
-        if config.scheme not in ("uniform", "mixed"):
-            raise ConfigError("quantize.onnx_int8: integer ONNX export is for uniform/mixed schemes")
         from slimkit.data import make_loader
 
         path = export_onnx_int8(ctx.model, ctx.example_inputs, ctx.stage_dir / "model.int8.onnx",
