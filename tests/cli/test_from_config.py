@@ -167,6 +167,7 @@ def test_prune_bad_value_is_one_line_before_loading(tmp_path, capsys) -> None:
 
 def _config_commands() -> list[tuple[str, type, set[str]]]:
     from slimkit.lowrank.api import DecomposeConfig
+    from slimkit.prune.methods.sensitivity import SensitivityConfig
     from slimkit.prune.methods.slimming import SlimmingConfig
     from slimkit.prune.unstructured.magnitude import WeightPruneConfig
     from slimkit.quant.config import QuantConfig
@@ -175,7 +176,8 @@ def _config_commands() -> list[tuple[str, type, set[str]]]:
     return [("prune", PruneConfig, set()), ("prune-weights", WeightPruneConfig, set()),
             ("decompose", DecomposeConfig, set()), ("quantize", QuantConfig, {"mode", "learn_step"}),
             ("train", TrainConfig, {"distill_alpha", "distill_temperature"}),
-            ("slim", SlimmingConfig, {"sparsity_train", "finetune"})]  # built from --sparsity-epochs, --lr...
+            ("slim", SlimmingConfig, {"sparsity_train", "finetune"}),  # built from --sparsity-epochs, --lr...
+            ("sensitivity", SensitivityConfig, set())]
 
 
 @pytest.mark.parametrize("command, cls, excluded", _config_commands(), ids=lambda v: v if isinstance(v, str) else "")
@@ -204,3 +206,62 @@ def test_unknown_names_are_one_line_config_errors(tmp_path, capsys) -> None:
     assert main(["prune", str(tmp_path / "missing.pt"), "--out", out, "--scope", "nowhere"]) == 2
     assert capsys.readouterr().err.strip().startswith("slimkit prune: error: --scope: ")
     assert _parse(["--color", "blue"]).color is Color.BLUE
+
+
+def _prune_config(argv: list[str]) -> PruneConfig:
+    return config_from_args(PruneConfig, build_parser().parse_args(["prune", "m.pt", "--out", "o.pt", *argv]))
+
+
+def test_criterion_options_are_flags_read_with_the_criterion_field_types() -> None:
+    from slimkit.prune.criteria.apoz import APoZ
+    from slimkit.prune.criteria.taylor import Taylor
+
+    assert _prune_config(["--importance", "taylor", "--importance-opt", "batches=8"]).importance == Taylor(batches=8)
+    assert _prune_config(["--importance-opt", "batches=2", "--importance", "apoz"]).importance == APoZ(batches=2)
+    assert _prune_config(["--importance", "taylor"]).importance == "taylor"  # no options: the name, as before
+    help_text = _subcommand("prune").format_help()
+    assert "--importance-opt KEY=VALUE" in help_text and "taylor: batches" in " ".join(help_text.split())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--importance", "taylor", "--importance-opt", "batchez=2"],
+     "--importance-opt: taylor has no option 'batchez'; its options: batches"),
+    (["--importance", "taylor", "--importance-opt", "batches=x"],
+     "--importance-opt: batches: expected a whole number or 'none', got 'x'"),
+    (["--importance", "taylor", "--importance-opt", "batches=0"],
+     "--importance-opt: taylor: batches must be a whole number >= 1, got 0"),
+    (["--importance", "taylor", "--importance-opt", "batches=2", "--importance-opt", "batches=3"],
+     "--importance-opt: batches is given twice"),
+    (["--importance-opt", "batches=2"], "--importance-opt: l1 has no option 'batches'; it takes none"),
+])
+def test_bad_criterion_options_name_the_flag(argv, message) -> None:
+    with pytest.raises(ConfigError) as err:
+        _prune_config(argv)
+    assert str(err.value) == message
+
+
+def test_prune_runs_a_data_criterion_with_its_options(tmp_path, capsys, monkeypatch) -> None:
+    """``--importance taylor --importance-opt batches=2 --data ...``: the criterion gets exactly 2 batches."""
+    from slimkit.models import create_model
+    from slimkit.prune.criteria import taylor
+    from slimkit.state import save_model
+
+    seen = []
+    real = taylor._taylor
+    monkeypatch.setattr(taylor, "_taylor", lambda graph, ctx: seen.append(len(list(ctx.data))) or real(graph, ctx))
+    save_model(create_model("lenet5"), tmp_path / "m.pt")
+    argv = ["prune", str(tmp_path / "m.pt"), "--out", str(tmp_path / "p.pt"), "--ratio", "0.3"]
+    assert main([*argv, "--importance", "taylor"]) == 2
+    assert capsys.readouterr().err.strip() == ("slimkit prune: error: --importance taylor reads training batches: "
+                                               "give --data DATASET (e.g. --data fashion_mnist)")
+    assert main([*argv, "--importance", "taylor", "--importance-opt", "batches=2", "--data", "synthetic",
+                 "--subset", "200"]) == 0
+    assert seen == [2] and (tmp_path / "p.pt").is_file()
+
+
+def test_criterion_option_without_a_value_is_an_argparse_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["prune", "m.pt", "--out", "o.pt", "--importance-opt", "batches"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and len(err.splitlines()) == 1
+    assert "argument --importance-opt: expected KEY=VALUE, got 'batches'" in err

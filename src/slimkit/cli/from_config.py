@@ -13,6 +13,11 @@ Types map as follows: ``bool`` -> ``--flag`` / ``--no-flag``; an enum or ``Liter
 repeatable ``KEY=VALUE``; a nested config -> ``--field.sub``. A field with ``{"flag": False}`` in its metadata has
 none (it is set through other fields). Fields of other types (callables, modules) have no
 flag: :func:`flag_fields` says which fields do.
+
+A registry field whose entries are themselves configs (importance criteria: ``Taylor(batches=8)``) also gets
+``--field-opt KEY=VALUE`` (repeatable) for the chosen entry's options: ``--importance taylor --importance-opt
+batches=8``. Each value is read with the type of the entry's field, and the entry's own checks judge it; an unknown
+key, a bad value or an option of an entry that takes none is a one-line ConfigError naming ``--field-opt``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class _Flag(NamedTuple):
     field: dataclasses.Field
     default: Any  # the command's own default, or _UNSET: the config's
     is_dict: bool  # KEY=VALUE pairs, made a dict
+    options_dest: str | None = None  # where --field-opt KEY=VALUE pairs are (a registry of configs), else None
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -96,6 +102,14 @@ def _registry(field: dataclasses.Field) -> Any:
         return None
     module, _, name = where.partition(":")
     return getattr(importlib.import_module(module), name)
+
+
+def _entry_options(registry: Any) -> dict[str, list[str]] | None:
+    """``entry name -> its option names`` when a registry's entries are config classes, else None."""
+    entries = [(name, registry.get(name)) for name in registry.names()]
+    if not entries or not all(isinstance(obj, type) and dataclasses.is_dataclass(obj) for _, obj in entries):
+        return None
+    return {name: [f.name for f in dataclasses.fields(obj)] for name, obj in entries}
 
 
 def _scalar(arms: list[Any], flag: str) -> Callable[[str], Any] | None:
@@ -245,7 +259,15 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude:
         help_text = f"{doc} (default: {shown})".replace("%", "%%")
         group.add_argument(flag, dest=dest, default=None, help=help_text, **keywords)
         is_dict = any(typing.get_origin(arm) is dict for arm in _arms(_hints(owner)[field.name]))
-        table[dest] = _Flag(flag, field, defaults.get(".".join(path), _UNSET), is_dict)
+        options = _entry_options(_registry(field)) if _registry(field) is not None else None
+        options_dest = None
+        if options is not None:
+            options_dest = f"{dest}__opt"
+            taking = "; ".join(f"{name}: {', '.join(keys)}" for name, keys in options.items() if keys) or "none yet"
+            group.add_argument(f"{flag}-opt", dest=options_dest, default=None, action="append", metavar="KEY=VALUE",
+                               type=_pair(str), help=f"an option of the chosen {flag.lstrip('-')} (repeatable), "
+                               f"e.g. {flag}-opt batches=8; options by name: {taking}".replace("%", "%%"))
+        table[dest] = _Flag(flag, field, defaults.get(".".join(path), _UNSET), is_dict, options_dest)
     parser.set_defaults(**{_DEST: {**(parser.get_default(_DEST) or {}), cls: table}})
 
 
@@ -259,10 +281,13 @@ def config_from_args(cls: type[C], args: argparse.Namespace, **extra: Any) -> C:
     flags: dict[str, Any] = {}
     for dest, spec in table.items():
         value = getattr(args, dest, None)
-        if value is None and spec.default is _UNSET:
+        options = getattr(args, spec.options_dest, None) if spec.options_dest else None
+        if value is None and spec.default is _UNSET and not options:
             continue
-        value = spec.default if value is None else value
+        value = (spec.field.default if spec.default is _UNSET else spec.default) if value is None else value
         _check_registry(spec.field, value, spec.flag)
+        if options:
+            value = _with_options(spec.field, value, options, f"{spec.flag}-opt")
         flags[spec.flag] = dict(value) if spec.is_dict and value is not None else value
     flags.update({f"--{name.replace('_', '-')}": value for name, value in extra.items()})
     return config_from_flags(cls, flags)
@@ -276,6 +301,35 @@ def _check_registry(field: dataclasses.Field, value: Any, flag: str) -> None:
             registry.get(value)
         except ConfigError as err:
             raise ConfigError(f"{flag}: {err}") from None
+
+
+def _with_options(field: dataclasses.Field, name: Any, pairs: list[tuple[str, str]], flag: str) -> Any:
+    """The registry entry ``name`` (a config class) built with the ``KEY=VALUE`` options of ``flag``."""
+    from slimkit.core.config import parse_config
+
+    if not isinstance(name, str):
+        raise ConfigError(f"{flag}: give the entry by name to set its options")
+    cls = _registry(field).get(name)
+    hints = _hints(cls)
+    known = [f.name for f in dataclasses.fields(cls)]
+    data: dict[str, Any] = {}
+    for key, text in pairs:
+        if key not in known:
+            takes = f"its options: {', '.join(known)}" if known else "it takes none"
+            raise ConfigError(f"{flag}: {name} has no option {key!r}; {takes}")
+        if key in data:
+            raise ConfigError(f"{flag}: {key} is given twice")
+        convert = _scalar(_arms(hints[key]), flag)
+        if convert is None:
+            raise ConfigError(f"{flag}: {name}'s option {key} cannot be set from the command line")
+        try:
+            data[key] = convert(text)
+        except argparse.ArgumentTypeError as err:
+            raise ConfigError(f"{flag}: {key}: {err}") from None
+    try:
+        return parse_config(cls, data)
+    except ConfigError as err:
+        raise ConfigError(f"{flag}: {str(err).removeprefix(f'{cls.__name__}: ')}") from None
 
 
 def config_from_flags(cls: type[C], flags: dict[str, Any]) -> C:

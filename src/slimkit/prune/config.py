@@ -12,7 +12,7 @@ from torch import nn
 from slimkit.core.config import check_ratio, parse_config
 from slimkit.core.errors import ConfigError
 from slimkit.core.modules import module_names
-from slimkit.prune.importance import Importance, resolve_importance
+from slimkit.prune.importance import checked_importance, importance_field
 
 
 class Scope(str, Enum):
@@ -163,7 +163,7 @@ class PruneConfig:
 
     ratio: float = 0.5
     # Any for pydantic (the criterion classes are checked here, not by it); str | Importance in fact
-    importance: Any = field(default="l1", metadata={"registry": "slimkit.prune.importance:CRITERIA"})
+    importance: Any = importance_field()
     scope: Scope = Scope.GLOBAL
     normalize: Normalize = Normalize.MEAN
     aggregate: Aggregate = Aggregate.MEAN
@@ -194,11 +194,7 @@ class PruneConfig:
         check_ratio("max_group_ratio", self.max_group_ratio, allow_one=True)
         for name, value in self.ratios.items():
             check_ratio(f"ratios[{name!r}]", value)
-        if not isinstance(self.importance, (str, Importance)):
-            try:
-                object.__setattr__(self, "importance", resolve_importance(self.importance))
-            except ConfigError as err:
-                raise ValueError(str(err)) from None
+        object.__setattr__(self, "importance", checked_importance(self.importance))
         object.__setattr__(self, "scope", Scope(self.scope))
         object.__setattr__(self, "normalize", Normalize(self.normalize))
         object.__setattr__(self, "aggregate", Aggregate(self.aggregate))

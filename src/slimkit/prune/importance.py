@@ -12,7 +12,7 @@ function ``fn(graph, ctx) -> (scores, valid)`` may also be registered; it become
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import torch
@@ -117,6 +117,36 @@ def resolve_importance(spec: str | Mapping[str, Any] | Importance, *, where: str
             raise ConfigError(f"{where}: {err}") from None
         return parse_config(cls, options, where=where)
     raise ConfigError(f"{where}: expected a criterion name, a mapping or an Importance, got {type(spec).__name__}")
+
+
+def importance_field(default: str = "l1") -> Any:
+    """The ``importance`` field of a config: a criterion's name, mapping or object (see :func:`checked_importance`).
+
+    Its metadata names ``CRITERIA``, so the command line lists the registered criteria, checks the name before any
+    work and offers ``--importance-opt KEY=VALUE`` for the criterion's options (cli/from_config.py).
+    """
+    return field(default=default, metadata={"registry": "slimkit.prune.importance:CRITERIA"})
+
+
+def checked_importance(value: Any, *, data_free: bool = False) -> str | Importance:
+    """What a config's ``importance`` field keeps of ``value``: a name or an :class:`Importance` as given, a mapping
+    resolved to its object. For ``__post_init__``: raises ValueError starting ``importance:``.
+
+    Args:
+        data_free: the caller hands the criterion no data: a criterion that reads some (taylor, apoz) is an error,
+            and so is an unknown name (else a name is checked when it is resolved).
+    """
+    if isinstance(value, (str, Importance)) and not data_free:
+        return value
+    try:
+        criterion = resolve_importance(value)
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
+    if data_free and criterion.needs:
+        weight_only = ", ".join(name for name, cls in CRITERIA.items() if not cls.needs)
+        raise ValueError(f"importance: {criterion.name} reads data ({', '.join(sorted(criterion.needs))}), which "
+                         f"this method does not collect; choose a weight criterion ({weight_only})")
+    return value if isinstance(value, (str, Importance)) else criterion
 
 
 def criterion_needs(spec: str | Mapping[str, Any] | Importance) -> frozenset[str]:

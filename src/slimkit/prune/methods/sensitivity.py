@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,7 +33,41 @@ from slimkit.prune.engine import (
     channel_scores,
     make_plan,
 )
+from slimkit.prune.importance import Importance, checked_importance, importance_field, resolve_importance
 from slimkit.prune.methods._common import accuracy, as_tuple, find_group, lowest
+
+
+@dataclass(frozen=True)
+class SensitivityConfig:
+    """Options of a sensitivity run: the recipe's ``sensitivity`` stage and ``slimkit sensitivity``.
+
+    Attributes:
+        ratios: the sweep per layer.
+        importance: which channels go first in each trial: a weight criterion (its name, or its object/mapping).
+        max_drop: prune every layer at the largest ratio keeping val accuracy within this of the baseline.
+        macs_reduction: or prune with the per-layer ratios meeting this MACs factor at the smallest drop.
+            Neither: analysis only (the model is unchanged).
+        recalibrate_batches: re-estimate BatchNorm statistics of every trial on this many training batches
+            before evaluating it (0 = off).
+    """
+
+    ratios: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    importance: Any = importance_field()
+    max_drop: float | None = None
+    macs_reduction: float | None = None
+    recalibrate_batches: int = 0
+
+    def __post_init__(self) -> None:
+        if self.recalibrate_batches < 0:
+            raise ValueError(f"recalibrate_batches must be >= 0, got {self.recalibrate_batches}")
+        object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))
+        for r in self.ratios:
+            check_ratio("ratios", r)
+        object.__setattr__(self, "importance", checked_importance(self.importance, data_free=True))
+        if self.max_drop is not None and self.macs_reduction is not None:
+            raise ValueError("give at most one of max_drop, macs_reduction")
+        if self.macs_reduction is not None and self.macs_reduction < 1:
+            raise ValueError(f"macs_reduction must be >= 1, got {self.macs_reduction}")
 
 
 @dataclass
@@ -119,7 +153,8 @@ class SensitivityReport:
 
 def sensitivity_analysis(model: nn.Module, example_inputs: Any, val_data: Any, *,
                          ratios: Sequence[float] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9),
-                         importance: str = "l1", groups: Sequence[str] | None = None,
+                         importance: str | Mapping[str, Any] | Importance = "l1",
+                         groups: Sequence[str] | None = None,
                          plot_path: str | os.PathLike | None = None, progress: bool = True,
                          recalibration_data: Any = None, recalibrate_batches: int = 20) -> SensitivityReport:
     """Accuracy of ``model`` with each prunable group pruned alone at each of ``ratios`` (model left unchanged).
@@ -129,7 +164,8 @@ def sensitivity_analysis(model: nn.Module, example_inputs: Any, val_data: Any, *
         example_inputs: a tensor or tuple to trace with.
         val_data: dataset, loader or list of ``(x, y)`` batches to evaluate on.
         ratios: fractions of a group's channels removed (0 gives the baseline accuracy exactly).
-        importance: which channels go first: l1, l2, fpgm, bn_scale, random (data-free criteria).
+        importance: which channels go first: a criterion that reads only the weights (its name, mapping or
+            object; :class:`SensitivityConfig` checks that).
         groups: restrict to these group names (default: every prunable group).
         plot_path: write accuracy-vs-ratio curves, one per group, here (PNG).
         progress: show a progress bar.
@@ -144,7 +180,8 @@ def sensitivity_analysis(model: nn.Module, example_inputs: Any, val_data: Any, *
         check_ratio("ratios", r)
     inputs = as_tuple(example_inputs)
     graph = build_graph(model, inputs)
-    scores = channel_scores(graph, importance, ImportanceContext(example_inputs=inputs))
+    criterion = resolve_importance(importance)
+    scores = channel_scores(graph, criterion, ImportanceContext(example_inputs=inputs))
     names = [g.name for g in graph.groups] if groups is None else [find_group(graph, n).name for n in groups]
     baseline = accuracy(model, val_data)
     curves: dict[str, list[float]] = {}
@@ -165,7 +202,7 @@ def sensitivity_analysis(model: nn.Module, example_inputs: Any, val_data: Any, *
             bar.update(1)
     bar.close()
     report = SensitivityReport(baseline, [float(r) for r in ratios], curves, {n: find_group(graph, n).size for n in names},
-                               graph.macs(), group_macs, importance, _graph=graph, _scores=scores)
+                               graph.macs(), group_macs, criterion.name, _graph=graph, _scores=scores)
     if plot_path is not None:
         from slimkit.report.plots import plot_curves
 

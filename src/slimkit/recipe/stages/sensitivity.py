@@ -1,55 +1,24 @@
 """Stage ``sensitivity``: prune each layer alone at a sweep of ratios, then (optionally) prune with the derived
 per-layer ratios for an accuracy drop or a MACs budget.
 
-Writes ``sensitivity.png`` (accuracy vs ratio per layer), ``sensitivity.txt`` and ``sensitivity.json``.
+Writes ``sensitivity.png`` (accuracy vs ratio per layer), ``sensitivity.txt`` and ``sensitivity.json``. Its options
+are :class:`~slimkit.prune.methods.sensitivity.SensitivityConfig`, which ``slimkit sensitivity`` takes too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from slimkit.core.config import check_ratio
 from slimkit.core.io import atomic_write_bytes, atomic_write_json
 from slimkit.prune.methods._common import on_device
-from slimkit.prune.methods.sensitivity import sensitivity_analysis
+from slimkit.prune.methods.sensitivity import SensitivityConfig, sensitivity_analysis
 from slimkit.prune.structured import prune_channels
 from slimkit.recipe._registry import register_stage
 from slimkit.recipe.context import StageContext
 
 
-@dataclass(frozen=True)
-class SensitivityStageConfig:
-    """Attributes:
-        ratios: the sweep per layer.
-        importance: which channels go first in each trial.
-        max_drop: prune every layer at the largest ratio keeping val accuracy within this of the baseline.
-        macs_reduction: or prune with the per-layer ratios meeting this MACs factor at the smallest drop.
-        Neither: analysis only (the model is unchanged).
-        recalibrate_batches: re-estimate BatchNorm statistics of every trial on this many training batches
-            before evaluating it (0 = off).
-    """
-
-    ratios: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-    importance: str = "l1"
-    max_drop: float | None = None
-    macs_reduction: float | None = None
-    recalibrate_batches: int = 0
-
-    def __post_init__(self) -> None:
-        if self.recalibrate_batches < 0:
-            raise ValueError(f"recalibrate_batches must be >= 0, got {self.recalibrate_batches}")
-        object.__setattr__(self, "ratios", tuple(float(r) for r in self.ratios))
-        for r in self.ratios:
-            check_ratio("ratios", r)
-        if self.max_drop is not None and self.macs_reduction is not None:
-            raise ValueError("give at most one of max_drop, macs_reduction")
-        if self.macs_reduction is not None and self.macs_reduction < 1:
-            raise ValueError(f"macs_reduction must be >= 1, got {self.macs_reduction}")
-
-
-@register_stage("sensitivity", SensitivityStageConfig, compresses=True)
-def sensitivity_stage(ctx: StageContext, config: SensitivityStageConfig) -> dict[str, Any]:
+@register_stage("sensitivity", SensitivityConfig, compresses=True)
+def sensitivity_stage(ctx: StageContext, config: SensitivityConfig) -> dict[str, Any]:
     """Prune each group alone over a sweep of ratios, plot accuracy vs ratio, prune with the derived per-layer ratios."""
     ctx.freeze_reference()
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
