@@ -103,3 +103,63 @@ def test_plots_and_stage_config_flags(tmp_path):
     add_config_arguments(parser, SearchStageConfig)
     cfg = config_from_args(SearchStageConfig, parser.parse_args(["--macs-reduction", "3", "--candidates", "7"]))
     assert cfg.macs_reduction == 3.0 and cfg.candidates == 7 and cfg.finetune_epochs == 1
+
+
+def test_the_budget_is_prune_configs_budget_and_the_keywords_its_shorthands():
+    from slimkit.prune.config import Budget
+
+    def candidates(**kw):
+        res = search_ratios(_net(), X, None, SearchConfig(candidates=5, progress=False, **kw), evaluate=lambda r: 0.0)
+        return res, [c.ratios for c in res.candidates]
+
+    by_budget, a = candidates(budget=Budget("macs", 2.0, factor=True))
+    by_keyword, b = candidates(macs_reduction=2.0)
+    assert a == b and by_budget.macs_budget == by_keyword.macs_budget
+    assert SearchConfig(macs_reduction=2.0).effective_budget == Budget("macs", 2.0, factor=True)
+    p0 = sum(p.numel() for p in _net().parameters())
+    res, _ = candidates(budget={"kind": "params", "value": 2.0, "factor": True})  # a recipe's spelling
+    assert res.params_budget == int(p0 / 2.0) and res.macs_budget is None
+    assert all(c.params <= res.params_budget for c in res.candidates)
+    # keywords beside a config replace its fields (search_ratios(..., config, candidates=3))
+    res = search_ratios(_net(), X, None, SearchConfig(macs_reduction=2.0, progress=False), candidates=3,
+                        evaluate=lambda r: 0.0)
+    assert len(res.candidates) == 3
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"budget": {"kind": "ratio", "value": 0.5}}, "macs or params budget, not ratio"),
+    ({"macs_reduction": 2.0, "target_params": 100}, "give at most one of budget, macs_reduction, target_macs, "
+                                                      "params_reduction, target_params; got macs_reduction, target_params"),
+    ({"macs_reduction": 2.0, "importance": {"name": "taylor", "batches": 0}}, "batches must be a whole number >= 1"),
+])
+def test_bad_budget_or_criterion_names_it(fields, message):
+    with pytest.raises(ConfigError, match=message):
+        SearchConfig(**fields)
+
+
+def test_criteria_resolve_as_prune_config_does():
+    from slimkit.prune.importance import L2
+
+    with pytest.raises(ConfigError, match="importance: unknown importance 'foo'; choose one of: apoz"):
+        search_ratios(_net(), X, None, SearchConfig(macs_reduction=2.0, importance="foo", progress=False),
+                      evaluate=lambda r: pytest.fail("scored a candidate with an unknown criterion"))
+
+    assert SearchConfig(macs_reduction=2.0, importance={"name": "l2"}).importance == L2()
+    assert SearchConfig(macs_reduction=2.0, importance=L2()).importance == L2()
+    res = search_ratios(_net(), X, None, SearchConfig(macs_reduction=2.0, candidates=2, progress=False,
+                                                      importance={"name": "l2"}), evaluate=lambda r: 0.0)
+    assert res.report.applied
+
+
+def test_stage_budget_defaults_to_half_the_macs_and_takes_budget_or_a_shorthand():
+    from slimkit.core.config import parse_config
+    from slimkit.prune.config import Budget
+    from slimkit.recipe.stages.search_ratios import SearchStageConfig
+
+    assert parse_config(SearchStageConfig, {}).effective_budget == Budget("macs", 2.0, factor=True)
+    given = parse_config(SearchStageConfig, {"budget": {"kind": "params", "value": 5000}, "importance": "fpgm"})
+    assert given.search_config().effective_budget == Budget("params", 5000.0)
+    assert given.search_config().importance == "fpgm"
+    assert parse_config(SearchStageConfig, {"target_macs": 1e5}).effective_budget == Budget("macs", 1e5)
+    with pytest.raises(ConfigError, match="give at most one"):
+        parse_config(SearchStageConfig, {"macs_reduction": 3, "budget": {"kind": "macs", "value": 1e5}})

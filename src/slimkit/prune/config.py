@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Literal
@@ -104,6 +105,25 @@ class Budget:
             raise ValueError(f"unknown budget shorthand {name!r}; known: ratio, {', '.join(_BUDGET_FIELDS)}")
         kind, factor = _BUDGET_FIELDS[name]
         return cls(kind, float(value), factor)  # type: ignore[arg-type]
+
+
+def one_budget(config: Any, shorthands: Iterable[str]) -> Budget | None:
+    """The budget a config sets, for its ``__post_init__``: its ``budget`` field (a mapping becomes a
+    :class:`Budget`) or the one of ``shorthands`` it gives (``macs_reduction``, ...); None when neither is set.
+
+    Raises:
+        ValueError: more than one is set (the message names them), or a value :class:`Budget` refuses.
+    """
+    if isinstance(config.budget, Mapping):
+        object.__setattr__(config, "budget", Budget(**config.budget))
+    names = list(shorthands)
+    given = [name for name in names if getattr(config, name) is not None]
+    if len(given) + (config.budget is not None) > 1:
+        raise ValueError(f"give at most one of budget, {', '.join(names)}; got "
+                         f"{', '.join((['budget'] if config.budget is not None else []) + given)}")
+    if config.budget is not None:
+        return config.budget
+    return Budget.of(**{given[0]: getattr(config, given[0])}) if given else None
 
 
 @dataclass(frozen=True)
@@ -215,24 +235,13 @@ class PruneConfig:
             raise ValueError(f"latency_weight must be >= 0, got {self.latency_weight}")
         if self.latency_batch_size < 1:
             raise ValueError(f"latency_batch_size must be >= 1, got {self.latency_batch_size}")
-        if isinstance(self.budget, dict):
-            object.__setattr__(self, "budget", Budget(**self.budget))
-        given = [name for name in _BUDGET_FIELDS if getattr(self, name) is not None]
-        if len(given) + (self.budget is not None) > 1:
-            raise ValueError(f"give at most one of budget, {', '.join(_BUDGET_FIELDS)}; got "
-                             f"{', '.join((['budget'] if self.budget is not None else []) + given)}")
-        self.effective_budget  # noqa: B018 - checks the shorthand's value (Budget's own checks)
+        one_budget(self, _BUDGET_FIELDS)  # one at most; the shorthand's value passes Budget's own checks
 
     @property
     def effective_budget(self) -> Budget:
         """The one budget this config sets: ``budget``, else the one shorthand given, else ``Budget("ratio",
         ratio)``. What the engine branches on."""
-        if self.budget is not None:
-            return self.budget
-        for name in _BUDGET_FIELDS:
-            if getattr(self, name) is not None:
-                return Budget.of(**{name: getattr(self, name)})
-        return Budget.of(ratio=self.ratio)
+        return one_budget(self, _BUDGET_FIELDS) or Budget.of(ratio=self.ratio)
 
 
 def resolve_config(model: nn.Module, config: PruneConfig | dict | None, options: dict[str, Any]) -> PruneConfig:

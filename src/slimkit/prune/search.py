@@ -5,7 +5,8 @@ copy, re-estimate BatchNorm statistics on a few hundred training samples, accura
 training data, never the test set); the best few may be fine-tuned briefly, and the winner is applied to the model.
 An optional evolutionary phase mutates and crosses the best vectors. Seeded and deterministic.
 
-    >>> result = slimkit.search_ratios(model, x, train_set, SearchConfig(macs_reduction=3.0, candidates=64))
+    >>> result = slimkit.search_ratios(model, x, train_set, SearchConfig(budget=Budget("macs", 3.0, factor=True)))
+    >>> result = slimkit.search_ratios(model, x, train_set, macs_reduction=3.0, candidates=64)  # the shorthands
     >>> result.best.ratios, result.report.macs_reduction
 """
 
@@ -14,7 +15,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import torch
@@ -22,7 +23,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from slimkit.core.errors import ConfigError
-from slimkit.prune.config import PruneConfig
+from slimkit.prune.config import Budget, PruneConfig, one_budget
+from slimkit.prune.importance import checked_importance, importance_field
 from slimkit.prune.structured import PruneReport, plan_pruning, prune_channels
 
 __all__ = ["Candidate", "SearchConfig", "SearchResult", "search_ratios"]
@@ -33,9 +35,13 @@ class SearchConfig:
     """Options of :func:`search_ratios`.
 
     Attributes:
-        macs_reduction: the budget as a factor: MACs of the pruned model at most ``1/macs_reduction`` of now.
-        target_macs: the budget in MACs of the example input (instead of ``macs_reduction``).
-        target_params: the budget in parameters (instead of a MACs budget).
+        budget: what the search must meet, the same :class:`Budget` as :class:`PruneConfig`'s, of kind ``macs``
+            or ``params`` (``Budget("macs", 3.0, factor=True)``: 3x fewer MACs; in a recipe ``budget: {kind: macs,
+            value: 3, factor: true}``). The fields below are its shorthands: give exactly one of them or it.
+        macs_reduction: shorthand: MACs of the pruned model at most ``1/macs_reduction`` of now.
+        target_macs: shorthand: at most this many MACs of the example input.
+        params_reduction: shorthand: parameters at most ``1/params_reduction`` of now.
+        target_params: shorthand: at most this many parameters.
         tolerance: a candidate must use at least ``1 - tolerance`` of the budget (so none wastes it).
         candidates: random vectors sampled and scored.
         generations: evolutionary rounds after sampling (0: off); each scores ``population`` new vectors.
@@ -44,7 +50,8 @@ class SearchConfig:
         mutation: standard deviation of the Gaussian noise added to a child's ratios.
         top_k: how many of the best candidates are fine-tuned (when a ``finetune`` function is given).
         max_ratio: never remove more than this fraction of one group.
-        importance: criterion that picks which channels go inside a group (docs/pruning.md lists them).
+        importance: criterion that picks which channels go inside a group: a name, a mapping
+            (``{name: l2}``) or a criterion object, resolved as :class:`PruneConfig` does (docs/pruning.md).
         ignore: module names or globs left whole.
         round_to: keep channel counts at multiples of this.
         calib_samples: training samples used to recalibrate BatchNorm for each candidate.
@@ -55,8 +62,10 @@ class SearchConfig:
         progress: show a progress bar.
     """
 
+    budget: Budget | None = field(default=None, metadata={"flag": False})
     macs_reduction: float | None = None
     target_macs: float | None = None
+    params_reduction: float | None = None
     target_params: float | None = None
     tolerance: float = 0.03
     candidates: int = 50
@@ -66,7 +75,7 @@ class SearchConfig:
     mutation: float = 0.1
     top_k: int = 3
     max_ratio: float = 0.9
-    importance: str = "l1"
+    importance: Any = importance_field()
     ignore: tuple[str, ...] = ()
     round_to: int | None = None
     calib_samples: int = 512
@@ -77,16 +86,15 @@ class SearchConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        given = [n for n in ("macs_reduction", "target_macs", "target_params") if getattr(self, n) is not None]
-        if len(given) != 1:
-            raise ConfigError(f"SearchConfig: give exactly one of macs_reduction, target_macs, target_params "
-                              f"(got {given or 'none'})")
-        if self.macs_reduction is not None and self.macs_reduction <= 1.0:
-            raise ConfigError(f"SearchConfig.macs_reduction must be > 1, got {self.macs_reduction}")
-        for name in ("target_macs", "target_params"):
-            v = getattr(self, name)
-            if v is not None and v <= 0:
-                raise ConfigError(f"SearchConfig.{name} must be > 0, got {v}")
+        try:
+            budget = one_budget(self, BUDGET_SHORTHANDS)
+            object.__setattr__(self, "importance", checked_importance(self.importance))
+        except ValueError as err:
+            raise ConfigError(f"SearchConfig: {err}") from None
+        if budget is None:
+            raise ConfigError(f"SearchConfig: give exactly one of budget, {', '.join(BUDGET_SHORTHANDS)} (got none)")
+        if budget.kind not in ("macs", "params"):
+            raise ConfigError(f"SearchConfig.budget: the search meets a macs or params budget, not {budget.kind}")
         if not 0.0 < self.tolerance < 1.0:
             raise ConfigError(f"SearchConfig.tolerance must be in (0, 1), got {self.tolerance}")
         if not 0.0 < self.max_ratio < 1.0:
@@ -99,8 +107,20 @@ class SearchConfig:
             raise ConfigError("SearchConfig.generations and SearchConfig.mutation must be >= 0")
         object.__setattr__(self, "ignore", tuple(self.ignore))
 
+    @property
+    def effective_budget(self) -> Budget:
+        """The one budget in force: ``budget`` or the shorthand given."""
+        budget = one_budget(self, BUDGET_SHORTHANDS)
+        assert budget is not None  # __post_init__ requires one
+        return budget
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as given (criterion and budget objects kept), e.g. to rebuild it with changes."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+#: The keywords that build :attr:`SearchConfig.budget` (``Budget.of(macs_reduction=3)``), as in PruneConfig.
+BUDGET_SHORTHANDS = ("macs_reduction", "target_macs", "params_reduction", "target_params")
 
 
 @dataclass
@@ -177,11 +197,10 @@ class _Space:
 
 
 def _budget(space: _Space, config: SearchConfig) -> tuple[str, int]:
-    if config.target_params is not None:
-        return "params", int(config.target_params)
-    if config.target_macs is not None:
-        return "macs", int(config.target_macs)
-    return "macs", int(space.macs0 / config.macs_reduction)
+    """``(kind, the most MACs or parameters a candidate may have)`` of the config's budget on this model."""
+    budget = config.effective_budget
+    now = space.macs0 if budget.kind == "macs" else space.params0
+    return budget.kind, int(now / budget.value if budget.factor else budget.value)
 
 
 def _fit(space: _Space, direction: torch.Tensor, kind: str, budget: int) -> torch.Tensor | None:
@@ -252,14 +271,15 @@ def _apply(model: nn.Module, example_inputs: Any, space: _Space, ratios: dict[st
 def search_ratios(model: nn.Module, example_inputs: Any, data: Any, config: SearchConfig | None = None, *,
                   evaluate: Callable[[dict[str, float]], float] | None = None,
                   finetune: Callable[[nn.Module], float] | None = None, **options: Any) -> SearchResult:
-    """Find per-group pruning ratios under a MACs/params budget, and prune ``model`` with the best in place.
+    """Find per-group pruning ratios under a MACs/params :class:`Budget`, and prune ``model`` with the best in place.
 
     Args:
         model: the trained model (pruned in place at the end, with the chosen ratios).
         example_inputs: a tensor or tuple to trace with.
         data: the TRAINING dataset of ``(x, y)``; ``calib_samples`` of it recalibrate BatchNorm and a disjoint
             ``val_samples`` slice scores candidates. Never pass the test set.
-        config: a :class:`SearchConfig`, or give its fields as keywords.
+        config: a :class:`SearchConfig`, or give its fields as keywords (``macs_reduction=3.0`` is the shorthand
+            of ``budget=Budget("macs", 3.0, factor=True)``); keywords given with a config replace its fields.
         evaluate: replaces the default scoring: ``ratios dict -> score`` (higher is better).
         finetune: called as ``finetune(pruned_copy) -> score`` for each of the ``top_k`` candidates; the best
             fine-tuned score wins. Without it the best recalibrated score wins.
@@ -270,7 +290,10 @@ def search_ratios(model: nn.Module, example_inputs: Any, data: Any, config: Sear
     if config is None:
         config = SearchConfig(**options)
     elif options:
-        config = SearchConfig(**{**config.to_dict(), **options})
+        try:
+            config = replace(config, **options)
+        except TypeError as err:  # an unknown keyword
+            raise ConfigError(f"search_ratios: {err}") from None
     t0 = time.perf_counter()
     space = _Space(model, example_inputs, config)
     kind, budget = _budget(space, config)

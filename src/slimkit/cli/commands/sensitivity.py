@@ -40,8 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from slimkit.cli.outputs import ensure_writable
     from slimkit.core.io import atomic_write_json
     from slimkit.data import load_dataset
-    from slimkit.prune.methods.sensitivity import sensitivity_analysis
-    from slimkit.prune.structured import prune_channels
+    from slimkit.prune.methods.sensitivity import run_sensitivity
     from slimkit.state import save_model
 
     config = config_from_args(SensitivityConfig, args)  # bad values fail before the model is loaded
@@ -55,22 +54,14 @@ def run(args: argparse.Namespace) -> int:
     example = (torch.zeros(1, data.in_channels, *data.image_size),)
     check_forward(model, example, flag="--data", source=args.data)
     out_dir = Path(args.out_dir)
-    report = sensitivity_analysis(model, example, data.val, ratios=config.ratios, importance=config.importance,
-                                  plot_path=out_dir / "sensitivity.png",
-                                  recalibration_data=data.train if config.recalibrate_batches > 0 else None,
-                                  recalibrate_batches=max(config.recalibrate_batches, 1))
+    outcome = run_sensitivity(model, example, data.val, config, train_data=data.train,
+                              plot_path=out_dir / "sensitivity.png")
+    report, chosen = outcome.report, outcome.ratios
     result = {"baseline_accuracy": report.baseline_accuracy, "ratios": report.ratios, "curves": report.curves}
-    chosen = None
-    if config.max_drop is not None:
-        chosen = report.ratios_for_drop(config.max_drop)
-    elif config.macs_reduction is not None:
-        chosen = report.ratios_for_macs(macs_reduction=config.macs_reduction)
-    if chosen is not None:
-        pruned = prune_channels(model, example, ratio=0.0, scope="local", importance=config.importance,
-                                ratios=chosen)
-        save_model(model, Path(args.out), metadata={"pruned": {"macs_reduction": pruned.macs_reduction,
+    if outcome.pruned is not None:
+        save_model(model, Path(args.out), metadata={"pruned": {"macs_reduction": outcome.pruned.macs_reduction,
                                                                "sensitivity_ratios": chosen}})
-        result.update(applied_ratios=chosen, macs_reduction=pruned.macs_reduction, out=args.out)
+        result.update(applied_ratios=chosen, macs_reduction=outcome.pruned.macs_reduction, out=args.out)
     atomic_write_json(out_dir / "sensitivity.json", result)
     if args.json:
         print(json.dumps(result))

@@ -35,6 +35,7 @@ from slimkit.prune.engine import (
 )
 from slimkit.prune.importance import Importance, checked_importance, importance_field, resolve_importance
 from slimkit.prune.methods._common import accuracy, as_tuple, find_group, lowest
+from slimkit.prune.structured import PruneReport, prune_channels
 
 
 @dataclass(frozen=True)
@@ -210,6 +211,38 @@ def sensitivity_analysis(model: nn.Module, example_inputs: Any, val_data: Any, *
         report.plots.append(str(plot_curves(plot, plot_path, xlabel="ratio of the layer's channels removed",
                                             ylabel="accuracy", title="sensitivity per layer", hline=baseline)))
     return report
+
+
+@dataclass
+class SensitivityRun:
+    """What :func:`run_sensitivity` did: the analysis, and the ratios it pruned with (None: analysis only)."""
+
+    report: SensitivityReport
+    ratios: dict[str, float] | None = None
+    pruned: PruneReport | None = None
+
+
+def run_sensitivity(model: nn.Module, example_inputs: Any, val_data: Any, config: SensitivityConfig, *,
+                    train_data: Any = None, plot_path: str | os.PathLike | None = None) -> SensitivityRun:
+    """A :class:`SensitivityConfig` run (the recipe stage's and ``slimkit sensitivity``'s): the analysis, then, with
+    ``max_drop`` or ``macs_reduction``, ``model`` pruned in place with the per-layer ratios derived from it.
+
+    Args:
+        train_data: training data for ``recalibrate_batches`` (BatchNorm re-estimated in every trial).
+    """
+    report = sensitivity_analysis(model, example_inputs, val_data, ratios=config.ratios, importance=config.importance,
+                                  plot_path=plot_path,
+                                  recalibration_data=train_data if config.recalibrate_batches else None,
+                                  recalibrate_batches=max(config.recalibrate_batches, 1))
+    if config.max_drop is not None:
+        ratios = report.ratios_for_drop(config.max_drop)
+    elif config.macs_reduction is not None:
+        ratios = report.ratios_for_macs(macs_reduction=config.macs_reduction)
+    else:
+        return SensitivityRun(report)
+    pruned = prune_channels(model, example_inputs, ratio=0.0, scope="local", importance=config.importance,
+                            ratios=ratios)
+    return SensitivityRun(report, ratios, pruned)
 
 
 def _trial(model: nn.Module, inputs: tuple, name: str, scores: torch.Tensor, graph: ChannelGraph,

@@ -4,27 +4,39 @@ the best vector. Writes ``search.json``, ``candidates.png`` (accuracy after reca
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from slimkit.core.io import atomic_write_json
+from slimkit.prune.config import Budget
 from slimkit.prune.methods._common import on_device
-from slimkit.prune.search import SearchConfig, plot_search, search_ratios
+from slimkit.prune.search import BUDGET_SHORTHANDS, SearchConfig, plot_search, search_ratios
 from slimkit.recipe._registry import register_stage
 from slimkit.recipe.context import StageContext
 
 
 @dataclass(frozen=True)
 class SearchStageConfig(SearchConfig):
-    """:class:`slimkit.SearchConfig` (default budget: 2x fewer MACs) plus the top-k fine-tuning epochs."""
+    """:class:`slimkit.SearchConfig` (default budget: 2x fewer MACs) plus the top-k fine-tuning epochs.
 
-    macs_reduction: float | None = 2.0
+    Attributes:
+        finetune_epochs: epochs of the brief fine-tuning of each of the ``top_k`` candidates (0: off).
+    """
+
     finetune_epochs: int = 1
 
     def __post_init__(self) -> None:
+        if self.budget is None and all(getattr(self, name) is None for name in BUDGET_SHORTHANDS):
+            object.__setattr__(self, "budget", DEFAULT_BUDGET)
         super().__post_init__()
         if self.finetune_epochs < 0:
             raise ValueError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
+
+    def search_config(self) -> SearchConfig:
+        return SearchConfig(**{f.name: getattr(self, f.name) for f in fields(SearchConfig)})
+
+
+DEFAULT_BUDGET = Budget("macs", 2.0, factor=True)
 
 
 @register_stage("search_ratios", SearchStageConfig, compresses=True)
@@ -35,8 +47,7 @@ def search_ratios_stage(ctx: StageContext, config: SearchStageConfig) -> dict[st
 
     ctx.freeze_reference()
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
-    fields = {k: v for k, v in asdict(config).items() if k != "finetune_epochs"}
-    search_config = SearchConfig(**fields)
+    search_config = config.search_config()
     finetune = None
     if config.finetune_epochs > 0 and ctx.data.val is not None:
         def finetune(model):
