@@ -29,6 +29,7 @@ def test_every_candidate_meets_the_macs_budget():
     for c in res.candidates:
         assert 0.97 * res.macs_budget <= c.macs <= res.macs_budget
     assert profile(model, X).macs <= res.macs_budget  # the model itself is pruned with the best vector
+    assert res.report.macs_after == res.best.macs  # the pruner removes exactly the channels the search priced
 
 
 def test_uniform_is_the_first_candidate_and_budgets_are_used_to_within_tolerance():
