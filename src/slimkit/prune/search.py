@@ -1,9 +1,10 @@
 """Automatic per-layer pruning ratios (EagleEye-style search): :func:`search_ratios`.
 
-Many per-group ratio vectors that meet a MACs or parameter budget are sampled; each is scored cheaply (prune a deep
-copy, re-estimate BatchNorm statistics on a few hundred training samples, accuracy on a held-out slice of the
-training data, never the test set); the best few may be fine-tuned briefly, and the winner is applied to the model.
-An optional evolutionary phase mutates and crosses the best vectors. Seeded and deterministic.
+Many per-group ratio vectors that meet a MACs or parameter budget are sampled (the uniform vector first, most others
+around it, some anywhere); each is scored cheaply (prune a deep copy, re-estimate BatchNorm statistics on a few
+hundred training samples, loss on a held-out slice of the training data, never the test set); the best few may be
+fine-tuned briefly, and the winner is applied to the model. An optional evolutionary phase mutates and crosses the
+best vectors. Seeded and deterministic.
 
     >>> result = slimkit.search_ratios(model, x, train_set, SearchConfig(macs_reduction=3.0, candidates=64))
     >>> result.best.ratios, result.report.macs_reduction
