@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--finetune-epochs", type=int, default=None, help="per round (default 2; 1 with --smoke)")
     parser.add_argument("--max-rounds", type=int, default=None, help="default 16 (at least 20 full); 2 with --smoke")
     parser.add_argument("--per-macs", action="store_true", help="global ranking of importance per MAC saved")
+    parser.add_argument("--min-step", type=float, default=None,
+                        help="back-off: a failed round is retried with half the step down to this (default: off)")
     parser.add_argument("--out-dir", default="runs/benchmarks/progressive_global")
     args = parser.parse_args()
     keys = ["acc_dense_test", "final_test_acc", "uniform_test_acc"]
@@ -65,7 +67,7 @@ def _run(args: argparse.Namespace, seed: int) -> dict:
         m = copy.deepcopy(model)
         rep = progressive_prune(m, x, data.train, data.val, target_accuracy=target, step=args.step,
                                 max_rounds=rounds, finetune={**base, "epochs": args.finetune_epochs, "lr": 0.02}, scope=scope,
-                                per_macs=args.per_macs,
+                                per_macs=args.per_macs, min_step=args.min_step,
                                 plot_path=Path(args.out_dir) / f"trajectory_{scope}.png")
         results[scope] = (rep, slimkit.evaluate(m, data.test)["accuracy"])
         print(f"-- {scope}\n{rep.table()}")
@@ -75,7 +77,7 @@ def _run(args: argparse.Namespace, seed: int) -> dict:
     for scope, (rep, test) in results.items():
         print(f"{scope:<8} {rep.final_accuracy:>8.4f} {test:>9.4f} {rep.macs_reduction:>7.2f} {rep.params_reduction:>9.2f}")
     return {
-        "benchmark": "progressive_global", "quick": q, "smoke": args.smoke, "width": width, "train_subset": subset, "step": args.step, "finetune_epochs": args.finetune_epochs, "per_macs": args.per_macs, "max_rounds": rounds,
+        "benchmark": "progressive_global", "quick": q, "smoke": args.smoke, "width": width, "train_subset": subset, "step": args.step, "finetune_epochs": args.finetune_epochs, "per_macs": args.per_macs, "min_step": args.min_step, "max_rounds": rounds,
         "target_acc": round(target, 4), "final_acc": round(g[0].final_accuracy, 4),
         "macs_reduction": round(g[0].macs_reduction, 3), "uniform_macs_reduction": round(u.macs_reduction, 3),
         "uniform_final_acc": round(u.final_accuracy, 4), "acc_dense_val": round(val_dense, 4),

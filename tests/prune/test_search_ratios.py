@@ -29,6 +29,23 @@ def test_every_candidate_meets_the_macs_budget():
     for c in res.candidates:
         assert 0.97 * res.macs_budget <= c.macs <= res.macs_budget
     assert profile(model, X).macs <= res.macs_budget  # the model itself is pruned with the best vector
+    assert res.report.macs_after == res.best.macs  # the pruner removes exactly the channels the search priced
+
+
+def test_uniform_is_the_first_candidate_and_budgets_are_used_to_within_tolerance():
+    model = _net()
+    res = search_ratios(model, X, None, SearchConfig(macs_reduction=3.0, candidates=30, tolerance=0.01,
+                                                     generations=1, population=6, progress=False),
+                        evaluate=lambda r: -abs(r["0"] - 0.3))
+    first = res.candidates[0]
+    assert first.origin == "uniform" and sum(c.origin == "uniform" for c in res.candidates) == 1
+    # uniform up to one channel per group given back to fill the budget (16 or 32 channels: 1/16 at most)
+    assert max(first.ratios.values()) - min(first.ratios.values()) <= 1 / 16 + 1e-3
+    assert {c.origin for c in res.candidates} == {"uniform", "sample", "evolve"}
+    for c in res.candidates:
+        assert 0.99 * res.macs_budget <= c.macs <= res.macs_budget
+    keys = [tuple(c.ratios.values()) for c in res.candidates]
+    assert len(set(keys)) == len(keys)  # no vector scored twice
 
 
 def test_params_budget_and_evolution_candidates_meet_it():
@@ -73,7 +90,8 @@ def test_default_evaluation_uses_training_data_and_finetune_picks():
     cfg = SearchConfig(macs_reduction=2.0, candidates=3, top_k=2, calib_samples=32, val_samples=32,
                        batch_size=16, progress=False)
     res = search_ratios(model, X, data, cfg, finetune=lambda m: float(sum(p.numel() for p in m.parameters())))
-    assert all(0.0 <= c.score <= 1.0 for c in res.candidates)
+    assert all(0.0 <= c.accuracy <= 1.0 and c.loss > 0 for c in res.candidates)
+    assert all(c.score == -c.loss for c in res.candidates)  # ranked by held-out loss
     assert sum(c.finetuned_score is not None for c in res.candidates) == 2
     assert res.report.applied and res.report.macs_after <= res.macs_budget
 
