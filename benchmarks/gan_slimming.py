@@ -44,15 +44,21 @@ from slimkit.prune.engine import build_graph  # noqa: E402
 from slimkit.quant import QuantConfig  # noqa: E402
 
 NOISE_DIM = 64
+# defaults of the recorded quick run (docs/gan_slimming.md says how they were chosen)
+D_POOL = 7
+TEACHER_EPOCHS_QUICK = 8
+LR_SCALE = 0.0
+STRENGTH = 0.5
 
 
-def train_teacher(data, width: float, epochs: int, seed: int, batch_size: int = 64) -> tuple[nn.Module, nn.Module]:
-    """A conditional DCGAN (generator and discriminator) trained from scratch, seeded."""
+def train_teacher(data, width: float, epochs: int, seed: int, pool: int = 1,
+                  batch_size: int = 64) -> tuple[nn.Module, nn.Module]:
+    """A conditional DCGAN (generator and discriminator, ``dcgan_d(pool=pool)``) trained from scratch, seeded."""
     from slimkit.data.loader import make_loader
 
     torch.manual_seed(seed)
     g = slimkit.create_model("dcgan_g", width=width, noise_dim=NOISE_DIM)
-    d = slimkit.create_model("dcgan_d", width=width)
+    d = slimkit.create_model("dcgan_d", width=width, pool=pool)
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     loader = make_loader(data, batch_size=batch_size, shuffle=True, seed=seed, drop_last=True)
@@ -100,10 +106,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10000 training images, width 0.5, few epochs")
     parser.add_argument("--smoke", action="store_true", help="256 images, tiny models, a few steps (seconds)")
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (default 1)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lr-scale", type=float, default=None,
-                        help="GS runs: SGD learning rate of the norm scales (GanSlimConfig.lr_scale); default: Adam")
-    parser.add_argument("--strength", type=float, default=0.5, help="GS runs: the L1 weight rho (default 0.5)")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the teacher, the GS runs and the baselines")
+    parser.add_argument("--lr-scale", type=float, default=LR_SCALE,
+                        help=f"GS runs: SGD learning rate of the norm scales (GanSlimConfig.lr_scale; default "
+                             f"{LR_SCALE}); 0: the scales stay in the generator's Adam")
+    parser.add_argument("--strength", type=float, default=STRENGTH,
+                        help=f"GS runs: the L1 weight rho (default {STRENGTH})")
+    parser.add_argument("--d-pool", type=int, default=D_POOL,
+                        help=f"teacher discriminator: dcgan_d(pool=N) (default {D_POOL}; 1 = global mean)")
+    parser.add_argument("--teacher-epochs", type=int, default=None, help="override the setting's teacher epochs")
+    parser.add_argument("--tune", default="",
+                        help="GS-8 grid 'LR_SCALE:STRENGTH,...' scored by FID against held-out training images "
+                             "(the validation split, never the test set); the best pair is used for GS-32/GS-8")
     parser.add_argument("--out-dir", default="runs/benchmarks/gan_slimming")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -111,11 +125,11 @@ def main() -> None:
     started = time.perf_counter()
     subset = 256 if smoke else 10000 if q else None
     width = 0.125 if smoke else 0.5 if q else 1.0
-    teacher_epochs, gs_epochs, ft_epochs = (1, 1, 0) if smoke else (8, 2, 1) if q else (20, 10, 3)
-    samples = 200 if smoke else 2000 if q else 10000
-    strength = args.strength  # rho < 1: a scale whose Adam step outweighs lr_g * rho holds (docs/gan_slimming.md)
+    teacher_epochs, gs_epochs, ft_epochs = (1, 1, 0) if smoke else (TEACHER_EPOCHS_QUICK, 2, 1) if q else (20, 10, 3)
+    teacher_epochs = args.teacher_epochs if args.teacher_epochs is not None else teacher_epochs
+    samples = 200 if smoke else 10000  # the issue: FID on >= 10,000 generated images
 
-    data = slimkit.load_dataset("fashion_mnist", normalize=False, subset=subset, seed=args.seed)
+    data = slimkit.load_dataset("fashion_mnist", normalize=False, subset=subset, seed=0)
     cache = Path(args.out_dir) if smoke else fid.cache_dir()
     steps = 10 if smoke else None
     # FID features: a classifier trained once on the full training set (a small one on the subset in --smoke)
@@ -127,20 +141,27 @@ def main() -> None:
     distill_net = fid.feature_classifier(data, epochs=1 if smoke else 2, seed=1, width=0.5,
                                          max_steps_per_epoch=steps,
                                          path=cache / f"fashion_mnist_distill_w0.5_e2_s1_n{subset or 'all'}.pt")
-    real, _ = fid.real_images(data.test, samples, seed=args.seed)
-    real_fid = fid.fid(classifier, real, fid.real_images(data.train, samples, seed=args.seed)[0])  # the floor
+    real = fid.activations(classifier, fid.real_images(data.test, samples, seed=0)[0])  # the whole test set
+    train_real = fid.activations(classifier, fid.real_images(data.train, samples, seed=0)[0])
+    held_out = fid.activations(classifier, fid.real_images(data.val, samples, seed=0)[0])  # tuning reference
+    half = len(real) // 2
+    floors = {"real_fid": fid.frechet_distance(real, train_real),          # same sample count as the figures
+              "real_fid_halves": fid.frechet_distance(real[:half], real[half:])}  # test set half vs half
 
-    def quality(generator: nn.Module) -> tuple[float, float]:
-        images, labels = fid.generate(generator, samples, seed=args.seed + 1)
-        return fid.fid(classifier, real, images), fid.class_accuracy(classifier, images, labels)
+    def quality(generator: nn.Module, reference=real, noise_seed: int = 1) -> tuple[float, float]:
+        images, labels = fid.generate(generator, samples, seed=noise_seed)
+        return (fid.frechet_distance(reference, fid.activations(classifier, images)),
+                fid.class_accuracy(classifier, images, labels))
 
-    teacher, disc = train_teacher(data.train, width, teacher_epochs, args.seed)
+    teacher, disc = train_teacher(data.train, width, teacher_epochs, args.seed, pool=args.d_pool)
     teacher_fid, teacher_acc = quality(teacher)
+    teacher_fid_noise2 = quality(teacher, noise_seed=2)[0]  # same teacher, other noise: the sampling noise
     teacher_bytes = stored_bytes(teacher)
     features = fid.classifier_features(distill_net)
-    base = {"epochs": gs_epochs, "finetune_epochs": ft_epochs, "strength": strength, "seed": args.seed,
-            "distill_weight": 1.0, "gan_weight": 0.1, "batch_size": 64, "device": "cpu", "max_steps_per_epoch": steps,
+    base = {"epochs": gs_epochs, "finetune_epochs": ft_epochs, "seed": args.seed, "distill_weight": 1.0,
+            "gan_weight": 0.1, "batch_size": 64, "device": "cpu", "max_steps_per_epoch": steps,
             "progress": not smoke}
+    gs = {"strength": args.strength, "lr_scale": args.lr_scale or None}
 
     def run(name: str, student: nn.Module, **options) -> tuple[nn.Module, slimkit.GanSlimReport]:
         t0 = time.perf_counter()
@@ -149,16 +170,30 @@ def main() -> None:
         print(f"{name}: {time.perf_counter() - t0:.0f}s\n{report.table()}", file=sys.stderr)
         return student.eval(), report
 
-    gs32, r32 = run("gs32", copy.deepcopy(teacher), target_macs_reduction=4.0, lr_scale=args.lr_scale)
-    gs8, r8 = run("gs8", copy.deepcopy(teacher), target_macs_reduction=4.0, target_params_reduction=6.0,
-                  weight_bits=8, activation_bits=8, lr_scale=args.lr_scale)
+    gs8_options = {"target_macs_reduction": 4.0, "target_params_reduction": 6.0, "weight_bits": 8,
+                   "activation_bits": 8}
+    tuning = []
+    if args.tune:  # GS-8 per candidate, scored on held-out training images (never the test set)
+        for pair in args.tune.split(","):
+            lr_scale, strength = (float(v) for v in pair.split(":"))
+            candidate = {"strength": strength, "lr_scale": lr_scale or None}
+            student, _ = run(f"tune_{pair}", copy.deepcopy(teacher), **gs8_options, **candidate)
+            score = quality(student, reference=held_out, noise_seed=3)[0]
+            tuning.append({"lr_scale": lr_scale, "strength": strength, "held_out_fid": round(score, 3)})
+            print(f"tune lr_scale {lr_scale} strength {strength}: held-out FID {score:.2f}", file=sys.stderr)
+        best = min(tuning, key=lambda t: t["held_out_fid"])
+        gs = {"strength": best["strength"], "lr_scale": best["lr_scale"] or None}
+
+    gs32, r32 = run("gs32", copy.deepcopy(teacher), target_macs_reduction=4.0, **gs)
+    gs8, r8 = run("gs8", copy.deepcopy(teacher), **gs8_options, **gs)
     thin = thin_width(width, r32.macs_after)
     torch.manual_seed(args.seed)
     distill_student = slimkit.create_model("dcgan_g", width=thin, noise_dim=NOISE_DIM)
     distill, rd = run("distill_only", distill_student, strength=0.0, gan_weight=0.0,
                       epochs=gs_epochs + ft_epochs, finetune_epochs=0)
+    # two_step: the same slimming (options, penalty, removal) in float to GS-8's parameter count, then 8-bit PTQ
     two, r2 = run("two_step", copy.deepcopy(teacher), target_macs_reduction=4.0,
-                  target_params_reduction=r8.params_before / r8.params_after)
+                  target_params_reduction=r8.params_before / r8.params_after, **gs)
     calibration = [(torch.randn(64, NOISE_DIM, generator=torch.Generator().manual_seed(i)), torch.arange(64) % 10)
                    for i in range(8)]
     quantize_generator(two, QuantConfig(weight_bits=8, activation_bits=8, fold_bn=False), calibration)
@@ -177,13 +212,17 @@ def main() -> None:
         results[name] = (f, acc, teacher_macs / m, teacher_bytes / size)
         print(f"{name:<13} {m:>12,} {teacher_macs / m:>8.2f}x {params:>9,} {size:>10,} "
               f"{teacher_bytes / size:>8.1f}x {f:>8.2f} {acc:>9.4f}")
-    print(f"FID of real training images vs the test images (the floor): {real_fid:.2f}")
+    print(f"FID floor: real training vs test images {floors['real_fid']:.2f}, test half vs half "
+          f"{floors['real_fid_halves']:.2f}; teacher FID with other noise {teacher_fid_noise2:.2f}")
     print(f"distill_only width {thin:.4f} (teacher {width}); two_step params target "
           f"{r8.params_before / r8.params_after:.2f}x; {time.perf_counter() - started:.0f}s in all")
     print(json.dumps({
-        "benchmark": "gan_slimming", "quick": q, "smoke": smoke, "train_subset": subset, "teacher_width": width,
-        "epochs": [teacher_epochs, gs_epochs, ft_epochs], "strength": strength, "lr_scale": args.lr_scale, "fid_samples": samples,
-        "real_fid": round(real_fid, 3), "teacher_fid": round(teacher_fid, 3), "gs32_fid": round(results["GS-32"][0], 3),
+        "benchmark": "gan_slimming", "quick": q, "smoke": smoke, "seed": args.seed, "train_subset": subset,
+        "teacher_width": width, "d_pool": args.d_pool, "epochs": [teacher_epochs, gs_epochs, ft_epochs],
+        "strength": gs["strength"], "lr_scale": gs["lr_scale"], "tuning": tuning, "fid_samples": samples,
+        **{k: round(v, 3) for k, v in floors.items()},
+        "teacher_fid": round(teacher_fid, 3), "teacher_fid_noise2": round(teacher_fid_noise2, 3),
+        "gs32_fid": round(results["GS-32"][0], 3),
         "gs32_macs_reduction": round(results["GS-32"][2], 3), "gs32_size_ratio": round(results["GS-32"][3], 3),
         "gs8_fid": round(results["GS-8"][0], 3), "gs8_size_ratio": round(results["GS-8"][3], 3),
         "gs8_macs_reduction": round(results["GS-8"][2], 3),

@@ -91,6 +91,26 @@ def test_dcgan_d_pool_keeps_a_spatial_grid(size):
     assert d.linear.in_features == d.embed.embedding_dim == 32 * 16
     x = torch.rand(3, 1, size, size) * 2 - 1
     assert d(x, torch.tensor([0, 1, 2])).shape == (3,)
-    assert slimkit.create_model("dcgan_d", width=0.25).linear.in_features == 32  # default: the global mean
+    assert slimkit.create_model("dcgan_d", width=0.25).linear.in_features == 32 * 49  # default: the 7x7 grid
+    assert slimkit.create_model("dcgan_d", width=0.25, pool=1).linear.in_features == 32  # the global mean
     with pytest.raises(slimkit.ConfigError, match="pool"):
         slimkit.create_model("dcgan_d", pool=0)
+
+
+def test_dcgan_d_spectral_norm_bounds_every_weight_layer():
+    torch.manual_seed(0)
+    d = slimkit.create_model("dcgan_d", width=0.25, spectral_norm=True)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    x, y = torch.rand(8, 1, 28, 28) * 2 - 1, torch.arange(8) % 10
+    for _ in range(20):  # the power iteration runs in training mode
+        d(x, y)
+    d.eval()
+    with torch.no_grad():
+        for layer in (d.features[0], d.features[2], d.linear, d.embed):
+            weight = layer.weight.flatten(1)  # the normalized weight
+            assert float(torch.linalg.matrix_norm(weight, ord=2)) == pytest.approx(1.0, rel=0.05)
+            expected = 1.0 if layer is d.embed else 0.02  # DCGAN init reached the parameter behind the weight
+            assert float(layer.parametrizations.weight.original.std()) == pytest.approx(expected, rel=0.2)
+    assert d(x, y).shape == (8,)
+    with pytest.raises(slimkit.ConfigError, match="spectral_norm"):
+        slimkit.create_model("dcgan_d", spectral_norm="yes")

@@ -29,15 +29,18 @@ TASK = "gan"
 def _init(model: nn.Module) -> nn.Module:
     """DCGAN init (Radford et al. 2016): conv weights N(0, 0.02), norm scales N(1, 0.02), zero shifts and biases."""
     for m in model.modules():
+        # a spectrally normalized layer's weight is computed: initialize the parameter behind it
+        weight = (m.parametrizations.weight.original if nn.utils.parametrize.is_parametrized(m, "weight")
+                  else getattr(m, "weight", None))
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            nn.init.normal_(m.weight, 0.0, 0.02)
+            nn.init.normal_(weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Embedding):
-            nn.init.normal_(m.weight, 0.0, 1.0)
+            nn.init.normal_(weight, 0.0, 1.0)
     return model
 
 
@@ -79,19 +82,23 @@ class DCGANDiscriminator(nn.Module):
     """Conditional projection discriminator: ``linear(h) + <embed(y), h>`` on conv features average-pooled to a
     ``pool x pool`` grid and flattened (``pool=1``: global mean, which discards where the features are)."""
 
-    def __init__(self, image_channels: int, num_classes: int, channels: tuple[int, int], pool: int = 1) -> None:
+    def __init__(self, image_channels: int, num_classes: int, channels: tuple[int, int], pool: int = 1,
+                 spectral_norm: bool = False) -> None:
         super().__init__()
         d0, d1 = channels
         self.features = nn.Sequential(
             nn.Conv2d(image_channels, d0, 4, stride=2, padding=1),  # (B, D0, 14, 14)
             nn.LeakyReLU(0.2),
-            nn.Conv2d(d0, d1, 4, stride=2, padding=1, bias=False),  # (B, D1, 7, 7)
-            nn.BatchNorm2d(d1),
+            nn.Conv2d(d0, d1, 4, stride=2, padding=1, bias=spectral_norm),  # (B, D1, 7, 7)
+            nn.Identity() if spectral_norm else nn.BatchNorm2d(d1),
             nn.LeakyReLU(0.2),
         )
         self.pool = nn.AdaptiveAvgPool2d(pool)  # (B, D1, pool, pool)
         self.linear = nn.Linear(d1 * pool * pool, 1)
         self.embed = nn.Embedding(num_classes, d1 * pool * pool)
+        if spectral_norm:  # SNGAN's projection discriminator: every weight layer 1-Lipschitz, no BatchNorm
+            for m in (self.features[0], self.features[2], self.linear, self.embed):
+                nn.utils.parametrizations.spectral_norm(m)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         h = self.pool(self.features(images)).flatten(1)  # (B, D1 * pool * pool)
@@ -209,19 +216,24 @@ def dcgan_g(*, noise_dim: int = 64, num_classes: int = 10, image_channels: int =
 
 @register_model("dcgan_d", task=TASK)
 def dcgan_d(*, num_classes: int = 10, image_channels: int = 1, width: float = 1.0,
-            pool: int = 1) -> DCGANDiscriminator:
+            pool: int = 7, spectral_norm: bool = False) -> DCGANDiscriminator:
     """Conditional DCGAN discriminator (channels 64, 128 at width 1), ``(images, labels) -> logits (B,)``.
 
     Args:
         pool: the final features are average-pooled to a ``pool x pool`` grid and flattened into the linear and
-            projection heads; 1 (default) is a global mean, larger keeps spatial structure (7 keeps all of it on
-            28 px images).
+            projection heads; 7 (default) keeps the whole 7x7 grid of 28 px images, 1 is a global mean. The
+            global mean discards where features are, and a conditional teacher trained against it made
+            recognizable samples far less often (docs/gan_slimming.md: class accuracy 0.57 vs 0.90).
+        spectral_norm: spectral normalization of every weight layer (and no BatchNorm), as SNGAN's projection
+            discriminator (Miyato & Koyama 2018): bounded logits, steadier adversarial training.
     """
     width = check_width(width)
     if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
         raise ConfigError(f"pool: must be an int >= 1, got {pool!r}")
+    if not isinstance(spectral_norm, bool):
+        raise ConfigError(f"spectral_norm: must be true or false, got {spectral_norm!r}")
     return _init(DCGANDiscriminator(image_channels, num_classes, (scale_channels(64, width),
-                                                                  scale_channels(128, width)), pool))
+                                                                  scale_channels(128, width)), pool, spectral_norm))
 
 
 @register_model("resnet_g", task=TASK)
