@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slimkit.data.text_corpus import sentences_of, split_sentences, stdlib_sentences
+from slimkit.data.text_corpus import package_sentences, sentences_of, split_sentences, stdlib_sentences
 
 
 def test_sentences_of_keeps_prose_and_drops_code_and_fragments():
@@ -19,6 +19,14 @@ def test_stdlib_sentences_are_deterministic_sorted_and_unique():
     assert a == stdlib_sentences(("json", "textwrap"))
     assert len(a) > 10 and a == sorted(a)
     assert len({s.casefold() for s in a}) == len(a)
+
+
+def test_package_sentences_read_objects_defined_in_private_submodules():
+    own = stdlib_sentences(("numpy.linalg",))  # stdlib rule: only objects whose __module__ is numpy.linalg itself
+    wide = package_sentences(("numpy.linalg", "no_such_package_xyz"))  # a missing package is skipped
+    assert wide == package_sentences(("numpy.linalg",)) == sorted(wide)
+    assert len(wide) > len(own) + 20  # solve, inv, eig... live in numpy.linalg._linalg
+    assert any("matrix" in s for s in wide)
 
 
 def test_split_is_disjoint_deterministic_and_stable_under_growth():

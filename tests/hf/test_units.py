@@ -81,6 +81,29 @@ def test_units_choose_what_goes(hf_build):
     assert model.model.layers[0].hidden_size == 48
 
 
+def test_importance_object_chooses_the_heads_and_neurons_kept(hf_build):
+    """Your own scores (an ``Importance`` object, e.g. measured on data) decide which heads and FFN neurons stay."""
+    from slimkit.prune.importance import Importance, per_slice_scores
+
+    model, inputs = hf_build("bert")
+    layer = model.encoder.layer[0]
+    wanted = {id(layer.attention.self.query.weight): torch.tensor([0.0, 3.0, 1.0, 2.0]).repeat_interleave(16),
+              id(layer.intermediate.dense.weight): torch.arange(128.0).flip(0)}  # the first neurons score highest
+    q_before = layer.attention.self.query.weight.detach().clone()
+    ffn_before = layer.intermediate.dense.weight.detach().clone()
+
+    class Given(Importance):
+        def scores(self, graph, ctx):
+            return per_slice_scores(graph, lambda t, d: wanted.get(id(t)) if d == 0 else None, ctx, roles=("out",))
+
+    with pytest.warns(slimkit.hf.HFConfigWarning):  # BertConfig cannot store 2 heads of 16 on a 64-wide model
+        slimkit.hf.prune_pretrained(model, inputs, units=("heads", "ffn"), heads=2, ffn=32, importance=Given(),
+                                    require_config=False)
+    q = layer.attention.self.query.weight
+    assert torch.equal(q, q_before[torch.cat([torch.arange(16, 32), torch.arange(48, 64)])])  # heads 1 and 3
+    assert torch.equal(layer.intermediate.dense.weight, ffn_before[:32])
+
+
 def _lopsided(model) -> None:
     """Half of layer 1's FFN neurons do nothing, so one global ranking takes more from layer 1 than layer 0."""
     mlp = model.model.layers[1].mlp

@@ -1,10 +1,12 @@
-"""Real English sentences available offline: the docstrings of Python's standard library.
+"""Real English sentences available offline: the docstrings of Python's standard library and of installed packages.
 
 :func:`stdlib_sentences` walks a fixed list of stdlib modules, takes ``inspect.getdoc`` of each module and of its
 public classes and functions, splits the text into sentences, keeps those of 5 to 40 words made mostly of letters,
-drops duplicates (case-folded) and sorts them. :func:`split_sentences` then puts each sentence in ``train`` or
-``heldout`` by a hash of its text (blake2b), so the split is deterministic, disjoint, and does not move when the
-module list grows. The text depends on the Python version (docstrings change between releases).
+drops duplicates (case-folded) and sorts them. :func:`package_sentences` does the same for the scientific packages
+slimkit depends on (numpy, scipy, torch: :data:`PACKAGE_MODULES`), whose public objects are mostly defined in
+private submodules and often builtins. :func:`split_sentences` then puts each sentence in ``train`` or ``heldout``
+by a hash of its text (blake2b), so the split is deterministic, disjoint, and does not move when the module list
+grows. The text depends on the Python and package versions (docstrings change between releases).
 """
 
 from __future__ import annotations
@@ -27,6 +29,12 @@ STDLIB_MODULES = (
     "zlib",
 )
 
+PACKAGE_MODULES = (
+    "numpy", "numpy.fft", "numpy.linalg", "numpy.ma", "numpy.polynomial", "numpy.random", "scipy.linalg",
+    "scipy.optimize", "scipy.signal", "scipy.sparse", "scipy.stats", "torch", "torch.autograd", "torch.distributions",
+    "torch.fx", "torch.nn", "torch.nn.functional", "torch.optim", "torch.utils.data",
+)
+
 _SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 
@@ -47,31 +55,53 @@ def sentences_of(text: str, *, min_words: int = 5, max_words: int = 40) -> list[
     return out
 
 
-def _docs(module_name: str) -> list[str]:
+def _docs(module_name: str, *, package: bool = False) -> list[str]:
+    """Docstrings of a module and of its public classes (with their methods) and functions: those defined in the
+    module itself, or with ``package`` anywhere in its top-level package, builtins and properties included."""
     try:
         module = importlib.import_module(module_name)
-    except ImportError:  # a stdlib module this build lacks (ssl, sqlite3)
+    except ImportError:  # a stdlib module this build lacks (ssl, sqlite3), a package not installed
         return []
+    top = module.__name__.split(".")[0]
+
+    def own(obj: object) -> bool:
+        where = getattr(obj, "__module__", None)
+        if not package:
+            return where == module.__name__
+        return isinstance(where, str) and (where == top or where.startswith(top + "."))
+
+    def documented(obj: object) -> bool:
+        return inspect.isclass(obj) or inspect.isfunction(obj) or (package and callable(obj))
+
     docs = [inspect.getdoc(module) or ""]
     for name, obj in sorted(vars(module).items()):
-        if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+        if name.startswith("_") or not own(obj) or not documented(obj):
             continue
-        if inspect.isclass(obj) or inspect.isfunction(obj):
-            docs.append(inspect.getdoc(obj) or "")
-            if inspect.isclass(obj):
-                docs += [inspect.getdoc(m) or "" for n, m in sorted(vars(obj).items())
-                         if not n.startswith("_") and inspect.isfunction(m)]
+        docs.append(inspect.getdoc(obj) or "")
+        if inspect.isclass(obj):
+            docs += [inspect.getdoc(m) or "" for n, m in sorted(vars(obj).items())
+                     if not n.startswith("_") and (inspect.isfunction(m) or (package and isinstance(m, property)))]
     return docs
+
+
+def _sentences(modules: tuple[str, ...], package: bool, filters: dict[str, int]) -> list[str]:
+    seen: dict[str, str] = {}
+    for name in modules:
+        for doc in _docs(name, package=package):
+            for sentence in sentences_of(doc, **filters):
+                seen.setdefault(sentence.casefold(), sentence)
+    return sorted(seen.values())
 
 
 def stdlib_sentences(modules: tuple[str, ...] = STDLIB_MODULES, **filters: int) -> list[str]:
     """Deduplicated (case-folded), sorted sentences from the docstrings of ``modules``."""
-    seen: dict[str, str] = {}
-    for name in modules:
-        for doc in _docs(name):
-            for sentence in sentences_of(doc, **filters):
-                seen.setdefault(sentence.casefold(), sentence)
-    return sorted(seen.values())
+    return _sentences(modules, False, filters)
+
+
+def package_sentences(modules: tuple[str, ...] = PACKAGE_MODULES, **filters: int) -> list[str]:
+    """Deduplicated (case-folded), sorted sentences from the docstrings of installed packages' ``modules`` (those
+    not installed are skipped): public objects defined anywhere in the package, builtins and properties included."""
+    return _sentences(modules, True, filters)
 
 
 def split_sentences(sentences: list[str], heldout: float = 0.2, salt: str = "slimkit") -> dict[str, list[str]]:

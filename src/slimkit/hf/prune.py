@@ -59,7 +59,8 @@ class HFPruneConfig:
             round-trip); when it cannot, raise HFConfigError and leave the model as it was. False: prune anyway,
             leave the config as it was, warn, and say why in ``report.config_error`` (for ONNX export or
             :func:`slimkit.save_model`, which store any widths).
-        importance: a registered criterion (l1, l2, fpgm, taylor, random...).
+        importance: a criterion as :class:`slimkit.PruneConfig` takes it: a registered name (l1, l2, fpgm, taylor,
+            random...), a mapping ``{"name": ..., **options}`` or an ``Importance`` object (your own scores).
         round_to: keep channel counts at multiples of this (heads count by their width); ``"auto"`` as in
             :class:`slimkit.PruneConfig`.
         seed: for ``random`` importance and tie-breaking.
@@ -71,7 +72,8 @@ class HFPruneConfig:
     ffn: float | int | None = None
     hidden: float | int | None = None
     scope: Literal["uniform", "global"] = "uniform"
-    importance: str = "l1"
+    # Any for pydantic (PruneConfig checks and resolves it); str | Mapping | Importance in fact
+    importance: Any = field(default="l1", metadata={"registry": "slimkit.prune.importance:CRITERIA"})
     round_to: int | Literal["auto"] | None = None
     seed: int = 0
     require_config: bool = True
