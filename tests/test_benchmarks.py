@@ -86,6 +86,26 @@ def test_codec_benchmark_catches_a_flipped_bit(monkeypatch, tmp_path):
     assert codec.decode_mismatches(model, missing) == [name]
 
 
+def test_codec_benchmark_fails_when_decoding_is_wrong(monkeypatch, capsys):
+    """The timed decode itself is checked: a decoder that flips one bit makes the run say so and exit non-zero."""
+    codec = load_benchmark(ROOT / "benchmarks" / "codec_throughput.py", monkeypatch)
+    real_load_state = codec.load_state
+
+    def flipping_load_state(path):
+        decoded, header = real_load_state(path)
+        name = next(k for k, v in decoded.items() if v.dtype == torch.float32 and v.numel() > 1)
+        decoded[name].view(torch.int32).view(-1)[0] ^= 1
+        return decoded, header
+
+    monkeypatch.setattr(codec, "load_state", flipping_load_state)
+    monkeypatch.setattr(sys, "argv", ["codec_throughput.py", "--smoke"])
+    with pytest.raises(SystemExit) as done:
+        codec.main()
+    assert "decoded tensors differ" in str(done.value.code)
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["decode_exact"] is False
+
+
 def _run_smoke(path: Path, cwd: Path) -> tuple[subprocess.CompletedProcess, float]:
     args = [sys.executable, str(path), "--smoke"]
     if path.stem in ("slimming_vgg", "progressive_global"):  # their plots, out of the checkout
