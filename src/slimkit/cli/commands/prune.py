@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slimkit.cli.from_config import add_config_arguments, config_from_args
 from slimkit.cli.inputs import add_factory_argument, load_with_example
 from slimkit.prune.config import PruneConfig
+
+if TYPE_CHECKING:
+    from torch import nn
 
 DEFAULT_BATCHES = 4  # as the recipe's prune stage (calibration_batches)
 BATCH_SIZE = 64
@@ -71,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _criterion_batches(model: object, config: PruneConfig, args: argparse.Namespace) -> list:
+def _criterion_batches(model: nn.Module, config: PruneConfig, args: argparse.Namespace) -> list:
     """The ``(inputs, targets)`` batches of ``--data`` the criterion asks for (its ``batches`` option)."""
     from itertools import islice
 
@@ -82,5 +86,5 @@ def _criterion_batches(model: object, config: PruneConfig, args: argparse.Namesp
     data = load_dataset(args.data, subset=args.subset)
     loader = make_loader(data.train, batch_size=BATCH_SIZE, shuffle=True, seed=config.seed)
     batches = list(islice(loader, criterion_batches(config.importance, DEFAULT_BATCHES)))
-    check_forward(model, (batches[0][0],), flag="--data", source=args.data)  # type: ignore[arg-type]
+    check_forward(model, (batches[0][0],), flag="--data", source=args.data)
     return batches
