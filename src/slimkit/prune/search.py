@@ -5,8 +5,7 @@ copy, re-estimate BatchNorm statistics on a few hundred training samples, accura
 training data, never the test set); the best few may be fine-tuned briefly, and the winner is applied to the model.
 An optional evolutionary phase mutates and crosses the best vectors. Seeded and deterministic.
 
-    >>> result = slimkit.search_ratios(model, x, train_set, SearchConfig(budget=Budget("macs", 3.0, factor=True)))
-    >>> result = slimkit.search_ratios(model, x, train_set, macs_reduction=3.0, candidates=64)  # the shorthands
+    >>> result = slimkit.search_ratios(model, x, train_set, SearchConfig(macs_reduction=3.0, candidates=64))
     >>> result.best.ratios, result.report.macs_reduction
 """
 
