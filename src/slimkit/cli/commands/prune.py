@@ -46,15 +46,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from slimkit.cli.outputs import ensure_writable
     from slimkit.core.errors import ConfigError
-    from slimkit.prune.importance import criterion_needs
+    from slimkit.prune.importance import CRITERIA, criterion_needs
     from slimkit.prune.structured import plan_pruning
     from slimkit.state import save_model
 
     config = config_from_args(PruneConfig, args)  # bad values fail before the model is loaded
     needs = criterion_needs(config.importance)
+    name = getattr(config.importance, "name", config.importance)
     if needs and args.data is None:
-        raise ConfigError(f"--importance {getattr(config.importance, 'name', config.importance)} reads training "
-                          "batches: give --data DATASET (e.g. --data fashion_mnist)")
+        raise ConfigError(f"--importance {name} reads training batches: give --data DATASET "
+                          "(e.g. --data fashion_mnist)")
+    if args.data is not None and not needs:
+        readers = ", ".join(n for n, cls in CRITERIA.items() if cls.needs)
+        raise ConfigError(f"--data: only a criterion that reads data uses it ({readers}); --importance {name} reads "
+                          "the weights alone")
     if not args.dry_run:
         ensure_writable(args.out)
     model, x = load_with_example(args.model, args.input_size, args)
