@@ -169,6 +169,8 @@ CASES = {
                                           ("--importance-opt", "batches", "0")),
     "prune-data-criterion-without-data": Case(["prune", "model.pt", "--importance", "apoz", "--out", "previous.pt"],
                                               ("--importance apoz", "--data")),
+    "prune-data-unused": Case(["prune", "model.pt", "--data", "synthetic", "--out", "previous.pt"],
+                              ("--data", "--importance l1")),
     "sensitivity-data-criterion": Case(["sensitivity", "model.pt", "--data", "synthetic", "--importance", "taylor",
                                         "--out-dir", "sens"], ("--importance", "taylor")),
     "sensitivity-two-targets": Case(["sensitivity", "model.pt", "--data", "synthetic", "--max-drop", "0.01",

@@ -265,3 +265,17 @@ def test_criterion_option_without_a_value_is_an_argparse_error(capsys) -> None:
     err = capsys.readouterr().err.strip()
     assert exit_.value.code == 2 and len(err.splitlines()) == 1
     assert "argument --importance-opt: expected KEY=VALUE, got 'batches'" in err
+
+
+def test_sensitivity_command_and_stage_take_one_config() -> None:
+    from slimkit.core.config import parse_config
+    from slimkit.prune.methods.sensitivity import SensitivityConfig
+    from slimkit.recipe import load_stages
+
+    assert load_stages().get("sensitivity").config_cls is SensitivityConfig
+    args = build_parser().parse_args(["sensitivity", "m.pt", "--out-dir", "d", "--ratios", "0.2,0.4",
+                                      "--ratios", "0.6", "--importance", "l2", "--max-drop", "0.01"])
+    assert config_from_args(SensitivityConfig, args) == parse_config(
+        SensitivityConfig, {"ratios": [0.2, 0.4, 0.6], "importance": "l2", "max_drop": 0.01})
+    quick = config_from_args(SensitivityConfig, build_parser().parse_args(["sensitivity", "m.pt", "--out-dir", "d"]))
+    assert quick.ratios == (0.1, 0.3, 0.5, 0.7, 0.9) and quick.importance == "l1"  # the command's shorter sweep

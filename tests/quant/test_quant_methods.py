@@ -54,7 +54,7 @@ def test_the_verb_and_the_recipe_stage_take_a_registered_method(round_to_grid) -
     stage = load_stages().get("quantize")
     config = parse_config(stage.config_cls, {"scheme": "test_grid", "options": {"step": 0.125}})
     assert config.build() == RoundToGrid(step=0.125)
-    with pytest.raises(ConfigError, match=r"stages\[0\] \(quantize\): options \(test_grid\): step must be > 0"):
+    with pytest.raises(ConfigError, match=r"stages\[0\] \(quantize\): test_grid: step must be > 0"):
         parse_config(stage.config_cls, {"scheme": "test_grid", "options": {"step": 0}}, where="stages[0] (quantize)")
 
 
@@ -62,7 +62,7 @@ def test_unknown_scheme_lists_built_in_and_registered_methods(round_to_grid) -> 
     stage = load_stages().get("quantize")
     with pytest.raises(ConfigError, match=r"unknown quantization method 'int3'; choose one of: .*test_grid.*uniform"):
         parse_config(stage.config_cls, {"scheme": "int3"})
-    with pytest.raises(ConfigError, match=r"options \(uniform\)\.step: unknown option for QuantConfig"):
+    with pytest.raises(ConfigError, match=r"QuantizeStageConfig: uniform\.step: unknown option for QuantConfig"):
         parse_config(stage.config_cls, {"scheme": "uniform", "options": {"step": 1}})
 
 
@@ -87,17 +87,19 @@ def test_built_in_schemes_are_registered_methods_built_from_the_shared_fields() 
     assert uniform == QuantConfig(weight_bits=4, activation_bits=None, granularity=PerTensor(), percentile=99.0,
                                   fold_bn=False)
     mixed = _stage_build(scheme="mixed", weight_bits=4, calibration_batches=2, candidate_bits=[4, 8],
-                         budget_ratio=0.2, options={"allocation": "greedy"})
+                         budget_ratio=0.2, options={"allocation": "greedy", "quant": {"percentile": 99.0}})
     assert mixed == MixedPrecisionConfig(candidate_bits=(4, 8), budget_ratio=0.2, allocation="greedy",
-                                         calibration_batches=2, quant=QuantConfig(weight_bits=4, calibration_batches=2))
+                                         calibration_batches=2,
+                                         quant=QuantConfig(weight_bits=4, calibration_batches=2, percentile=99.0))
 
 
 @pytest.mark.parametrize(("fields", "message"), [
     ({"scheme": "bwn", "weight_bits": 4}, r"quantize\)\.weight_bits: method 'bwn' \(BinaryConfig\) has no such option"),
-    ({"scheme": "bwn", "options": {"method": "xnor"}}, r"options \(bwn\)\.method: set by the method's name 'bwn'"),
+    ({"scheme": "bwn", "options": {"method": "xnor"}}, r"quantize\): bwn\.method: set by the method's name 'bwn'"),
     ({"options": {"weight_bits": 4}}, r"quantize\)\.options: weight_bits is a field of the stage"),
     ({"scheme": "twn", "onnx_int8": True}, r"quantize\)\.onnx_int8: integer ONNX export is for uniform and mixed"),
     ({"scheme": "mixed", "budget_ratio": 2.0}, r"budget_ratio must be in \(0, 1\]"),
+    ({"scheme": "mixed", "weight_bits": 12}, r"quantize\): mixed\.quant: weight_bits must be in \[2, 8\], got 12$"),
 ])
 def test_stage_options_that_mean_nothing_to_the_method_are_errors(fields, message) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -263,10 +263,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude:
         options_dest = None
         if options is not None:
             options_dest = f"{dest}__opt"
-            taking = "; ".join(f"{name}: {', '.join(keys)}" for name, keys in options.items() if keys) or "none yet"
+            taking = {name: keys for name, keys in options.items() if keys}
+            example = next((f", e.g. {flag} {name} {flag}-opt {keys[0]}=..." for name, keys in taking.items()), "")
+            listed = "; ".join(f"{name}: {', '.join(keys)}" for name, keys in taking.items()) or "none yet"
             group.add_argument(f"{flag}-opt", dest=options_dest, default=None, action="append", metavar="KEY=VALUE",
-                               type=_pair(str), help=f"an option of the chosen {flag.lstrip('-')} (repeatable), "
-                               f"e.g. {flag}-opt batches=8; options by name: {taking}".replace("%", "%%"))
+                               type=_pair(str), help=f"an option of the chosen {flag.lstrip('-')} (repeatable)"
+                               f"{example}; options by name: {listed}".replace("%", "%%"))
         table[dest] = _Flag(flag, field, defaults.get(".".join(path), _UNSET), is_dict, options_dest)
     parser.set_defaults(**{_DEST: {**(parser.get_default(_DEST) or {}), cls: table}})
 

@@ -73,6 +73,16 @@ def has_syncer(cls: type) -> bool:
     return rule is not None and rule.sync is not None
 
 
+def channel_dims(cls: type, attr: str) -> tuple[int, ...] | None:
+    """The dims of tensor ``attr`` that the rule of ``cls`` (or a base) says hold channels (a conv weight: 0 and 1,
+    never its kernel dims); None when no rule of the type names that tensor."""
+    rule = LAYER_RULES.for_type(cls)
+    if rule is None or rule.out is None:
+        return None
+    dims = sorted({d for name, d in (*rule.out, *(rule.in_ or ())) if name == attr})
+    return tuple(dims) or None
+
+
 def _conv(m: nn.Module) -> None:
     # a depthwise-like conv (one input channel per group) loses whole groups: its multiplier stays
     if m.groups > 1 and m.weight.shape[1] == 1 and m.in_channels == m.groups:

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
+from slimkit.core.shapes import has_syncer
 from slimkit.graph.fields import Fields, MacsTerm
 from slimkit.graph.ops import _arg, broadcast_fields, couple, register_op, unknown
 
@@ -96,13 +96,14 @@ def conv(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: 
 def _groups_follow(tr: Tracer, name: str, w: torch.Tensor, in_ids: torch.Tensor, groups: int) -> bool | None:
     """A depthwise-like conv loses whole groups: does its ``groups`` follow? True when the code read it from
     ``.shape`` or from an int attribute of the running module (timm's ``BlurPool2d``: ``groups=self.channels``,
-    linked so it follows the width); False for an ``nn.Conv2d`` (its attributes are kept in sync anyway); None
-    when the number is fixed in code."""
+    linked so it follows the width); False for a layer whose LayerRule keeps its attributes in sync with its
+    weight (``nn.Conv2d``, a subclass such as timm's ``Conv2dSame``, a registered conv-like type); None when the
+    number is fixed in code."""
     k = tr.tensor_index(w)
     owners = [m for _, m, _, _ in tr.locations[k]] if k is not None else []
-    if any(isinstance(m, nn.modules.conv._ConvNd) for m in owners) or not tr.module_objs \
+    if any(has_syncer(type(m)) for m in owners) or not tr.module_objs \
             or type(tr.module_objs[-1]).__module__.startswith("torch."):
-        return False  # a conv module's (or subclass's, e.g. timm's Conv2dSame) attributes follow its weight
+        return False  # the owner's rule (core/shapes.py) keeps groups/in_channels true to the weight
     if any(r.shape == in_ids.shape and bool(torch.equal(r, in_ids)) for r in tr.read_channels(groups) or []):
         tr.assumptions.add(f"{tr.rec.where}: {name} groups={groups} read from .shape")
         return True

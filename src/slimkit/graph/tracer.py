@@ -23,7 +23,7 @@ from slimkit.core.errors import GraphError
 from slimkit.core.forward import module_hooks, training_mode
 from slimkit.core.modules import label
 from slimkit.core.registry import Registry
-from slimkit.core.shapes import has_syncer
+from slimkit.core.shapes import channel_dims, has_syncer
 from slimkit.graph.fields import Fields, Recorder
 from slimkit.graph.ops import OP_HANDLERS, _tensors, unknown
 
@@ -233,9 +233,11 @@ class Tracer:
     def fields(self, t: torch.Tensor) -> Fields:
         k = self._index.get(id(t))
         if k is not None:
-            # a conv module's weight used directly (NFNet's standardized weight): kernel dims are never channels
-            conv = any(isinstance(m, nn.modules.conv._ConvNd) and a == "weight" for _, m, a, _ in self.locations[k])
-            return self.param_fields(t, {}, dims=(0, 1) if conv else None)
+            # a layer's tensor of more than two dims used directly (NFNet's standardized conv weight): only the
+            # dims its LayerRule names hold channels (a conv weight's kernel dims never do)
+            named = [channel_dims(type(m), a) for _, m, a, _ in self.locations[k]]
+            dims = next((d for d in named if d is not None and t.ndim > 2), None)
+            return self.param_fields(t, {}, dims=dims)
         return self._fields.get(id(t), {})
 
     def set(self, t: torch.Tensor, fields: Fields) -> None:

@@ -6,8 +6,7 @@ hundred training samples, loss on a held-out slice of the training data, never t
 fine-tuned briefly, and the winner is applied to the model. An optional evolutionary phase mutates and crosses the
 best vectors. Seeded and deterministic.
 
-    >>> result = slimkit.search_ratios(model, x, train_set, SearchConfig(budget=Budget("macs", 3.0, factor=True)))
-    >>> result = slimkit.search_ratios(model, x, train_set, macs_reduction=3.0, candidates=64)  # the shorthands
+    >>> result = slimkit.search_ratios(model, x, train_set, SearchConfig(macs_reduction=3.0, candidates=64))
     >>> result.best.ratios, result.report.macs_reduction
 """
 

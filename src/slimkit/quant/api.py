@@ -61,23 +61,35 @@ class QuantMethod:
         if clash:
             raise ConfigError(f"{prefix}{clash[0]}: set by the method's name {self.name!r} "
                               f"({clash[0]}={self.fixed[clash[0]]!r}); choose another method instead")
-        data = {**fill_fields(self.config_cls, dict(shared or {})), **options, **self.fixed}
+        data = {**fill_fields(self.config_cls, dict(shared or {})), **self.fixed}
+        for name, value in options.items():  # a nested config's options add to the shared values it got
+            data[name] = {**data[name], **value} if isinstance(data.get(name), dict) and isinstance(value, Mapping) \
+                else value
+        for name, kind in _nested(self.config_cls).items():  # built alone, so an error names its field
+            if isinstance(data.get(name), dict):
+                data[name] = parse_config(kind, data[name], where=f"{where}.{name}" if where else name)
         return parse_config(self.config_cls, data, where=where)
+
+
+def _nested(cls: type) -> dict[str, type]:
+    """The fields of config ``cls`` that are configs themselves (mixed precision's ``quant: QuantConfig``)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)
+            if isinstance(hints[f.name], type) and dataclasses.is_dataclass(hints[f.name])}
 
 
 def fill_fields(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:
     """The entries of ``values`` that name a field of config ``cls``; a nested config field (``quant:
     QuantConfig``) gets a mapping of those naming its own fields."""
-    hints = typing.get_type_hints(cls)
+    nested = _nested(cls)
     out: dict[str, Any] = {}
     for field in dataclasses.fields(cls):
-        kind = hints[field.name]
         if field.name in values:
             out[field.name] = values[field.name]
-        elif isinstance(kind, type) and dataclasses.is_dataclass(kind):
-            nested = fill_fields(kind, values)
-            if nested:
-                out[field.name] = nested
+        elif field.name in nested:
+            inner = fill_fields(nested[field.name], values)
+            if inner:
+                out[field.name] = inner
     return out
 
 

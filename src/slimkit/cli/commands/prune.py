@@ -10,10 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slimkit.cli.from_config import add_config_arguments, config_from_args
 from slimkit.cli.inputs import add_factory_argument, load_with_example
 from slimkit.prune.config import PruneConfig
+
+if TYPE_CHECKING:
+    from torch import nn
 
 DEFAULT_BATCHES = 4  # as the recipe's prune stage (calibration_batches)
 BATCH_SIZE = 64
@@ -42,15 +46,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from slimkit.cli.outputs import ensure_writable
     from slimkit.core.errors import ConfigError
-    from slimkit.prune.importance import criterion_needs
+    from slimkit.prune.importance import CRITERIA, criterion_needs
     from slimkit.prune.structured import plan_pruning
     from slimkit.state import save_model
 
     config = config_from_args(PruneConfig, args)  # bad values fail before the model is loaded
     needs = criterion_needs(config.importance)
+    name = getattr(config.importance, "name", config.importance)
     if needs and args.data is None:
-        raise ConfigError(f"--importance {getattr(config.importance, 'name', config.importance)} reads training "
-                          "batches: give --data DATASET (e.g. --data fashion_mnist)")
+        raise ConfigError(f"--importance {name} reads training batches: give --data DATASET "
+                          "(e.g. --data fashion_mnist)")
+    if args.data is not None and not needs:
+        readers = ", ".join(n for n, cls in CRITERIA.items() if cls.needs)
+        raise ConfigError(f"--data: only a criterion that reads data uses it ({readers}); --importance {name} reads "
+                          "the weights alone")
     if not args.dry_run:
         ensure_writable(args.out)
     model, x = load_with_example(args.model, args.input_size, args)
@@ -71,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _criterion_batches(model: object, config: PruneConfig, args: argparse.Namespace) -> list:
+def _criterion_batches(model: nn.Module, config: PruneConfig, args: argparse.Namespace) -> list:
     """The ``(inputs, targets)`` batches of ``--data`` the criterion asks for (its ``batches`` option)."""
     from itertools import islice
 
@@ -82,5 +91,5 @@ def _criterion_batches(model: object, config: PruneConfig, args: argparse.Namesp
     data = load_dataset(args.data, subset=args.subset)
     loader = make_loader(data.train, batch_size=BATCH_SIZE, shuffle=True, seed=config.seed)
     batches = list(islice(loader, criterion_batches(config.importance, DEFAULT_BATCHES)))
-    check_forward(model, (batches[0][0],), flag="--data", source=args.data)  # type: ignore[arg-type]
+    check_forward(model, (batches[0][0],), flag="--data", source=args.data)
     return batches
