@@ -46,19 +46,20 @@ from slimkit.quant import QuantConfig  # noqa: E402
 NOISE_DIM = 64
 # defaults of the recorded quick run (docs/gan_slimming.md says how they were chosen)
 D_POOL = 7
+D_SPECTRAL_NORM = True
 TEACHER_EPOCHS_QUICK = 8
 LR_SCALE = 0.0
 STRENGTH = 0.5
 
 
-def train_teacher(data, width: float, epochs: int, seed: int, pool: int = 1,
+def train_teacher(data, width: float, epochs: int, seed: int, pool: int = 1, spectral_norm: bool = False,
                   batch_size: int = 64) -> tuple[nn.Module, nn.Module]:
-    """A conditional DCGAN (generator and discriminator, ``dcgan_d(pool=pool)``) trained from scratch, seeded."""
+    """A conditional DCGAN (generator and ``dcgan_d(pool, spectral_norm)``) trained from scratch, seeded."""
     from slimkit.data.loader import make_loader
 
     torch.manual_seed(seed)
     g = slimkit.create_model("dcgan_g", width=width, noise_dim=NOISE_DIM)
-    d = slimkit.create_model("dcgan_d", width=width, pool=pool)
+    d = slimkit.create_model("dcgan_d", width=width, pool=pool, spectral_norm=spectral_norm)
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     loader = make_loader(data, batch_size=batch_size, shuffle=True, seed=seed, drop_last=True)
@@ -114,6 +115,8 @@ def main() -> None:
                         help=f"GS runs: the L1 weight rho (default {STRENGTH})")
     parser.add_argument("--d-pool", type=int, default=D_POOL,
                         help=f"teacher discriminator: dcgan_d(pool=N) (default {D_POOL}; 1 = global mean)")
+    parser.add_argument("--d-sn", action=argparse.BooleanOptionalAction, default=D_SPECTRAL_NORM,
+                        help=f"teacher discriminator: dcgan_d(spectral_norm=...) (default {D_SPECTRAL_NORM})")
     parser.add_argument("--teacher-epochs", type=int, default=None, help="override the setting's teacher epochs")
     parser.add_argument("--tune", default="",
                         help="GS-8 grid 'LR_SCALE:STRENGTH,...' scored by FID against held-out training images "
@@ -153,7 +156,8 @@ def main() -> None:
         return (fid.frechet_distance(reference, fid.activations(classifier, images)),
                 fid.class_accuracy(classifier, images, labels))
 
-    teacher, disc = train_teacher(data.train, width, teacher_epochs, args.seed, pool=args.d_pool)
+    teacher, disc = train_teacher(data.train, width, teacher_epochs, args.seed, pool=args.d_pool,
+                                  spectral_norm=args.d_sn)
     teacher_fid, teacher_acc = quality(teacher)
     teacher_fid_noise2 = quality(teacher, noise_seed=2)[0]  # same teacher, other noise: the sampling noise
     teacher_bytes = stored_bytes(teacher)
@@ -218,7 +222,7 @@ def main() -> None:
           f"{r8.params_before / r8.params_after:.2f}x; {time.perf_counter() - started:.0f}s in all")
     print(json.dumps({
         "benchmark": "gan_slimming", "quick": q, "smoke": smoke, "seed": args.seed, "train_subset": subset,
-        "teacher_width": width, "d_pool": args.d_pool, "epochs": [teacher_epochs, gs_epochs, ft_epochs],
+        "teacher_width": width, "d_pool": args.d_pool, "d_spectral_norm": args.d_sn, "epochs": [teacher_epochs, gs_epochs, ft_epochs],
         "strength": gs["strength"], "lr_scale": gs["lr_scale"], "tuning": tuning, "fid_samples": samples,
         **{k: round(v, 3) for k, v in floors.items()},
         "teacher_fid": round(teacher_fid, 3), "teacher_fid_noise2": round(teacher_fid_noise2, 3),
