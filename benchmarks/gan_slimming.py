@@ -46,25 +46,34 @@ from slimkit.quant import QuantConfig  # noqa: E402
 NOISE_DIM = 64
 # defaults of the recorded quick run (docs/gan_slimming.md says how they were chosen)
 D_POOL = 7
+D_SPECTRAL_NORM = False
 TEACHER_EPOCHS_QUICK = 8
 LR_SCALE = 0.0
 STRENGTH = 0.5
 
 
-def train_teacher(data, width: float, epochs: int, seed: int, pool: int = 1,
-                  batch_size: int = 64) -> tuple[nn.Module, nn.Module]:
-    """A conditional DCGAN (generator and discriminator, ``dcgan_d(pool=pool)``) trained from scratch, seeded."""
+def train_teacher(data, width: float, epochs: int, seed: int, pool: int = 1, spectral_norm: bool = False,
+                  batch_size: int = 64, score=None) -> tuple[nn.Module, nn.Module, list[float]]:
+    """A conditional DCGAN (generator and ``dcgan_d(pool, spectral_norm)``) trained from scratch, seeded.
+
+    ``score(generator) -> float`` (lower is better; the benchmark: FID against held-out training images) is
+    evaluated after every epoch and the best epoch's generator and discriminator are returned, with the scores:
+    the adversarial game oscillates from epoch to epoch, and the last epoch is not the best one.
+    """
     from slimkit.data.loader import make_loader
 
     torch.manual_seed(seed)
     g = slimkit.create_model("dcgan_g", width=width, noise_dim=NOISE_DIM)
-    d = slimkit.create_model("dcgan_d", width=width, pool=pool)
+    d = slimkit.create_model("dcgan_d", width=width, pool=pool, spectral_norm=spectral_norm)
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     loader = make_loader(data, batch_size=batch_size, shuffle=True, seed=seed, drop_last=True)
     make = conditional_inputs(NOISE_DIM)
     rng = torch.Generator().manual_seed(seed)
+    scores: list[float] = []
+    best = (g, d)
     for epoch in range(epochs):
+        g.train()
         loader.set_epoch(epoch)
         started, losses = time.perf_counter(), []
         for batch in loader:
@@ -80,9 +89,13 @@ def train_teacher(data, width: float, epochs: int, seed: int, pool: int = 1,
             opt_g.step()
             losses.append((loss_g.item(), loss_d.item()))
         lg, ld = torch.tensor(losses).mean(0).tolist()
-        print(f"teacher epoch {epoch + 1}/{epochs}  loss_g {lg:.3f}  loss_d {ld:.3f}  "
-              f"{time.perf_counter() - started:.0f}s", file=sys.stderr)
-    return g.eval(), d
+        scores.append(score(g.eval()) if score is not None else -float(epoch))
+        if scores[-1] <= min(scores):
+            best = (copy.deepcopy(g), copy.deepcopy(d))
+        g.train()
+        print(f"teacher epoch {epoch + 1}/{epochs}  loss_g {lg:.3f}  loss_d {ld:.3f}  held-out score "
+              f"{scores[-1]:.2f}  {time.perf_counter() - started:.0f}s", file=sys.stderr)
+    return best[0].eval(), best[1], scores
 
 
 def macs(model: nn.Module) -> int:
@@ -114,6 +127,8 @@ def main() -> None:
                         help=f"GS runs: the L1 weight rho (default {STRENGTH})")
     parser.add_argument("--d-pool", type=int, default=D_POOL,
                         help=f"teacher discriminator: dcgan_d(pool=N) (default {D_POOL}; 1 = global mean)")
+    parser.add_argument("--d-sn", action=argparse.BooleanOptionalAction, default=D_SPECTRAL_NORM,
+                        help=f"teacher discriminator: dcgan_d(spectral_norm=...) (default {D_SPECTRAL_NORM})")
     parser.add_argument("--teacher-epochs", type=int, default=None, help="override the setting's teacher epochs")
     parser.add_argument("--tune", default="",
                         help="GS-8 grid 'LR_SCALE:STRENGTH,...' scored by FID against held-out training images "
@@ -153,7 +168,13 @@ def main() -> None:
         return (fid.frechet_distance(reference, fid.activations(classifier, images)),
                 fid.class_accuracy(classifier, images, labels))
 
-    teacher, disc = train_teacher(data.train, width, teacher_epochs, args.seed, pool=args.d_pool)
+    def held_out_fid(generator: nn.Module) -> float:  # teacher epoch selection: never the test set
+        images, _ = fid.generate(generator, min(samples, 5000), seed=3)
+        return fid.frechet_distance(held_out, fid.activations(classifier, images))
+
+    teacher, disc, teacher_scores = train_teacher(data.train, width, teacher_epochs, args.seed, pool=args.d_pool,
+                                                  spectral_norm=args.d_sn, score=held_out_fid)
+    teacher_epoch = teacher_scores.index(min(teacher_scores)) + 1
     teacher_fid, teacher_acc = quality(teacher)
     teacher_fid_noise2 = quality(teacher, noise_seed=2)[0]  # same teacher, other noise: the sampling noise
     teacher_bytes = stored_bytes(teacher)
@@ -218,7 +239,8 @@ def main() -> None:
           f"{r8.params_before / r8.params_after:.2f}x; {time.perf_counter() - started:.0f}s in all")
     print(json.dumps({
         "benchmark": "gan_slimming", "quick": q, "smoke": smoke, "seed": args.seed, "train_subset": subset,
-        "teacher_width": width, "d_pool": args.d_pool, "epochs": [teacher_epochs, gs_epochs, ft_epochs],
+        "teacher_width": width, "d_pool": args.d_pool, "d_spectral_norm": args.d_sn, "epochs": [teacher_epochs, gs_epochs, ft_epochs],
+        "teacher_epoch": teacher_epoch, "teacher_held_out_fid": [round(v, 1) for v in teacher_scores],
         "strength": gs["strength"], "lr_scale": gs["lr_scale"], "tuning": tuning, "fid_samples": samples,
         **{k: round(v, 3) for k, v in floors.items()},
         "teacher_fid": round(teacher_fid, 3), "teacher_fid_noise2": round(teacher_fid_noise2, 3),
