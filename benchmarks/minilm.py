@@ -317,7 +317,7 @@ def main() -> None:
                    "(0: no refit)")
     p.add_argument("--steps", type=int, default=None, help="distillation steps")
     p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--hidden-weight", type=float, default=1.0, help="weight of the token-level hidden-state loss")
     p.add_argument("--int8-exclude", choices=("none", "ffn_out"), default="none",
                    help="MatMuls left in fp32 by quantize_dynamic")
@@ -325,7 +325,7 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    steps = args.steps if args.steps is not None else (3 if args.smoke else 600 if args.quick else 2000)
+    steps = args.steps if args.steps is not None else (3 if args.smoke else 350 if args.quick else 2000)
     batch = 4 if args.smoke else args.batch
     n_refit = args.refit_sentences if args.refit_sentences is not None else (16 if args.smoke else 512)
     rounds = (1, 1) if args.smoke else (20, 3) if args.quick else (50, 10)

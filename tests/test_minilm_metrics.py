@@ -47,3 +47,59 @@ def test_smoke_fallback_tokenizer_honours_return_tensors(monkeypatch, kind, cls)
     t = tok(["a b c", "d"], padding="max_length", truncation=True, max_length=8, return_tensors=kind)
     assert isinstance(t["input_ids"], cls) and t["input_ids"].shape == (2, 8)
     assert t["attention_mask"].tolist() == [[1] * 5 + [0] * 3, [1] * 3 + [0] * 5]
+
+
+def _tiny_bert():
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                                     intermediate_size=128, max_position_embeddings=32)
+    return transformers.BertModel(config).eval()
+
+
+def _tokenize(texts, **_):
+    rows = [[101] + [sum(map(ord, w)) % 900 + 100 for w in t.split()] + [102] for t in texts]
+    ids = torch.tensor([r + [0] * (max(map(len, rows)) - len(r)) for r in rows])
+    return {"input_ids": ids, "attention_mask": (ids != 0).long()}
+
+
+TEXTS = [f"sentence {i} has words {' '.join(str(j * i % 17) for j in range(i % 7 + 2))} in it" for i in range(48)]
+
+
+def test_contribution_ranks_a_silenced_head_and_neuron_last():
+    model = _tiny_bert()
+    layer = model.encoder.layer[1]
+    with torch.no_grad():
+        layer.attention.output.dense.weight[:, 32:48] = 0  # head 2 of 4 (size 16) writes nothing
+        layer.output.dense.weight[:, 5] = 0  # FFN neuron 5 writes nothing
+    scores = minilm.contribution_scores(model, minilm.layer_records(model, _tokenize, TEXTS))
+    heads = scores[id(layer.attention.self.query.weight)].view(4, 16)
+    assert torch.all(heads == heads[:, :1])  # one score per head, repeated over its rows
+    assert int(heads[:, 0].argmin()) == 2 and float(heads[2, 0]) == 0.0
+    neurons = scores[id(layer.intermediate.dense.weight)]
+    assert neurons.shape == (128,) and int(neurons.argmin()) == 5 and float(neurons[5]) == 0.0
+
+
+def test_refit_brings_a_pruned_encoder_back_towards_the_dense_one():
+    import copy
+    import warnings
+
+    from slimkit.hf import prune_pretrained
+
+    teacher = _tiny_bert()
+    records = minilm.layer_records(teacher, _tokenize, TEXTS)
+    student = copy.deepcopy(teacher)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prune_pretrained(student, (_tokenize(TEXTS[:1])["input_ids"],), units=("heads", "ffn"), heads=2, ffn=48,
+                         require_config=False)
+    t = _tokenize(TEXTS)
+
+    def error() -> float:  # token-level: mean-pooled random-init embeddings barely move
+        with torch.no_grad():
+            a, b = (m(**t).last_hidden_state[t["attention_mask"].bool()] for m in (teacher, student))
+        return float((a - b).square().mean())
+
+    before = error()
+    minilm.refit(student, records, _tokenize, TEXTS)
+    assert error() < 0.5 * before
