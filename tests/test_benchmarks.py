@@ -31,6 +31,9 @@ SMOKE_EXCLUDED: dict[str, str] = {}
 SMOKE = [p for p in BENCHMARKS if p.stem not in SMOKE_EXCLUDED]
 SMOKE_TIMEOUT_S = 240  # one run; they take 4-12 s each on an idle 2-core machine
 SMOKE_WORKERS = 2
+# The accuracy benchmarks of issue 17: their record is a mean over ``--seeds`` with spreads and versions.
+SEEDED = {"slimming_vgg", "deep_compression", "unstructured_lenet300", "int8_ptq", "binary_ternary", "lowrank",
+          "reconstruction", "resnet_channels", "latency_aware", "progressive_global", "distill"}
 
 
 def load_benchmark(path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -67,6 +70,10 @@ def test_benchmark_imports_and_parses_help(path, monkeypatch, capsys):
 @pytest.mark.parametrize("path", BENCHMARKS, ids=lambda p: p.stem)
 def test_benchmark_documents_its_json(path):
     assert documented_keys(path.stem), "the documented result has keys"
+
+
+def test_seeded_list_names_real_benchmarks():
+    assert SEEDED <= {p.stem for p in BENCHMARKS}
 
 
 def test_codec_benchmark_catches_a_flipped_bit(monkeypatch, tmp_path):
@@ -145,6 +152,15 @@ def test_benchmark_smoke(path, smoke_runs, tmp_path):
     assert result["smoke"] is True, "the result says it is a smoke run"
     if path.stem == "codec_throughput":
         assert result["decode_exact"] is True
+    if path.stem in SEEDED:  # mean +- std over seeds, the paired effects flagged, the versions named
+        assert result["seeds"] == 1, "--smoke runs one seed"
+        assert set(result["versions"]) == {"torch", "onnxruntime", "numpy"}
+        stds = [k for k in result if k.endswith("_std") and not k.endswith("_within_std")]
+        assert stds, f"{path.stem}: no NAME_std key"
+        unpaired = [k for k in stds if k[: -len("_std")] not in result and f"{k[: -len('_std')]}_mean" not in result]
+        assert not unpaired, f"{path.stem}: NAME_std without its NAME (or NAME_mean): {unpaired}"
+        flags = [k for k in result if k.endswith("_within_std")]
+        assert all(isinstance(result[k], bool) for k in flags), f"{path.stem}: a _within_std flag is not a bool"
 
 
 def test_seeds_summary_means_stds_and_noise_flag(monkeypatch):
