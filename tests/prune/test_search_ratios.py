@@ -146,8 +146,9 @@ def test_the_budget_is_prune_configs_budget_and_the_keywords_its_shorthands():
 
 @pytest.mark.parametrize("fields, message", [
     ({"budget": {"kind": "ratio", "value": 0.5}}, "macs or params budget, not ratio"),
-    ({"macs_reduction": 2.0, "target_params": 100}, "give at most one of budget, macs_reduction, target_macs, "
-                                                      "params_reduction, target_params; got macs_reduction, target_params"),
+    ({"macs_reduction": 2.0, "target_params": 100},
+     "give at most one of budget, macs_reduction, target_macs, params_reduction, target_params; "
+     "got macs_reduction, target_params"),
     ({"macs_reduction": 2.0, "importance": {"name": "taylor", "batches": 0}}, "batches must be a whole number >= 1"),
 ])
 def test_bad_budget_or_criterion_names_it(fields, message):

@@ -94,7 +94,8 @@ def test_built_in_schemes_are_registered_methods_built_from_the_shared_fields() 
 
 
 @pytest.mark.parametrize(("fields", "message"), [
-    ({"scheme": "bwn", "weight_bits": 4}, r"quantize\)\.weight_bits: method 'bwn' \(BinaryConfig\) has no such option"),
+    ({"scheme": "bwn", "weight_bits": 4},
+     r"quantize\)\.weight_bits: method 'bwn' \(BinaryConfig\) has no such option"),
     ({"scheme": "bwn", "options": {"method": "xnor"}}, r"quantize\): bwn\.method: set by the method's name 'bwn'"),
     ({"options": {"weight_bits": 4}}, r"quantize\)\.options: weight_bits is a field of the stage"),
     ({"scheme": "twn", "onnx_int8": True}, r"quantize\)\.onnx_int8: integer ONNX export is for uniform and mixed"),

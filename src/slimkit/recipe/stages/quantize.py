@@ -38,8 +38,8 @@ class QuantizeStageConfig:
     """Options of the ``quantize`` stage (see :class:`slimkit.quant.QuantConfig` for the uniform ones).
 
     Attributes:
-        scheme: a registered quantization method: the built-in ones (uniform, mixed, bwn, ttq, ...; docs/quantization.md
-            lists them) or one registered with ``register_quantize_handler(Config, name=...)``.
+        scheme: a registered quantization method: a built-in one (uniform, mixed, bwn, ttq, ...;
+            docs/quantization.md lists them) or one registered with ``register_quantize_handler(Config, name=...)``.
         options: other fields of the method's config (``{percentile: 99.9}``, ``{allocation: greedy}``); the
             stage's own fields are given as such, not here.
         keep_first_last: None: the method's default (off for uniform/mixed, on for binary/ternary).
