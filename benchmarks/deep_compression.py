@@ -14,6 +14,7 @@ included). ``acc_drop`` is in percentage points (dense test accuracy - loaded mo
 
     python benchmarks/deep_compression.py [--quick]
     python benchmarks/deep_compression.py --smoke    # seconds: 128 images, one epoch per stage, one round
+    python benchmarks/deep_compression.py --models lenet5 --fc1-ratio 0.92   # LeNet-5's fc1 ratio set by hand
 """
 
 from __future__ import annotations
@@ -163,7 +164,13 @@ def main() -> None:
                         help="choose LeNet-5's fc1 pruning ratio among these on the validation split (seed 0)")
     parser.add_argument("--select-tolerance", type=float, default=0.5,
                         help="largest validation drop (points) a chosen fc1 ratio may cost")
+    parser.add_argument("--fc1-ratio", type=float, default=None, metavar="RATIO",
+                        help="LeNet-5's fc1 pruning ratio, e.g. one chosen earlier on validation (default: the plan's)")
     args = parser.parse_args()
+    if args.fc1_ratio is not None and args.select_fc1:
+        parser.error("--fc1-ratio and --select-fc1 both set LeNet-5's fc1 ratio: give one")
+    if args.fc1_ratio is not None and not 0.0 <= args.fc1_ratio < 1.0:
+        parser.error(f"--fc1-ratio must be in [0, 1), got {args.fc1_ratio}")
     torch.set_num_threads(1)
     splits = load_dataset("fashion_mnist", seed=0, subset=128 if args.smoke else None)
     log = lambda m: print(m, flush=True)  # noqa: E731
@@ -173,6 +180,8 @@ def main() -> None:
             "density", "file_bytes", "fp32_bytes", "params", "nonzero_params"]
     with tempfile.TemporaryDirectory() as tmp:
         ratios = {}
+        if args.fc1_ratio is not None:
+            ratios["lenet5"] = {"classifier.0": args.fc1_ratio}
         if args.select_fc1 and "lenet5" in args.models:
             chosen, drops = select_fc1(splits, args.quick, Path(tmp), log, args.smoke, args.select_fc1,
                                        args.select_tolerance)

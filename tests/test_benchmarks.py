@@ -177,3 +177,20 @@ def test_seeds_summary_means_stds_and_noise_flag(monkeypatch):
     _, summary = seeds.over_seeds(2, lambda s: {"acc": 0.5 + s / 10}, ["acc"])
     assert summary["seeds"] == 2 and summary["acc"] == pytest.approx(0.55)
     assert set(summary["versions"]) == {"torch", "onnxruntime", "numpy"}
+
+
+@pytest.mark.slow
+def test_deep_compression_fc1_ratio_sets_lenet5_plan(tmp_path):
+    """``--fc1-ratio`` (a ratio chosen earlier on validation) reaches LeNet-5's plan; a bad one is refused by name."""
+    script = ROOT / "benchmarks" / "deep_compression.py"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    run = [sys.executable, str(script), "--smoke", "--models", "lenet5"]
+    proc = subprocess.run([*run, "--fc1-ratio", "0.5"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=SMOKE_TIMEOUT_S)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["ratios_lenet5"]["classifier.0"] == 0.5
+    assert result["density_lenet5"] > 0.2  # fc1 (400k of 431k weights) kept at half, not at the plan's 9%
+    bad = subprocess.run([*run, "--fc1-ratio", "1.5"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and "--fc1-ratio" in bad.stderr
