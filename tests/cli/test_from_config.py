@@ -170,11 +170,11 @@ def _config_commands() -> list[tuple[str, type, set[str]]]:
     from slimkit.prune.methods.sensitivity import SensitivityConfig
     from slimkit.prune.methods.slimming import SlimmingConfig
     from slimkit.prune.unstructured.magnitude import WeightPruneConfig
-    from slimkit.quant.config import QuantConfig
+    from slimkit.recipe.stages.quantize import QuantizeStageConfig
     from slimkit.train.config import TrainConfig
 
     return [("prune", PruneConfig, set()), ("prune-weights", WeightPruneConfig, set()),
-            ("decompose", DecomposeConfig, set()), ("quantize", QuantConfig, {"mode", "learn_step"}),
+            ("decompose", DecomposeConfig, set()), ("quantize", QuantizeStageConfig, {"mode", "learn_step", "onnx_int8"}),
             ("train", TrainConfig, {"distill_alpha", "distill_temperature"}),
             ("slim", SlimmingConfig, {"sparsity_train", "finetune"}),  # built from --sparsity-epochs, --lr...
             ("sensitivity", SensitivityConfig, set())]

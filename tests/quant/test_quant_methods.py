@@ -125,3 +125,23 @@ def test_every_built_in_handler_is_found_without_a_list() -> None:
 
     for cls in (QuantConfig, BinaryConfig, TernaryConfig, MixedPrecisionConfig):
         assert _HANDLERS.for_type(cls) is not None, cls.__name__
+
+
+@pytest.mark.cli
+def test_the_command_line_takes_a_registered_method_and_its_options(round_to_grid, tmp_path, monkeypatch,
+                                                                     capsys) -> None:
+    """Registered after the parser's module was imported, the method is still one ``--scheme`` away, and its
+    options are read with its own field types."""
+    import slimkit.quant as quant
+    from slimkit.cli import main
+    from slimkit.models import create_model
+    from slimkit.state import save_model
+
+    seen = []
+    monkeypatch.setattr(quant, "quantize", lambda model, config, **kw: seen.append(config) or QuantReport("test_grid"))
+    path = save_model(create_model("lenet5"), tmp_path / "m.pt")
+    common = ["quantize", str(path), "--data", "synthetic", "--subset", "32", "--scheme", "test_grid"]
+    assert main([*common, "--options", "step=0.125"]) == 0
+    assert seen == [RoundToGrid(step=0.125)]
+    assert main([*common, "--options", "step=fine"]) == 2
+    assert "--options: step: expected a number, got 'fine'" in capsys.readouterr().err

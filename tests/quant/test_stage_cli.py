@@ -98,3 +98,73 @@ def test_cli_rejects_bad_bits(tmp_path, factory, capsys) -> None:
     path = save_model(create_model(factory), tmp_path / "m.pt")
     assert main(["quantize", str(path), "--weight-bits", "12"]) == 2
     assert "weight_bits must be in [2, 8]" in capsys.readouterr().err
+
+
+def _spy_quantize(monkeypatch) -> list:
+    """Record the config each ``quantize`` call of the command gets (the real verb still runs)."""
+    import slimkit.quant as quant
+
+    seen: list = []
+    real = quant.quantize
+
+    def spy(model, config, **kw):
+        seen.append(config)
+        return real(model, config, **kw)
+
+    monkeypatch.setattr(quant, "quantize", spy)
+    return seen
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("scheme", sorted(__import__("slimkit.quant.api", fromlist=["x"]).QUANT_METHODS.names()))
+def test_cli_reaches_every_registered_method(scheme, tmp_path, factory, capsys, monkeypatch) -> None:
+    """``--scheme NAME`` applies the same config as the recipe stage ``{type: quantize, scheme: NAME}``."""
+    seen = _spy_quantize(monkeypatch)
+    model = create_model(factory, in_channels=1, num_classes=10)
+    path = save_model(model, tmp_path / "m.pt")
+    code = main(["quantize", str(path), "--data", "synthetic", "--subset", "64", "--calibration-batches", "1",
+                 "--scheme", scheme, "--factory", factory])
+    stage = load_stages().get("quantize")
+    assert code == 0
+    assert seen == [parse_config(stage.config_cls, {"scheme": scheme, "calibration_batches": 1}).build()]
+    assert f"quantized (simulated, {scheme})" in capsys.readouterr().out
+
+
+@pytest.mark.cli
+def test_cli_options_are_read_with_the_methods_field_types(tmp_path, factory, monkeypatch) -> None:
+    from slimkit.quant.config import TernaryConfig
+    from slimkit.quant.mixed import MixedPrecisionConfig
+
+    seen = _spy_quantize(monkeypatch)
+    path = save_model(create_model(factory, in_channels=1, num_classes=10), tmp_path / "m.pt")
+    common = ["quantize", str(path), "--data", "synthetic", "--subset", "64", "--calibration-batches", "1",
+              "--factory", factory]
+    assert main([*common, "--scheme", "ttq", "--options", "threshold=0.1", "--options", "fold_bn=true"]) == 0
+    assert seen[-1] == TernaryConfig(method="ttq", threshold=0.1, fold_bn=True)
+    assert main([*common, "--scheme", "mixed", "--budget-ratio", "0.2", "--options", "allocation=greedy",
+                 "--options", "quant.percentile=99.9", "--weight-bits", "4"]) == 0
+    mixed = seen[-1]
+    assert isinstance(mixed, MixedPrecisionConfig) and mixed.budget_ratio == 0.2
+    assert mixed.allocation.value == "greedy" and mixed.quant.percentile == 99.9 and mixed.quant.weight_bits == 4
+
+
+@pytest.mark.cli
+@pytest.mark.parametrize("argv, message", [
+    (["--scheme", "ttq", "--options", "threshold=x"], "--options: threshold: expected a number or 'none', got 'x'"),
+    (["--scheme", "ttq", "--options", "threshold=5"], "--options: ttq: threshold must be in (0, 2), got 5.0"),
+    (["--scheme", "ttq", "--options", "method=twn"], "--options: method: set by the name 'ttq' (method=ttq)"),
+    (["--scheme", "bwn", "--options", "step=1"], "--options: bwn has no option 'step'; its options: "),
+    (["--options", "weight_bits=4"], "--options: weight_bits: give it as --weight-bits"),
+    (["--options", "mode=qat"], "--options: mode: not offered by this command"),
+    (["--options", "percentile"], "--options: expected KEY=VALUE, got 'percentile'"),
+    (["--scheme", "int3"], "--scheme: unknown quantization method 'int3'; choose one of: "),
+    (["--scheme", "ttq", "--weight-bits", "4"], "--weight-bits: method 'ttq' (TernaryConfig) has no such option"),
+    (["--scheme", "twn", "--onnx", "m.onnx"], "--onnx: integer ONNX export is for uniform and mixed methods"),
+])
+def test_cli_bad_method_options_are_one_line_before_loading(argv, message, tmp_path, capsys) -> None:
+    try:
+        code = main(["quantize", str(tmp_path / "missing.pt"), *argv])
+    except SystemExit as stop:  # argparse's own check (KEY=VALUE)
+        code = stop.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err and message in err, err

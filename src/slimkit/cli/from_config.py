@@ -18,6 +18,12 @@ A registry field whose entries are themselves configs (importance criteria: ``Ta
 ``--field-opt KEY=VALUE`` (repeatable) for the chosen entry's options: ``--importance taylor --importance-opt
 batches=8``. Each value is read with the type of the entry's field, and the entry's own checks judge it; an unknown
 key, a bad value or an option of an entry that takes none is a one-line ConfigError naming ``--field-opt``.
+
+A ``dict`` field whose metadata says ``{"options_of": "other_field"}`` holds the options of the registry entry that
+``other_field`` names (the quantize stage's ``options`` for its ``scheme``): its flag takes ``KEY=VALUE`` (repeatable;
+``quant.percentile=99.9`` for a nested config's field), each value read with the type of that entry's config field
+(``config_cls`` of the entry, or the entry itself when it is a config class). An unknown key, a key the entry's name
+fixes or one that is a field of the command's config (it has its own flag) is a one-line ConfigError naming the flag.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ _NONE = "none"
 _METAVARS = {int: "INT", float: "FLOAT", str: "TEXT"}
 _DEST = "_config_flags"  # on the namespace: {config class: {dest: _Flag}}
 _UNSET = object()
+_BOOLS = {"true": True, "false": False}
 
 
 class _Flag(NamedTuple):
@@ -49,6 +56,7 @@ class _Flag(NamedTuple):
     default: Any  # the command's own default, or _UNSET: the config's
     is_dict: bool  # KEY=VALUE pairs, made a dict
     options_dest: str | None = None  # where --field-opt KEY=VALUE pairs are (a registry of configs), else None
+    options_of: tuple[str, type] | None = None  # an options_of field: (the naming field's dest, the owning config)
 
 
 def field_docs(cls: type) -> dict[str, str]:
@@ -112,28 +120,112 @@ def _entry_options(registry: Any) -> dict[str, list[str]] | None:
     return {name: [f.name for f in dataclasses.fields(obj)] for name, obj in entries}
 
 
+def _entry_config(entry: Any) -> tuple[type, dict[str, Any]] | None:
+    """The config class of a registry entry (the entry itself, or its ``config_cls``) and the fields its name fixes
+    (``fixed``), or None when the entry is no config."""
+    cls = entry if isinstance(entry, type) else getattr(entry, "config_cls", None)
+    if not (isinstance(cls, type) and dataclasses.is_dataclass(cls)):
+        return None
+    return cls, dict(getattr(entry, "fixed", None) or {})
+
+
+def _option_keys(cls: type, prefix: str = "") -> dict[str, Any]:
+    """``option key -> annotation`` for every field of config ``cls``; a nested config's fields as ``outer.inner``."""
+    keys: dict[str, Any] = {}
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        annotation = _hints(cls)[field.name]
+        if len(_arms(annotation)) == 1 and dataclasses.is_dataclass(annotation):
+            keys.update(_option_keys(annotation, f"{prefix}{field.name}."))
+        else:
+            keys[f"{prefix}{field.name}"] = annotation
+    return keys
+
+
+def _refused(keys: Iterable[str], fixed: Mapping[str, Any], name: str, own: Mapping[str, str | None]) -> dict[str, str]:
+    """``key -> why it is no option``: fixed by the entry's name, or (by its last part) a field of the command's
+    config, which has its own flag (``own``: field -> flag, None where the command offers none)."""
+    why: dict[str, str] = {}
+    for key in keys:
+        last = key.rpartition(".")[2]
+        if key in fixed:
+            why[key] = f"set by the name {name!r} ({key}={getattr(fixed[key], 'value', fixed[key])})"
+        elif last in own:
+            why[key] = f"give it as {own[last]}" if own[last] else "not offered by this command"
+    return why
+
+
+def _option_converter(annotation: Any, flag: str) -> Callable[[str], Any] | None:
+    """A converter for one option's text: a scalar, or comma-separated items for a tuple/list field."""
+    arms = [arm for arm in _arms(annotation) if arm is not type(None)]
+    if len(arms) == 1 and typing.get_origin(arms[0]) in (tuple, list, frozenset, set):
+        args = typing.get_args(arms[0])
+        convert = _scalar(_arms(args[0] if args else str), flag)
+        return None if convert is None else _items(convert, split=True)
+    return _scalar(_arms(annotation), flag)
+
+
+def _read_options(name: str, keys: Mapping[str, Any], pairs: list[tuple[str, str]], flag: str,
+                  refused: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The ``KEY=VALUE`` pairs of ``flag`` read with the types of ``keys`` (``key -> annotation``), as a mapping
+    (``quant.percentile`` nested: ``{"quant": {"percentile": ...}}``).
+
+    Raises:
+        ConfigError: naming ``flag``: an unknown or refused key, one given twice, a value of the wrong type.
+    """
+    refused = refused or {}
+    data: dict[str, Any] = {}
+    seen: set[str] = set()
+    for key, text in pairs:
+        if key in refused:
+            raise ConfigError(f"{flag}: {key}: {refused[key]}")
+        if key not in keys:
+            known = [k for k in keys if k not in refused]
+            takes = f"its options: {', '.join(known)}" if known else "it takes none"
+            raise ConfigError(f"{flag}: {name} has no option {key!r}; {takes}")
+        if key in seen:
+            raise ConfigError(f"{flag}: {key} is given twice")
+        seen.add(key)
+        convert = _option_converter(keys[key], flag)
+        if convert is None:
+            raise ConfigError(f"{flag}: {name}'s option {key} cannot be set from the command line")
+        try:
+            value = convert(text)
+        except argparse.ArgumentTypeError as err:
+            raise ConfigError(f"{flag}: {key}: {err}") from None
+        *outer, last = key.split(".")
+        target = data
+        for part in outer:
+            target = target.setdefault(part, {})
+        target[last] = value
+    return data
+
+
 def _scalar(arms: list[Any], flag: str) -> Callable[[str], Any] | None:
     """A converter for text that tries each arm in turn (``int | Literal["auto"] | None``), or None if none fits."""
     kinds = [arm for arm in arms if arm in (int, float, str)]
     choices = [c for arm in arms for c in (_choices_of(arm) or [])]
     optional = type(None) in arms
-    if not kinds and not choices and not optional:
+    boolean = bool in arms
+    if not kinds and not choices and not optional and not boolean:
         return None
 
     def convert(text: str) -> Any:
         if optional and text.lower() == _NONE:
             return None
+        if boolean and text.lower() in _BOOLS:
+            return _BOOLS[text.lower()]
         for choice in choices:
             if text == str(choice):
                 return choice
-        if not kinds:  # names only: the config judges (a one-line ConfigError naming the field and the choices,
-            return text  # and an enum's other spellings, e.g. "local" for "layer")
+        if not kinds and not boolean:  # names only: the config judges (a one-line ConfigError naming the field
+            return text  # and the choices, and an enum's other spellings, e.g. "local" for "layer")
         for kind in kinds:
             try:
                 return kind(text)
             except ValueError:
                 continue
         expected = [{int: "a whole number", float: "a number", str: "text"}[k] for k in kinds]
+        expected += ["true or false"] if boolean else []
         expected += [repr(c) for c in choices] + ([repr(_NONE)] if optional else [])
         raise argparse.ArgumentTypeError(f"expected {' or '.join(expected)}, got {text!r}")
 
@@ -162,6 +254,8 @@ def _argument(field: dataclasses.Field, annotation: Any, flag: str) -> dict[str,
     """``add_argument`` keywords for one field (without ``help``/``dest``), or None when it takes no flag."""
     if field.metadata.get("flag") is False:  # set on the command line through other fields (its shorthands)
         return None
+    if field.metadata.get("options_of"):  # read in config_from_args, once the entry they belong to is known
+        return {"type": _pair(str), "action": "append", "metavar": "KEY=VALUE"}
     arms = [arm for arm in _arms(annotation) if arm is not type(None)]
     optional = len(arms) < len(_arms(annotation))
     registry = _registry(field)
@@ -248,6 +342,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude:
     group = parser.add_argument_group(title or f"options of {cls.__name__} (the API's config)")
     docs: dict[type, dict[str, str]] = {}
     table = {}
+    own = _own_flags(cls, tuple(exclude))
     for flag, path, owner, field in _flags(cls, tuple(exclude), ""):
         keywords = _argument(field, _hints(owner)[field.name], flag)
         if keywords is None:
@@ -257,6 +352,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude:
         dest = "__".join(path)
         shown = _default_text(field, defaults.get(".".join(path), field.default))
         help_text = f"{doc} (default: {shown})".replace("%", "%%")
+        options_of = None
+        if field.metadata.get("options_of"):
+            naming = field.metadata["options_of"]
+            options_of = ("__".join((*path[:-1], naming)), owner)
+            help_text = (f"{doc} (repeatable KEY=VALUE, read with the option's type; by "
+                         f"--{naming.replace('_', '-')}: {_options_listing(owner, naming, own)})").replace("%", "%%")
         group.add_argument(flag, dest=dest, default=None, help=help_text, **keywords)
         is_dict = any(typing.get_origin(arm) is dict for arm in _arms(_hints(owner)[field.name]))
         options = _entry_options(_registry(field)) if _registry(field) is not None else None
@@ -269,8 +370,29 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type, *, exclude:
             group.add_argument(f"{flag}-opt", dest=options_dest, default=None, action="append", metavar="KEY=VALUE",
                                type=_pair(str), help=f"an option of the chosen {flag.lstrip('-')} (repeatable)"
                                f"{example}; options by name: {listed}".replace("%", "%%"))
-        table[dest] = _Flag(flag, field, defaults.get(".".join(path), _UNSET), is_dict, options_dest)
+        table[dest] = _Flag(flag, field, defaults.get(".".join(path), _UNSET), is_dict, options_dest, options_of)
     parser.set_defaults(**{_DEST: {**(parser.get_default(_DEST) or {}), cls: table}})
+
+
+def _own_flags(cls: type, exclude: tuple[str, ...]) -> dict[str, str | None]:
+    """``field -> its flag`` for the top-level fields of ``cls`` (None where the command offers none)."""
+    flags = {path[0]: flag for flag, path in flag_fields(cls, exclude=exclude).items() if len(path) == 1}
+    return {f.name: flags.get(f.name) for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+
+
+def _options_listing(owner: type, naming: str, own: Mapping[str, str | None]) -> str:
+    """``name: its options; ...`` for every entry of the registry that field ``naming`` of ``owner`` names."""
+    registry = _registry(next(f for f in dataclasses.fields(owner) if f.name == naming))  # type: ignore[arg-type]
+    parts = []
+    for name in registry.names():
+        cls, fixed = _entry_config(registry.get(name)) or (None, {})
+        if cls is None:
+            continue
+        keys = _option_keys(cls)
+        refused = _refused(keys, fixed, name, own)
+        settable = [k for k in keys if k not in refused and _option_converter(keys[k], naming) is not None]
+        parts.append(f"{name}: {', '.join(settable) or 'none'}")
+    return "; ".join(parts)
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace, **extra: Any) -> C:
@@ -284,6 +406,10 @@ def config_from_args(cls: type[C], args: argparse.Namespace, **extra: Any) -> C:
     for dest, spec in table.items():
         value = getattr(args, dest, None)
         options = getattr(args, spec.options_dest, None) if spec.options_dest else None
+        if spec.options_of is not None:
+            if value:
+                flags[spec.flag] = _options_of(table, args, spec, value)
+            continue
         if value is None and spec.default is _UNSET and not options:
             continue
         value = (spec.field.default if spec.default is _UNSET else spec.default) if value is None else value
@@ -293,6 +419,36 @@ def config_from_args(cls: type[C], args: argparse.Namespace, **extra: Any) -> C:
         flags[spec.flag] = dict(value) if spec.is_dict and value is not None else value
     flags.update({f"--{name.replace('_', '-')}": value for name, value in extra.items()})
     return config_from_flags(cls, flags)
+
+
+def _given(table: Mapping[str, _Flag], args: argparse.Namespace, dest: str, field: dataclasses.Field) -> Any:
+    """The value of the field at ``dest``: the flag's, the command's default or the config's."""
+    value = getattr(args, dest, None)
+    spec = table.get(dest)
+    if value is None and spec is not None and spec.default is not _UNSET:
+        value = spec.default
+    if value is None:
+        value = field.default if field.default_factory is dataclasses.MISSING else field.default_factory()
+    return value
+
+
+def _options_of(table: Mapping[str, _Flag], args: argparse.Namespace, spec: _Flag,
+                   pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """The options (``KEY=VALUE`` pairs) of an ``options_of`` flag, read with the types of the config of the entry
+    that the naming field chooses."""
+    assert spec.options_of is not None
+    naming_dest, owner = spec.options_of
+    naming = next(f for f in dataclasses.fields(owner) if f.name == spec.field.metadata["options_of"])  # type: ignore[arg-type]
+    name = _given(table, args, naming_dest, naming)
+    naming_flag = table[naming_dest].flag if naming_dest in table else naming.name
+    _check_registry(naming, name, naming_flag)
+    cls, fixed = _entry_config(_registry(naming).get(name)) or (None, {})
+    if cls is None:
+        raise ConfigError(f"{spec.flag}: {name} takes no options")
+    own = {f.name: next((s.flag for s in table.values() if s.field is f), None)
+           for f in dataclasses.fields(owner)}  # type: ignore[arg-type]
+    keys = _option_keys(cls)
+    return _read_options(name, keys, pairs, spec.flag, _refused(keys, fixed, name, own))
 
 
 def _check_registry(field: dataclasses.Field, value: Any, flag: str) -> None:
@@ -312,22 +468,7 @@ def _with_options(field: dataclasses.Field, name: Any, pairs: list[tuple[str, st
     if not isinstance(name, str):
         raise ConfigError(f"{flag}: give the entry by name to set its options")
     cls = _registry(field).get(name)
-    hints = _hints(cls)
-    known = [f.name for f in dataclasses.fields(cls)]
-    data: dict[str, Any] = {}
-    for key, text in pairs:
-        if key not in known:
-            takes = f"its options: {', '.join(known)}" if known else "it takes none"
-            raise ConfigError(f"{flag}: {name} has no option {key!r}; {takes}")
-        if key in data:
-            raise ConfigError(f"{flag}: {key} is given twice")
-        convert = _scalar(_arms(hints[key]), flag)
-        if convert is None:
-            raise ConfigError(f"{flag}: {name}'s option {key} cannot be set from the command line")
-        try:
-            data[key] = convert(text)
-        except argparse.ArgumentTypeError as err:
-            raise ConfigError(f"{flag}: {key}: {err}") from None
+    data = _read_options(name, _option_keys(cls), pairs, flag)
     try:
         return parse_config(cls, data)
     except ConfigError as err:
@@ -357,6 +498,8 @@ def config_from_flags(cls: type[C], flags: dict[str, Any]) -> C:
         found = [(m.start(), flag) for flag in flags if (m := re.search(rf"\b{re.escape(_field(flag))}\b", text))]
         found += [(m.start(), flag) for flag in flags
                   if (m := re.search(rf"\b{re.escape(_field(flag).rpartition('.')[2])}\b", text))]
+        found += [(m.start(), flag) for flag, value in flags.items() if isinstance(value, dict)
+                  for key in value if (m := re.search(rf"\b{re.escape(str(key))}\b", text))]  # an option's key
         if not found:
             raise
         flag = min(found)[1]

@@ -48,8 +48,8 @@ class QuantizeStageConfig:
         onnx_int8: also export the integer ONNX model and report its accuracy (uniform and mixed methods).
     """
 
-    scheme: str = "uniform"
-    options: dict[str, Any] = field(default_factory=dict)
+    scheme: str = field(default="uniform", metadata={"registry": "slimkit.quant.api:QUANT_METHODS"})
+    options: dict[str, Any] = field(default_factory=dict, metadata={"options_of": "scheme"})
     weight_bits: int = 8
     activation_bits: int | None = 8
     granularity: Literal["per_channel", "per_tensor"] = "per_channel"
