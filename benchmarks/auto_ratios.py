@@ -50,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(parser)
     parser.add_argument("--models", default=None, help="comma-separated subset of " + ",".join(MODELS))
-    parser.add_argument("--budgets", default="2,3", help="MACs reduction factors")
+    parser.add_argument("--budgets", default=None, help="MACs reduction factors (default 2,3; 3 with --smoke)")
     parser.add_argument("--epochs", type=int, default=None, help="dense training epochs")
     parser.add_argument("--finetune-epochs", type=int, default=None, help="fine-tuning epochs, every method")
     parser.add_argument("--candidates", type=int, default=None, help="ratio vectors sampled by the search")
@@ -66,7 +66,7 @@ def main() -> None:
     n_cand = args.candidates or (4 if smoke else 100 if args.quick else 300)
     generations = args.generations if args.generations is not None else (0 if smoke else 2 if args.quick else 4)
     models = args.models.split(",") if args.models else (["resnet20"] if smoke else list(MODELS))
-    budgets = [float(b) for b in args.budgets.split(",")]
+    budgets = [float(b) for b in (args.budgets or ("3" if smoke else "2,3")).split(",")]
     out: dict[str, float | bool | str] = {}
     for arch in models:
         dense = train_dense(args, arch, width=MODELS[arch], epochs=epochs, lr=0.05, weight_decay=5e-4)

@@ -310,8 +310,8 @@ class _Evaluator:
 
     The loss, not the accuracy, ranks: on a few hundred images accuracy moves in steps of 1/val_samples and, right
     after pruning, is dominated by which classes the damaged network still separates; the loss is continuous and
-    tracked the accuracy after fine-tuning at least as well in the measurements of docs/benchmarks.md
-    ("auto_ratios"). Both are kept on each :class:`Candidate`.
+    ranked candidates by their accuracy after fine-tuning far better (Spearman 0.85 against 0.60 for the accuracy,
+    ResNet-20 at 3x fewer MACs, docs/benchmarks.md "auto_ratios"). Both are kept on each :class:`Candidate`.
     """
 
     def __init__(self, model: nn.Module, example_inputs: Any, data: Any, space: _Space,
