@@ -63,3 +63,26 @@ def test_without_a_rule_the_count_is_linked_with_one_it_follows_the_rule(blur_ru
     assert model[1].weight.shape == (4, 1, 3, 3) and model[1].channels == 4 and model[0].out_channels == 4
     out = model(x)
     assert out.shape == before.shape and torch.isfinite(out).all() and report.params_after < report.params_before
+
+
+def test_every_built_in_rule_exists_without_importing_prune() -> None:
+    """Norm, PReLU and embedding rules live in core/shapes.py beside conv's: a fresh interpreter that imports only
+    ``slimkit.core.shapes`` sees them all (before, they came with ``slimkit.prune``)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(slimkit.__file__).resolve().parents[1])  # this checkout's package, whatever is installed
+    code = (
+        "import sys\n"
+        "from torch import nn\n"
+        "from slimkit.core.shapes import channel_dims\n"
+        "assert 'slimkit.prune' not in sys.modules\n"
+        "types = (nn.Conv2d, nn.Linear, nn.ConvTranspose2d, nn.BatchNorm2d, nn.LayerNorm, nn.PReLU, nn.InstanceNorm1d)\n"
+        "print([channel_dims(t, 'weight') for t in types], channel_dims(nn.BatchNorm1d, 'running_var'),\n"
+        "      channel_dims(nn.Embedding, 'weight'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": src}).stdout.strip()
+    assert out == "[(0, 1), (0, 1), (0, 1), (0,), (0,), (0,), (0,)] (0,) (1,)"

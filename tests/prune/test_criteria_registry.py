@@ -131,3 +131,22 @@ def test_the_stage_hands_a_criterion_the_batches_it_asks_for() -> None:
         assert seen == [2, 5] and model[0].out_channels == 4
     finally:
         CRITERIA.remove("test_counted")
+
+
+@pytest.mark.parametrize("make", ["prune", "search"])
+def test_an_unknown_criterion_name_fails_when_the_config_is_built(make) -> None:
+    """Not when the plan resolves it: the message lists every registered name, user criteria included."""
+    from slimkit.core.config import parse_config
+    from slimkit.prune.config import PruneConfig
+    from slimkit.prune.search import SearchConfig
+
+    cls, fields = (PruneConfig, {}) if make == "prune" else (SearchConfig, {"macs_reduction": 2.0})
+    with pytest.raises(ConfigError, match=r"importance: unknown importance 'magic'; choose one of: apoz, .*taylor"):
+        parse_config(cls, {**fields, "importance": "magic"})
+    assert parse_config(cls, {**fields, "importance": "taylor"}).importance == "taylor"  # a name stays a name
+
+    register_importance("test_magic_score")(lambda graph, ctx: pytest.fail("never scored here"))
+    try:
+        assert parse_config(cls, {**fields, "importance": "test_magic_score"}).importance == "test_magic_score"
+    finally:
+        CRITERIA.remove("test_magic_score")

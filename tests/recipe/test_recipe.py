@@ -31,6 +31,9 @@ def _recipe(stages, **extra):
         ([{"type": "train", "epochs": "three"}], r"stages\[0\] \(train\).epochs"),
         ([{"type": "evaluate"}, {"type": "train", "lrr": 0.1}], r"stages\[1\] \(train\).lrr: unknown option"),
         ([], r"stages: expected a non-empty list"),
+        *[([{"type": "train"}, {"type": kind, "importance": "foo"}],
+           rf"stages\[1\] \({kind}\).importance: unknown importance 'foo'; choose one of: apoz, ")
+          for kind in ("prune", "progressive", "soft_filter", "sensitivity")],
     ],
 )
 def test_bad_recipe_names_the_field(stages, fragment):

@@ -179,6 +179,13 @@ def _prelu(m: nn.Module) -> None:
     m.num_parameters = m.weight.numel()
 
 
+# one channel per entry of each per-channel tensor; an embedding's channels are its vectors' entries
+_PER_CHANNEL = (("weight", 0), ("bias", 0), ("running_mean", 0), ("running_var", 0))
+register_layer_rule(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d,
+                    nn.InstanceNorm3d, nn.LayerNorm, nn.PReLU, out=_PER_CHANNEL, in_=_PER_CHANNEL)
+register_layer_rule(nn.Embedding, out=[("weight", 1)], in_=[])
+
+
 def sync_attributes(module: nn.Module) -> None:
     """Update the shape attributes of ``module`` from its tensors (no-op for unknown types)."""
     rule = LAYER_RULES.for_type(type(module))

@@ -132,11 +132,13 @@ def checked_importance(value: Any, *, data_free: bool = False) -> str | Importan
     """What a config's ``importance`` field keeps of ``value``: a name or an :class:`Importance` as given, a mapping
     resolved to its object. For ``__post_init__``: raises ValueError starting ``importance:``.
 
+    A name must be registered when the config is built, so an unknown one fails there, listing the known names,
+    not when the plan resolves it.
+
     Args:
-        data_free: the caller hands the criterion no data: a criterion that reads some (taylor, apoz) is an error,
-            and so is an unknown name (else a name is checked when it is resolved).
+        data_free: the caller hands the criterion no data: a criterion that reads some (taylor, apoz) is an error.
     """
-    if isinstance(value, (str, Importance)) and not data_free:
+    if isinstance(value, Importance) and not data_free:
         return value
     try:
         criterion = resolve_importance(value)

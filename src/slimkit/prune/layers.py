@@ -2,8 +2,8 @@
 
 These act on one module only (no coupling): use them when you know the consumers yourself, or to support a layer
 type in your own code. ``register_layer_pruner(MyLayer, out=[("weight", 0)], in_=[("weight", 1)])`` adds a type.
-The pairs are part of the layer's one rule (:class:`slimkit.core.shapes.LayerRule`), where conv, linear and the
-transposed convs are described; the normalization layers and embeddings are added here.
+The pairs are part of the layer's one rule (:class:`slimkit.core.shapes.LayerRule`), where every built-in type is
+described (conv, linear, transposed convs, normalization layers, PReLU, embeddings).
 """
 
 from __future__ import annotations
@@ -24,12 +24,6 @@ LAYER_PRUNERS = LAYER_RULES
 def register_layer_pruner(cls: type, *, out: Sequence[tuple[str, int]], in_: Sequence[tuple[str, int]]) -> None:
     register_layer_rule(cls, out=out, in_=in_)
 
-
-_NORM = (("weight", 0), ("bias", 0), ("running_mean", 0), ("running_var", 0))
-for _cls in (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d,
-             nn.LayerNorm, nn.PReLU):
-    register_layer_pruner(_cls, out=_NORM, in_=_NORM)
-register_layer_pruner(nn.Embedding, out=[("weight", 1)], in_=[])
 
 
 def _spec(module: nn.Module) -> LayerRule:

@@ -90,6 +90,24 @@ class ScheduleReport:
         }
 
 
+def _prune_train_rounds(model: nn.Module, train: TrainFn, targets: list[float], per_layer: Mapping[str, float] | None,
+                        kw: dict, evaluate: EvalFn | None, progress: Callable[[RoundResult], None] | None,
+                        results: list[RoundResult], *, after_prune: Callable[[], None] | None = None) -> ScheduleReport:
+    """The rounds both schedules share: prune by magnitude to each target (``per_layer`` values are reached at the
+    last round), ``after_prune`` (the ticket's rewind), retrain with the masks kept, record; then the report."""
+    for r, target in enumerate(targets, 1):
+        scaled = {k: 1.0 - (1.0 - v) ** (r / len(targets)) for k, v in (per_layer or {}).items()}
+        prune_weights(model, sparsity=target, per_layer=scaled, **kw)
+        if after_prune is not None:
+            after_prune()
+        train(model, [MaskHook()])
+        results.append(_record(model, r, target, evaluate, kw))
+        if progress:
+            progress(results[-1])
+    final = sparsity_report(model, filter_fn=kw["filter_fn"], ignore=kw["ignore"] or (), types=kw["types"])
+    return ScheduleReport(tuple(results), final)
+
+
 def _record(model: nn.Module, r: int, target: float, evaluate: EvalFn | None, kw: dict) -> RoundResult:
     report = sparsity_report(model, filter_fn=kw["filter_fn"], ignore=kw["ignore"] or (), types=kw["types"])
     return RoundResult(r, target, report.sparsity, float(evaluate(model)) if evaluate else None)
@@ -123,14 +141,7 @@ def iterative_prune(
     targets = round_sparsities(sparsity, rounds, spacing)
     kw = {"scope": scope, "ignore": ignore, "filter_fn": filter_fn, "types": types}
     results = [_record(model, 0, 0.0, evaluate, kw)]
-    for r, target in enumerate(targets, 1):
-        scaled = {k: 1.0 - (1.0 - v) ** (r / rounds) for k, v in (per_layer or {}).items()}
-        prune_weights(model, sparsity=target, per_layer=scaled, **kw)
-        train(model, [MaskHook()])
-        results.append(_record(model, r, target, evaluate, kw))
-        if progress:
-            progress(results[-1])
-    return ScheduleReport(tuple(results), sparsity_report(model, filter_fn=filter_fn, ignore=ignore or (), types=types))
+    return _prune_train_rounds(model, train, targets, per_layer, kw, evaluate, progress, results)
 
 
 def rewind_weights(model: nn.Module, snapshot: Mapping[str, torch.Tensor]) -> None:
@@ -181,12 +192,6 @@ def lottery_ticket(
     results = [_record(model, 0, 0.0, evaluate, kw)]
     if progress:
         progress(results[-1])
-    for r, target in enumerate(targets, 1):
-        scaled = {k: 1.0 - (1.0 - v) ** (r / rounds) for k, v in (per_layer or {}).items()}
-        prune_weights(model, sparsity=target, per_layer=scaled, **kw)
-        rewind_weights(model, rewind.snapshot)
-        train(model, [MaskHook()])
-        results.append(_record(model, r, target, evaluate, kw))
-        if progress:
-            progress(results[-1])
-    return ScheduleReport(tuple(results), sparsity_report(model, filter_fn=filter_fn, ignore=ignore or (), types=types))
+    snapshot = rewind.snapshot
+    return _prune_train_rounds(model, train, targets, per_layer, kw, evaluate, progress, results,
+                               after_prune=lambda: rewind_weights(model, snapshot))

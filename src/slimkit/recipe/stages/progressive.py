@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from slimkit.core.io import atomic_write_json
+from slimkit.prune.importance import checked_importance
 from slimkit.prune.methods._common import on_device
 from slimkit.prune.methods.progressive import progressive_prune
 from slimkit.recipe._registry import register_stage
@@ -31,6 +32,7 @@ class ProgressiveStageConfig:
             raise ValueError(f"target_accuracy must be in [0, 1], got {self.target_accuracy}")
         if self.max_rounds < 1:
             raise ValueError(f"max_rounds must be >= 1, got {self.max_rounds}")
+        checked_importance(self.importance)  # an unknown name fails here, listing the registered ones
 
 
 @register_stage("progressive", ProgressiveStageConfig, compresses=True)

@@ -7,6 +7,7 @@ from typing import Any
 
 from slimkit.core.config import check_ratio
 from slimkit.core.io import atomic_write_json
+from slimkit.prune.importance import checked_importance
 from slimkit.prune.methods._common import on_device
 from slimkit.prune.methods.soft_filter import soft_filter_prune
 from slimkit.recipe._registry import register_stage
@@ -22,6 +23,7 @@ class SoftFilterStageConfig:
 
     def __post_init__(self) -> None:
         check_ratio("ratio", self.ratio)
+        checked_importance(self.importance)  # an unknown name fails here, listing the registered ones
 
 
 @register_stage("soft_filter", SoftFilterStageConfig, compresses=True)
