@@ -61,3 +61,27 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     text = json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n"
     return atomic_write_bytes(path, text.encode())
+
+
+def read_legacy_payload(path: str | os.PathLike, fmt: str, what: str) -> dict[str, Any]:
+    """The payload of a slimkit 0.1 file: a ``torch.save`` zip of tensors and plain values whose ``format`` entry
+    is ``fmt``, loaded with ``weights_only`` (nothing but tensors and plain values is unpickled).
+
+    Args:
+        what: what the file should be, for the message (``"model file"``, ``"training checkpoint"``).
+
+    Raises:
+        CheckpointError: naming ``path`` when the file is unreadable or of another format.
+    """
+    import torch
+
+    from slimkit.core.errors import CheckpointError
+
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
+        raise CheckpointError(f"{path}: not a readable slimkit {what} ({type(err).__name__}: {err})") from None
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise CheckpointError(f"{path}: not a slimkit {what} (expected format {fmt})")
+    return payload
+

@@ -12,18 +12,14 @@ from typing import Any
 import torch
 
 from slimkit.core.errors import CheckpointError
+from slimkit.core.io import read_legacy_payload
 
 LEGACY_FORMAT = "slimkit.model/1"
 
 
 def read_legacy(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """Header-like fields and tensors of a 0.1 model file."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
-        raise CheckpointError(f"{path}: not a readable slimkit model file ({type(err).__name__}: {err})") from None
-    if not isinstance(payload, dict) or payload.get("format") != LEGACY_FORMAT:
-        raise CheckpointError(f"{path}: not a slimkit model file (a torch zip without format {LEGACY_FORMAT})")
+    payload = read_legacy_payload(path, LEGACY_FORMAT, "model file")
     state = payload.get("state_dict")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"{path}: its state_dict is not a mapping of tensors")

@@ -25,6 +25,7 @@ from slimkit.codec.api import load_state, write_model
 from slimkit.codec.container import MAGIC
 from slimkit.codec.tree import pack_tree, unpack_tree
 from slimkit.core.errors import CheckpointError, CodecError, FormatError
+from slimkit.core.io import read_legacy_payload
 
 FORMAT = "slimkit.train"
 VERSION = 2
@@ -176,10 +177,5 @@ def load_checkpoint(checkpoint_dir: str | os.PathLike) -> dict[str, Any] | None:
 
 def _load_legacy(path: Path) -> dict[str, Any]:
     """A slimkit 0.1 checkpoint (``torch.save`` zip of tensors and plain values)."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
-        raise CheckpointError(f"{path}: not a readable training checkpoint ({type(err).__name__}: {err})") from None
-    if not isinstance(payload, dict) or payload.get("format") != LEGACY_FORMAT:
-        raise CheckpointError(f"{path}: not a slimkit training checkpoint (expected format {LEGACY_FORMAT})")
+    payload = read_legacy_payload(path, LEGACY_FORMAT, "training checkpoint")
     return {k: v for k, v in payload.items() if k != "format"}
