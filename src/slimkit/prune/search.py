@@ -43,7 +43,8 @@ class SearchConfig:
         params_reduction: shorthand: parameters at most ``1/params_reduction`` of now.
         target_params: shorthand: at most this many parameters.
         tolerance: a candidate must use at least ``1 - tolerance`` of the budget (so none wastes it).
-        candidates: random vectors sampled and scored.
+        candidates: vectors sampled and scored before evolution: the uniform vector, then two in three drawn around
+            it (log-normal perturbations) and one in three uniformly at random per group.
         generations: evolutionary rounds after sampling (0: off); each scores ``population`` new vectors.
         population: vectors per evolutionary round, made from the ``parents`` best by crossover and mutation.
         parents: how many of the best vectors breed.
