@@ -279,3 +279,27 @@ def test_sensitivity_command_and_stage_take_one_config() -> None:
         SensitivityConfig, {"ratios": [0.2, 0.4, 0.6], "importance": "l2", "max_drop": 0.01})
     quick = config_from_args(SensitivityConfig, build_parser().parse_args(["sensitivity", "m.pt", "--out-dir", "d"]))
     assert quick.ratios == (0.1, 0.3, 0.5, 0.7, 0.9) and quick.importance == "l1"  # the command's shorter sweep
+
+
+def test_prune_apoz_meets_a_per_sample_macs_target(tmp_path, capsys) -> None:
+    """``apoz`` traces on a real batch of 64; ``--target-macs`` still means MACs of one sample (it meant 64)."""
+    import json
+
+    import torch
+
+    import slimkit
+    from slimkit.models import create_model
+    from slimkit.state import load_model, save_model
+
+    save_model(create_model("lenet5"), tmp_path / "m.pt")
+    argv = ["prune", str(tmp_path / "m.pt"), "--out", str(tmp_path / "p.pt"), "--json"]
+    assert main([*argv, "--dry-run"]) == 0  # l1, traced on one sample: the reference count
+    dense = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["macs_before"]
+    target = dense // 2
+    assert main([*argv, "--importance", "apoz", "--data", "synthetic", "--subset", "200",
+                 "--target-macs", str(target)]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["macs_before"] == dense and 0.8 * target <= report["macs_after"] <= target
+    x = torch.randn(1, 1, 28, 28)  # the saved model agrees: about 2x fewer MACs per sample, not 128x
+    ratio = slimkit.profile(create_model("lenet5"), (x,)).macs / slimkit.profile(load_model(tmp_path / "p.pt"), (x,)).macs
+    assert 1.8 < ratio < 2.5

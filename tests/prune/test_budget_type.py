@@ -42,3 +42,12 @@ def test_the_budget_is_one_settable_value() -> None:
         Budget("latency_ms", 2.0, factor=True)
     with pytest.raises(ValueError, match="target_params must be positive"):
         PruneConfig(target_params=0)
+
+
+def test_traced_on_batch_scales_only_an_absolute_macs_target() -> None:
+    from slimkit.prune.config import traced_on_batch
+
+    assert traced_on_batch(PruneConfig(target_macs=1000), 8).effective_budget.value == 8000
+    assert traced_on_batch(PruneConfig(target_macs=1000), 1).effective_budget.value == 1000
+    for options in ({"macs_reduction": 2.0}, {"target_params": 50}, {"ratio": 0.3}):
+        assert traced_on_batch(PruneConfig(**options), 8) == PruneConfig(**options)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any, Literal
 
@@ -242,6 +242,24 @@ class PruneConfig:
         """The one budget this config sets: ``budget``, else the one shorthand given, else ``Budget("ratio",
         ratio)``. What the engine branches on."""
         return one_budget(self, _BUDGET_FIELDS) or Budget.of(ratio=self.ratio)
+
+
+def traced_on_batch(config: PruneConfig, batch: int) -> PruneConfig:
+    """``config`` for tracing ``batch`` samples when its budget was set for one (the CLI and the recipe trace an
+    activation criterion such as ``apoz`` on a real batch): MACs are counted on the traced inputs, so an absolute
+    ``target_macs`` scales with the batch. Factors, parameter counts, ratios and latency do not change."""
+    budget = config.effective_budget
+    if batch <= 1 or budget.kind != "macs" or budget.factor:
+        return config
+    shorthands = {name: None for name in _BUDGET_FIELDS}
+    return replace(config, **shorthands, budget=Budget("macs", budget.value * batch, option=budget.option))
+
+
+def per_sample_report(report: Any, batch: int) -> Any:
+    """``report`` (a :class:`PruneReport` traced on ``batch`` samples) with its MACs per sample, in place."""
+    if batch > 1:
+        report.macs_before, report.macs_after = report.macs_before // batch, report.macs_after // batch
+    return report
 
 
 def resolve_config(model: nn.Module, config: PruneConfig | dict | None, options: dict[str, Any]) -> PruneConfig:

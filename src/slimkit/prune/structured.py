@@ -236,7 +236,8 @@ def prune_channels(model: nn.Module, example_inputs: Any, config: PruneConfig | 
 
     Args:
         model: the model (changed in place).
-        example_inputs: a tensor or tuple of inputs to trace with (tiny is fine: the batch size does not matter).
+        example_inputs: a tensor or tuple of inputs to trace with (one sample is enough). MACs, ``target_macs``
+            included, are counted on these inputs: a batch of 8 counts 8 samples' MACs.
         config: a :class:`PruneConfig` or dict; or give its fields as keywords: ``ratio=0.5``, ``importance="l1"``,
             ``scope="global"``, ``ignore=("head",)``, ``target_macs=...``, ``macs_reduction=2.0``, ``round_to=8``...
         optimizer: if given, its parameters and state (momentum, Adam moments) are sliced along.
