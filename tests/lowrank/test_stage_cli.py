@@ -77,3 +77,29 @@ def test_cli_decompose_bad_option_exits_2(tmp_path, capsys) -> None:
     save_model(create_model("lenet5", in_channels=1, num_classes=10), source)
     assert main(["decompose", str(source), "--out", str(tmp_path / "o.pt"), "--energy", "2"]) == 2
     assert "energy" in capsys.readouterr().err
+
+
+def test_decompose_stage_recalibrates_batchnorm_on_training_batches(tmp_path) -> None:
+    """``recalibrate_batches``: the factored model's BatchNorm statistics are re-estimated (0 leaves them)."""
+    def run(batches: int):
+        torch.manual_seed(0)
+        recipe = parse_recipe({
+            "name": "lr", "model": {"name": "vgg11_bn", "kwargs": {"in_channels": 1, "num_classes": 3,
+                                                                    "width": 0.125}},
+            "data": SYNTHETIC, "report": {"latency": False},
+            "stages": [{"type": "decompose", "method": "tucker", "rank": 2, "ignore": ["features.0"],
+                        "recalibrate_batches": batches}],
+        })
+        model = run_recipe(recipe, tmp_path / f"run{batches}", echo=lambda *_: None).model
+        return {n: m.running_mean.clone() for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+
+    stale, fresh = run(0), run(2)
+    assert stale.keys() == fresh.keys()
+    assert all(torch.count_nonzero(v) == 0 for v in stale.values())  # never trained: the initial zeros
+    changed = [n for n in fresh if not torch.equal(fresh[n], stale[n])]
+    assert len(changed) == len(fresh)
+    from slimkit.core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="recalibrate_batches"):
+        parse_recipe({"name": "x", "model": {"name": "lenet5"}, "data": SYNTHETIC,
+                      "stages": [{"type": "decompose", "rank": 4, "recalibrate_batches": -1}]})
