@@ -51,3 +51,17 @@ def test_traced_on_batch_scales_only_an_absolute_macs_target() -> None:
     assert traced_on_batch(PruneConfig(target_macs=1000), 1).effective_budget.value == 1000
     for options in ({"macs_reduction": 2.0}, {"target_params": 50}, {"ratio": 0.3}):
         assert traced_on_batch(PruneConfig(**options), 8) == PruneConfig(**options)
+
+
+def test_trace_setup_traces_an_activation_criterion_on_the_data_batch() -> None:
+    """The CLI and the recipe's prune stage share this: apoz reads the activity of a real batch, l1 does not."""
+    import torch
+
+    from slimkit.prune.config import trace_setup
+
+    example, batch = (torch.zeros(1, 3),), torch.ones(8, 3)
+    data = [(batch, torch.zeros(8))]
+    inputs, config, traced = trace_setup(example, PruneConfig(importance="apoz", target_macs=100), data)
+    assert inputs[0] is batch and traced == 8 and config.effective_budget.value == 800
+    inputs, config, traced = trace_setup(example, PruneConfig(importance="l1", target_macs=100), data)
+    assert inputs is example and traced == 1 and config.effective_budget.value == 100

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
@@ -13,7 +13,10 @@ from torch import nn
 from slimkit.core.config import check_ratio, parse_config
 from slimkit.core.errors import ConfigError
 from slimkit.core.modules import module_names
-from slimkit.prune.importance import checked_importance, importance_field
+from slimkit.prune.importance import checked_importance, criterion_needs, importance_field
+
+if TYPE_CHECKING:
+    from slimkit.prune.structured import PruneReport
 
 
 class Scope(str, Enum):
@@ -245,9 +248,8 @@ class PruneConfig:
 
 
 def traced_on_batch(config: PruneConfig, batch: int) -> PruneConfig:
-    """``config`` for tracing ``batch`` samples when its budget was set for one (the CLI and the recipe trace an
-    activation criterion such as ``apoz`` on a real batch): MACs are counted on the traced inputs, so an absolute
-    ``target_macs`` scales with the batch. Factors, parameter counts, ratios and latency do not change."""
+    """``config`` for tracing ``batch`` samples when its budget was set for one: MACs are counted on the traced
+    inputs, so an absolute ``target_macs`` scales with the batch. Factors, parameters, ratios and latency do not."""
     budget = config.effective_budget
     if batch <= 1 or budget.kind != "macs" or budget.factor:
         return config
@@ -255,8 +257,19 @@ def traced_on_batch(config: PruneConfig, batch: int) -> PruneConfig:
     return replace(config, **shorthands, budget=Budget("macs", budget.value * batch, option=budget.option))
 
 
-def per_sample_report(report: Any, batch: int) -> Any:
-    """``report`` (a :class:`PruneReport` traced on ``batch`` samples) with its MACs per sample, in place."""
+def trace_setup(example_inputs: tuple, config: PruneConfig, data: list | None) -> tuple[tuple, PruneConfig, int]:
+    """What to trace, the config to trace it with, and its batch size. A criterion that reads activations
+    (``apoz``) is traced on the first ``(inputs, targets)`` batch of ``data``, whose activity it reads, with the
+    budget of :func:`traced_on_batch`; anything else on ``example_inputs`` as given (batch 1 for the CLI and
+    recipes). Pair with :func:`per_sample_report` after the cut."""
+    if not data or "activations" not in criterion_needs(config.importance):
+        return example_inputs, config, 1
+    batch = data[0][0]
+    return (batch,), traced_on_batch(config, len(batch)), len(batch)
+
+
+def per_sample_report(report: PruneReport, batch: int) -> PruneReport:
+    """``report`` of a cut traced on ``batch`` samples, with its MACs per sample (in place)."""
     if batch > 1:
         report.macs_before, report.macs_after = report.macs_before // batch, report.macs_after // batch
     return report

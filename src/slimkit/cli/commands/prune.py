@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from slimkit.cli.outputs import ensure_writable
     from slimkit.core.errors import ConfigError
-    from slimkit.prune.config import per_sample_report, traced_on_batch
+    from slimkit.prune.config import per_sample_report, trace_setup
     from slimkit.prune.importance import CRITERIA, criterion_needs
     from slimkit.prune.structured import plan_pruning
     from slimkit.state import save_model
@@ -65,10 +65,8 @@ def run(args: argparse.Namespace) -> int:
         ensure_writable(args.out)
     model, x = load_with_example(args.model, args.input_size, args)
     batches = _criterion_batches(model, config, args) if needs else None
-    traced = 1
-    if batches and "activations" in needs:  # traced on a real batch, whose activity the criterion reads
-        x, traced = batches[0][0], len(batches[0][0])
-    plan = plan_pruning(model, (x,), traced_on_batch(config, traced), importance_data=batches)
+    inputs, traced_config, traced = trace_setup((x,), config, batches)
+    plan = plan_pruning(model, inputs, traced_config, importance_data=batches)
     report = per_sample_report(plan.report if args.dry_run else plan.apply(), traced)
     if not args.dry_run:
         save_model(model, Path(args.out), metadata={"pruned": {"macs_reduction": report.macs_reduction,

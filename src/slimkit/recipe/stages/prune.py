@@ -12,7 +12,7 @@ import torch
 
 from slimkit.core.io import atomic_write_bytes, atomic_write_json
 from slimkit.core.modules import model_device
-from slimkit.prune.config import PruneConfig, per_sample_report, traced_on_batch
+from slimkit.prune.config import PruneConfig, per_sample_report, trace_setup
 from slimkit.prune.importance import criterion_batches, criterion_needs
 from slimkit.prune.structured import prune_channels
 from slimkit.recipe._registry import register_stage
@@ -62,11 +62,8 @@ def prune_stage(ctx: StageContext, config: PruneStageConfig) -> dict[str, Any]:
     if needs:
         batches = ctx.calibration_batches(criterion_batches(config.importance, config.calibration_batches))
         data = [(_on((x,), device)[0], y.to(device)) for x, y in batches]
-    traced = 1
-    if needs and "activations" in needs:  # traced on a real batch, whose activity the criterion reads
-        inputs, traced = (data[0][0],), len(data[0][0])
-    report = per_sample_report(prune_channels(ctx.model, inputs, traced_on_batch(config.prune_config(), traced),
-                                              importance_data=data), traced)
+    inputs, traced_config, traced = trace_setup(inputs, config.prune_config(), data)
+    report = per_sample_report(prune_channels(ctx.model, inputs, traced_config, importance_data=data), traced)
     if config.recalibrate_batches:
         recalibrate_bn(ctx.model, ctx.data.train, batches=config.recalibrate_batches, batch_size=ctx.batch_size,
                        seed=ctx.seed)
