@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--per-macs", action="store_true", help="global ranking of importance per MAC saved")
     parser.add_argument("--min-step", type=float, default=None,
                         help="back-off: a failed round is retried with half the step down to this (default: off)")
+    parser.add_argument("--scopes", nargs="+", default=["auto", "local"], choices=["auto", "global", "local"],
+                        help="loops run; the first is the method (macs_reduction), local the baseline (default: auto local)")
     parser.add_argument("--out-dir", default="runs/benchmarks/progressive_global")
     args = parser.parse_args()
     keys = ["acc_dense_test", "final_test_acc", "uniform_test_acc"]
@@ -63,16 +65,17 @@ def _run(args: argparse.Namespace, seed: int) -> dict:
     val_dense, acc_dense = dense.acc_dense_val, dense.acc_dense
     target = val_dense - args.drop / 100
     results = {}
-    for scope in ("global", "local"):
+    scopes = list(dict.fromkeys([*args.scopes, "local"]))
+    for scope in scopes:
         m = copy.deepcopy(model)
         rep = progressive_prune(m, x, data.train, data.val, target_accuracy=target, step=args.step,
                                 max_rounds=rounds, finetune={**base, "epochs": args.finetune_epochs, "lr": 0.02}, scope=scope,
-                                per_macs=args.per_macs, min_step=args.min_step,
+                                per_macs=args.per_macs, min_step=args.min_step, search={"seed": seed},
                                 plot_path=Path(args.out_dir) / f"trajectory_{scope}.png")
         results[scope] = (rep, slimkit.evaluate(m, data.test)["accuracy"])
         print(f"-- {scope}\n{rep.table()}")
     seconds = dense.seconds()
-    g, (u, u_test) = results["global"], results["local"]
+    g, (u, u_test) = results[scopes[0]], results["local"]
     print(f"{'scope':<8} {'val acc':>8} {'test acc':>9} {'MACs x':>7} {'params x':>9}  (target val {target:.4f})")
     for scope, (rep, test) in results.items():
         print(f"{scope:<8} {rep.final_accuracy:>8.4f} {test:>9.4f} {rep.macs_reduction:>7.2f} {rep.params_reduction:>9.2f}")
@@ -82,7 +85,9 @@ def _run(args: argparse.Namespace, seed: int) -> dict:
         "macs_reduction": round(g[0].macs_reduction, 3), "uniform_macs_reduction": round(u.macs_reduction, 3),
         "uniform_final_acc": round(u.final_accuracy, 4), "acc_dense_val": round(val_dense, 4),
         "acc_dense_test": round(acc_dense, 4), "final_test_acc": round(g[1], 4), "uniform_test_acc": round(u_test, 4),
-        "rounds": len(g[0].trajectory) - 1, "uniform_rounds": len(u.trajectory) - 1,
+        "method": scopes[0], "rounds": len(g[0].trajectory) - 1,
+        **({"global_macs_reduction": round(results["global"][0].macs_reduction, 3)} if "global" in results else {}),
+        "choices": [r.choice for r in g[0].trajectory[1:]], "uniform_rounds": len(u.trajectory) - 1,
         "trajectory": [[r.round, round(r.accuracy, 4), r.macs, r.params, r.accepted] for r in g[0].trajectory],
         "seconds": round(seconds, 1),
     }

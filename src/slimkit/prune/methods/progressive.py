@@ -18,6 +18,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+import torch
 from torch import nn
 
 from slimkit.core.config import check_ratio
@@ -34,6 +35,13 @@ from slimkit.prune.engine import (
     select_for_budget,
 )
 from slimkit.prune.methods._common import accuracy, as_tuple, on_device, restore, state_copy
+from slimkit.prune.methods._round_search import (
+    Evaluator,
+    RoundSearchConfig,
+    apply_candidate,
+    pick,
+    round_candidates,
+)
 
 
 @dataclass
@@ -44,6 +52,7 @@ class Round:
     params: int
     accepted: bool
     step: float = 0.0  # the step this round removed (smaller than the first after a back-off)
+    choice: str = ""  # scope="auto": the candidate kept (uniform, global, global_macs, sample)
 
 
 @dataclass
@@ -88,9 +97,10 @@ class ProgressiveReport:
 def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, val_data: Any, *,
                       target_accuracy: float, step: float = 0.1, max_rounds: int = 20,
                       finetune: dict[str, Any] | None = None, importance: str = "l1",
-                      scope: Literal["global", "local"] = "global", round_to: int | None = None,
+                      scope: Literal["global", "local", "auto"] = "global", round_to: int | None = None,
                       ignore: tuple[str, ...] = (), per_macs: bool = False, min_step: float | None = None,
                       importance_data: Any = None, loss_fn: Any = None,
+                      search: RoundSearchConfig | dict[str, Any] | None = None, score_fn: Any = None,
                       plot_path: str | os.PathLike | None = None) -> ProgressiveReport:
     """Prune ``model`` in place, round by round, to the smallest model whose validation accuracy meets the target.
 
@@ -105,7 +115,10 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
         finetune: :class:`slimkit.TrainConfig` fields of each round's fine-tuning (default one epoch); None
             keeps the default, ``{"epochs": 0}`` disables it.
         importance: criterion (per-weight de-biased and normalized per group before the global ranking).
-        scope: ``global`` (one ranking over all layers) or ``local`` (the same ratio in every layer: the baseline).
+        scope: ``global`` (one ranking over all layers), ``local`` (the same ratio in every layer: the baseline) or
+            ``auto``: each round scores candidates that remove the MACs of one uniform round (uniform, the global
+            ranking, the global ranking per MAC, ``search.samples`` perturbations of uniform) after BatchNorm
+            recalibration, on ``val_data``, and keeps the best (``_round_search``).
         round_to, ignore: as in :class:`slimkit.PruneConfig`.
         per_macs: (global scope) rank channels by normalized importance per MAC that removing them saves, so a
             round takes channels where they are cheap in importance and expensive in compute (a greedy knapsack);
@@ -118,6 +131,9 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
             ``min_step``.
         importance_data, loss_fn: batches (and loss) for data-driven criteria (``taylor``, ``apoz``), passed to
             :func:`slimkit.plan_pruning` each round.
+        search: :class:`RoundSearchConfig` (or its fields) of ``scope="auto"``.
+        score_fn: ``scope="auto"``: replaces the default score ``f(model, inputs, space, ratios) -> float``
+            (higher is better), e.g. in tests.
         plot_path: write the trajectory (accuracy vs MACs) here.
 
     Returns:
@@ -137,7 +153,9 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
     inputs = as_tuple(example_inputs)
     # a round may thin a layer at most twice the step: the ranking adapts across layers, but no narrow layer is
     # emptied by one round's normalized-score outliers
-    options = dict(ratio=step, importance=importance, scope=scope, normalize="mean", debias=True,
+    if scope not in ("global", "local", "auto"):
+        raise ConfigError(f"scope must be 'global', 'local' or 'auto', got {scope!r}")
+    options = dict(ratio=step, importance=importance, scope="global" if scope == "auto" else scope, normalize="mean", debias=True,
                    round_to=round_to, ignore=tuple(ignore), max_group_ratio=min(0.9, 2 * step))
     plan = plan_pruning(model, inputs, options)
     macs0, params0 = plan.report.macs_before, plan.report.params_before
@@ -148,20 +166,38 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
         raise ConfigError(f"min_step must be in (0, step={step}], got {min_step}")
     data_kw = {"importance_data": importance_data, "loss_fn": loss_fn} if importance_data is not None else {}
     trajectory = [Round(0, acc0, macs0, params0, True, 0.0)]
+    if scope == "auto":
+        rs = search if isinstance(search, RoundSearchConfig) else RoundSearchConfig(**(search or {}))
+        score = score_fn or Evaluator(train_data, val_data, rs)
+        gen = torch.Generator().manual_seed(rs.seed)
     current = step
     for k in range(1, max_rounds + 1):
         inputs = on_device(inputs, model)
         kept_state = state_copy(model)
-        opts = {**options, "ratio": current, "max_group_ratio": min(0.9, 2 * current)}
-        plan = _round_plan(model, inputs, opts, per_macs and scope == "global", data_kw)
-        if plan.report.macs_after >= plan.report.macs_before:
-            break  # nothing left to remove within the per-layer limits
-        report = plan.apply()
+        choice = ""
+        if scope == "auto":
+            space, budget, candidates = round_candidates(model, inputs, current, importance=importance,
+                                                         round_to=round_to, ignore=tuple(ignore), gen=gen,
+                                                         config=rs)
+            if budget >= space.macs0:
+                break  # every group is down to one channel
+            best = pick(model, inputs, space, candidates, score)
+            report, choice = apply_candidate(model, inputs, space, best), best.origin
+        else:
+            opts = {**options, "ratio": current, "max_group_ratio": min(0.9, 2 * current)}
+            plan = _round_plan(model, inputs, opts, per_macs and scope == "global", data_kw)
+            if plan.report.macs_after >= plan.report.macs_before and scope == "global":
+                # nothing within the per-layer cap (a small step of narrow groups): a uniform round instead of
+                # ending the loop while it could go on
+                plan, choice = plan_pruning(model, inputs, {**opts, "scope": "local"}, **data_kw), "uniform"
+            if plan.report.macs_after >= plan.report.macs_before:
+                break  # nothing left to remove
+            report = plan.apply()
         if ft["epochs"] > 0:
             fit(model, train_data, ft, val_data=None)
         acc = accuracy(model, val_data)
         ok = acc >= target_accuracy
-        trajectory.append(Round(k, acc, report.macs_after, report.params_after, ok, current))
+        trajectory.append(Round(k, acc, report.macs_after, report.params_after, ok, current, choice))
         if not ok:
             restore(model, kept_state)
             if min_step is None or current / 2 < min_step:
