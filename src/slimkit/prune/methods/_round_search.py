@@ -113,7 +113,7 @@ def round_candidates(model: nn.Module, inputs: tuple, step: float, *, importance
         if vec is not None:
             vec = _fill(space, vec, "macs", budget)
             out.append(RoundCandidate(origin, space.as_dict(vec), space.costs(vec)[0]))
-    for i in range(config.samples):
+    for _ in range(config.samples):
         direction = torch.exp(config.spread * torch.randn(len(sizes), generator=gen, dtype=torch.float64))
         vec = _fit(space, direction, "macs", budget)
         if vec is not None:
