@@ -28,6 +28,9 @@ def _ctx(model, splits, tmp_path, name):
     ("sensitivity", {"ratios": [0.5], "macs_reduction": 1.2}, lambda m: m["macs_reduction"] >= 1.2),
     ("progressive", {"target_accuracy": 0.5, "step": 0.3, "max_rounds": 2, "finetune": FAST},
      lambda m: m["val_accuracy"] >= 0.5 and m["macs_reduction"] > 1),
+    ("progressive", {"target_accuracy": 0.5, "step": 0.3, "max_rounds": 2, "finetune": FAST, "scope": "auto",
+                     "min_step": 0.1, "search": {"samples": 2, "calib_samples": 64, "val_samples": 64}},
+     lambda m: m["val_accuracy"] >= 0.5 and m["macs_reduction"] > 1),
     ("soft_filter", {"ratio": 0.5, "train": FAST}, lambda m: m["channels_removed"] == 16),
     ("reconstruct", {"ratio": 0.5, "calibration_batches": 2}, lambda m: m["macs_reduction"] > 2 and m["layers"] == 3),
 ])
@@ -50,6 +53,8 @@ def test_stage_configs_are_validated():
         parse_config(stages.get("reconstruct").config_cls, {"method": "magic"})
     with pytest.raises(ConfigError, match="step"):
         parse_config(stages.get("progressive").config_cls, {"step": 0})
+    with pytest.raises(ConfigError, match="samples"):
+        parse_config(stages.get("progressive").config_cls, {"scope": "auto", "search": {"samples": -1}})
     with pytest.raises(ConfigError, match="at most one"):
         parse_config(stages.get("sensitivity").config_cls, {"max_drop": 0.01, "macs_reduction": 2})
 

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from slimkit.core.io import atomic_write_json
 from slimkit.prune.importance import checked_importance
 from slimkit.prune.methods._common import on_device
+from slimkit.prune.methods._round_search import RoundSearchConfig
 from slimkit.prune.methods.progressive import progressive_prune
 from slimkit.recipe._registry import register_stage
 from slimkit.recipe.context import StageContext
@@ -21,9 +22,11 @@ class ProgressiveStageConfig:
     max_rounds: int = 20
     finetune: dict[str, Any] = field(default_factory=lambda: {"epochs": 1})
     importance: str = "l1"
-    scope: Literal["global", "local"] = "global"
+    scope: Literal["global", "local", "auto"] = "global"
     round_to: int | None = None
     per_macs: bool = False
+    min_step: float | None = None  # back-off floor: a failed round is retried at half the step down to this
+    search: dict[str, Any] = field(default_factory=dict)  # RoundSearchConfig fields of scope "auto"
 
     def __post_init__(self) -> None:
         if not 0 < self.step < 1:
@@ -33,6 +36,11 @@ class ProgressiveStageConfig:
         if self.max_rounds < 1:
             raise ValueError(f"max_rounds must be >= 1, got {self.max_rounds}")
         checked_importance(self.importance)  # an unknown name fails here, listing the registered ones
+        if self.scope not in ("global", "local", "auto"):
+            raise ValueError(f"scope must be 'global', 'local' or 'auto', got {self.scope!r}")
+        if self.min_step is not None and not 0 < self.min_step <= self.step:
+            raise ValueError(f"min_step must be in (0, step={self.step}], got {self.min_step}")
+        RoundSearchConfig(**self.search)  # unknown or invalid fields fail here
 
 
 @register_stage("progressive", ProgressiveStageConfig, compresses=True)
@@ -44,7 +52,7 @@ def progressive_stage(ctx: StageContext, config: ProgressiveStageConfig) -> dict
         ctx.model, on_device(tuple(ctx.example_inputs), ctx.model), ctx.data.train, ctx.data.val,
         target_accuracy=config.target_accuracy, step=config.step, max_rounds=config.max_rounds,
         finetune=config.finetune, importance=config.importance, scope=config.scope, round_to=config.round_to,
-        per_macs=config.per_macs, plot_path=ctx.stage_dir / "trajectory.png")
+        per_macs=config.per_macs, min_step=config.min_step, search=config.search, plot_path=ctx.stage_dir / "trajectory.png")
     atomic_write_json(ctx.stage_dir / "progressive.json", report.to_dict())
     return {"target_accuracy": config.target_accuracy, "val_accuracy": report.final_accuracy,
             "macs_reduction": report.macs_reduction, "rounds": len(report.trajectory) - 1, "plots": report.plots}
