@@ -4,12 +4,17 @@
    a second one (other seed, half width) whose features the distillation loss uses.
 2. The teacher: ``dcgan_g`` trained as a conditional GAN against ``dcgan_d`` (non-saturating loss, Adam).
 3. GS-32: ``gan_slim`` in float from a copy of the teacher (and its discriminator), MACs target 4x.
-4. GS-8: the same with 8-bit weights and activations (LSQ QAT inside the training), params target 6x, so the
-   stored student is >= 20x smaller than the float teacher.
-5. distill_only: a uniformly thinned ``dcgan_g`` (width chosen for GS-32's MACs) trained from scratch on the
+4. slim: ``gan_slim`` in float from a copy of the teacher to 4x fewer MACs and 6x fewer parameters.
+5. GS-8 (``--gs8-from slim``, the default): the slim student continued with 8-bit weights and activations (LSQ
+   QAT) inside the GS objective (GAN term against the slim run's discriminator, distillation from the float slim
+   student), so the stored student is >= 20x smaller than the float teacher. ``--gs8-from teacher``: one joint
+   run from a copy of the teacher (QAT, penalty and removal together, params target 6x), the earlier version.
+6. distill_only: a uniformly thinned ``dcgan_g`` (width chosen for GS-32's MACs) trained from scratch on the
    distillation loss alone (no GAN term, no slimming).
-6. two_step: slimming in float to GS-8's parameter count (the same ``gan_slim`` without quantization), then
-   8-bit post-training quantization: the same size as GS-8, quantization not trained with the rest.
+7. two_step: the slim student (slimming in float to GS-8's parameter count), then 8-bit post-training
+   quantization: the same channels and size as GS-8, quantization not trained.
+
+The teacher of each setting and seed is cached in ``--out-dir`` (state dicts; ``--no-teacher-cache`` retrains).
 
 FID: Fréchet distance of the classifier's penultimate features, generated images vs test images (labels cycling
 over the classes); ``real_fid`` is the same for real training images (the floor of the scale); class accuracy: the classifier's accuracy on the labels the images were generated for.
