@@ -124,6 +124,10 @@ def cached_teacher(path: Path, train):
     return g, d, scores
 
 
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def macs(model: nn.Module) -> int:
     x = (torch.randn(1, NOISE_DIM), torch.tensor([0]))
     with torch.no_grad():
@@ -165,6 +169,8 @@ def main() -> None:
                              "a copy of the teacher")
     parser.add_argument("--gs8-qat-epochs", type=int, default=None,
                         help="--gs8-from slim: epochs of the quantization-aware phase (default: the GS epochs)")
+    parser.add_argument("--skip-gs32", action="store_true",
+                        help="skip GS-32 and distill_only (their keys are null): GS-8 against two_step only")
     parser.add_argument("--no-teacher-cache", action="store_true",
                         help="retrain the teacher even when OUT_DIR holds one for these settings")
     parser.add_argument("--out-dir", default="runs/benchmarks/gan_slimming")
@@ -252,7 +258,8 @@ def main() -> None:
         best = min(tuning, key=lambda t: t["held_out_fid"])
         gs = {"strength": best["strength"], "lr_scale": best["lr_scale"] or None}
 
-    gs32, r32 = run("gs32", copy.deepcopy(teacher), target_macs_reduction=4.0, **gs)
+    if not args.skip_gs32:
+        gs32, r32 = run("gs32", copy.deepcopy(teacher), target_macs_reduction=4.0, **gs)
     calibration = [(torch.randn(64, NOISE_DIM, generator=torch.Generator().manual_seed(i)), torch.arange(64) % 10)
                    for i in range(8)]
     if args.gs8_from == "slim":
@@ -273,17 +280,22 @@ def main() -> None:
         params_target = r8.params_before / r8.params_after
         two, r2 = run("two_step", copy.deepcopy(teacher), target_macs_reduction=4.0,
                       target_params_reduction=params_target, **gs)
-    thin = thin_width(width, r32.macs_after)
-    torch.manual_seed(args.seed)
-    distill_student = slimkit.create_model("dcgan_g", width=thin, noise_dim=NOISE_DIM)
-    distill, rd = run("distill_only", distill_student, strength=0.0, gan_weight=0.0,
-                      epochs=gs_epochs + ft_epochs, finetune_epochs=0)
+    thin = None if args.skip_gs32 else thin_width(width, r32.macs_after)
+    if not args.skip_gs32:
+        torch.manual_seed(args.seed)
+        distill_student = slimkit.create_model("dcgan_g", width=thin, noise_dim=NOISE_DIM)
+        distill, rd = run("distill_only", distill_student, strength=0.0, gan_weight=0.0,
+                          epochs=gs_epochs + ft_epochs, finetune_epochs=0)
     quantize_generator(two, QuantConfig(weight_bits=8, activation_bits=8, fold_bn=False), calibration)
 
-    rows = [("teacher", teacher, teacher_bytes), ("GS-32", gs32, stored_bytes(gs32)),
-            ("GS-8", gs8, stored_bytes(gs8)), ("distill_only", distill, stored_bytes(distill)),
+    rows = [("teacher", teacher, teacher_bytes), ("GS-8", gs8, stored_bytes(gs8)),
             ("two_step", two, stored_bytes(two))]
+    if not args.skip_gs32:
+        rows[1:1] = [("GS-32", gs32, stored_bytes(gs32))]
+        rows[3:3] = [("distill_only", distill, stored_bytes(distill))]
     results, held_out_figures = {}, {}
+    if args.skip_gs32:
+        results = {"GS-32": (None,) * 4, "distill_only": (None,) * 4}
     print(f"{'model':<13} {'MACs':>12} {'MACs red.':>9} {'params':>9} {'bytes':>10} {'size red.':>9} "
           f"{'FID':>8} {'class acc':>9}")
     teacher_macs = macs(teacher)
@@ -297,7 +309,7 @@ def main() -> None:
               f"{teacher_bytes / size:>8.1f}x {f:>8.2f} {acc:>9.4f}")
     print(f"FID floor: real training vs test images {floors['real_fid']:.2f}, test half vs half "
           f"{floors['real_fid_halves']:.2f}; teacher FID with other noise {teacher_fid_noise2:.2f}")
-    print(f"distill_only width {thin:.4f} (teacher {width}); two_step params target "
+    print(f"distill_only width {thin} (teacher {width}); two_step params target "
           f"{params_target:.2f}x; {time.perf_counter() - started:.0f}s in all")
     print(json.dumps({
         "benchmark": "gan_slimming", "quick": q, "smoke": smoke, "seed": args.seed, "train_subset": subset,
@@ -306,15 +318,15 @@ def main() -> None:
         "strength": gs["strength"], "lr_scale": gs["lr_scale"], "gs8_from": args.gs8_from, "tuning": tuning, "fid_samples": samples,
         **{k: round(v, 3) for k, v in floors.items()},
         "teacher_fid": round(teacher_fid, 3), "teacher_fid_noise2": round(teacher_fid_noise2, 3),
-        "gs32_fid": round(results["GS-32"][0], 3),
-        "gs32_macs_reduction": round(results["GS-32"][2], 3), "gs32_size_ratio": round(results["GS-32"][3], 3),
+        "gs32_fid": _round(results["GS-32"][0], 3),
+        "gs32_macs_reduction": _round(results["GS-32"][2], 3), "gs32_size_ratio": _round(results["GS-32"][3], 3),
         "gs8_fid": round(results["GS-8"][0], 3), "gs8_size_ratio": round(results["GS-8"][3], 3),
         "gs8_macs_reduction": round(results["GS-8"][2], 3),
-        "distill_only_fid": round(results["distill_only"][0], 3), "two_step_fid": round(results["two_step"][0], 3),
+        "distill_only_fid": _round(results["distill_only"][0], 3), "two_step_fid": round(results["two_step"][0], 3),
         "two_step_size_ratio": round(results["two_step"][3], 3),
         "class_accuracy_teacher": round(teacher_acc, 4), "class_accuracy_gs8": round(results["GS-8"][1], 4),
-        "class_accuracy_gs32": round(results["GS-32"][1], 4),
-        "class_accuracy_distill_only": round(results["distill_only"][1], 4),
+        "class_accuracy_gs32": _round(results["GS-32"][1], 4),
+        "class_accuracy_distill_only": _round(results["distill_only"][1], 4),
         "class_accuracy_two_step": round(results["two_step"][1], 4),
         "held_out_fid": {k: round(v, 3) for k, v in held_out_figures.items()},
         "seconds": round(time.perf_counter() - started, 1),
