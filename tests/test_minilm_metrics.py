@@ -10,6 +10,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 minilm = pytest.importorskip("minilm")
+from slimkit.hf import recover  # noqa: E402 - after the benchmark folder joins sys.path
 
 
 def test_mean_cosine_known_values():
@@ -63,6 +64,11 @@ def _tokenize(texts, **_):
     return {"input_ids": ids, "attention_mask": (ids != 0).long()}
 
 
+def _batches(texts):
+    t = _tokenize(texts)
+    return [(t["input_ids"], t["attention_mask"])]
+
+
 TEXTS = [f"sentence {i} has words {' '.join(str(j * i % 17) for j in range(i % 7 + 2))} in it" for i in range(48)]
 
 
@@ -72,7 +78,7 @@ def test_contribution_ranks_a_silenced_head_and_neuron_last():
     with torch.no_grad():
         layer.attention.output.dense.weight[:, 32:48] = 0  # head 2 of 4 (size 16) writes nothing
         layer.output.dense.weight[:, 5] = 0  # FFN neuron 5 writes nothing
-    scores = minilm.contribution_scores(model, minilm.layer_records(model, _tokenize, TEXTS))
+    scores = recover.contribution_scores(model, recover.layer_records(model, _batches(TEXTS)))
     heads = scores[id(layer.attention.self.query.weight)].view(4, 16)
     assert torch.all(heads == heads[:, :1])  # one score per head, repeated over its rows
     assert int(heads[:, 0].argmin()) == 2 and float(heads[2, 0]) == 0.0
@@ -87,7 +93,7 @@ def test_refit_brings_a_pruned_encoder_back_towards_the_dense_one():
     from slimkit.hf import prune_pretrained
 
     teacher = _tiny_bert()
-    records = minilm.layer_records(teacher, _tokenize, TEXTS)
+    records = recover.layer_records(teacher, _batches(TEXTS))
     student = copy.deepcopy(teacher)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -101,5 +107,5 @@ def test_refit_brings_a_pruned_encoder_back_towards_the_dense_one():
         return float((a - b).square().mean())
 
     before = error()
-    minilm.refit(student, records, _tokenize, TEXTS)
+    recover.refit(student, records, _batches(TEXTS))
     assert error() < 0.5 * before

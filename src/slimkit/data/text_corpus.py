@@ -114,3 +114,15 @@ def split_sentences(sentences: list[str], heldout: float = 0.2, salt: str = "sli
         h = int.from_bytes(hashlib.blake2b(f"{salt}:{s}".encode(), digest_size=8).digest(), "big") / 2**64
         out["heldout" if h < heldout else "train"].append(s)
     return out
+
+
+def corpus_splits(packages: bool = True, val: float = 0.1) -> dict[str, list[str]]:
+    """train / val / held-out sentences, disjoint and deterministic: held-out is the held-out split of the stdlib
+    sentences; train is the rest of the stdlib sentences plus (``packages``) the package sentences that do not
+    hash into held-out (those are used nowhere), less a ``val`` fraction split off by another salted hash."""
+    stdlib = split_sentences(stdlib_sentences())
+    held = stdlib["heldout"]
+    extra = split_sentences(package_sentences())["train"] if packages else []
+    pool = sorted(set(stdlib["train"]) | (set(extra) - set(held)))
+    split = split_sentences(pool, heldout=val, salt="val")
+    return {"train": split["train"], "val": split["heldout"], "heldout": held}

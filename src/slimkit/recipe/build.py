@@ -16,6 +16,14 @@ from slimkit.recipe.schema import DataSection, ModelSection, model_factory_name
 
 def build_data(section: DataSection, *, seed: int) -> Any:
     from slimkit.data import load_dataset
+    from slimkit.data.text import TEXT_SOURCES, load_text_data
+
+    if section.name in TEXT_SOURCES:  # sentences, not images (slimkit.data.text)
+        try:
+            return load_text_data(section.name, val_fraction=section.val_fraction, subset=section.subset, seed=seed,
+                                  **section.options)
+        except TypeError as err:
+            raise ConfigError(f"data.options: {err}") from None
 
     try:
         return load_dataset(
@@ -62,7 +70,8 @@ def build_model(section: ModelSection, data: Any) -> nn.Module:
     except (TypeError, ValueError):
         params = {}
     accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    defaults = {"in_channels": data.in_channels, "num_classes": data.num_classes, "image_size": tuple(data.image_size)}
+    defaults = {} if getattr(data, "task", None) == "embed" else {
+        "in_channels": data.in_channels, "num_classes": data.num_classes, "image_size": tuple(data.image_size)}
     for key, value in defaults.items():
         if key not in kwargs and (key in params or (accepts_any and key != "image_size")):
             kwargs[key] = value
@@ -114,6 +123,8 @@ def _first_line(err: BaseException) -> str:
 
 
 def example_inputs_for(data: Any) -> tuple[torch.Tensor, ...]:
+    if hasattr(data, "example_inputs"):  # text data: one tokenized sentence
+        return data.example_inputs
     x, _ = data.train[0]
     return (x.unsqueeze(0),)
 

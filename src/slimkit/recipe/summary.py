@@ -40,6 +40,8 @@ def _is_classifier(model: nn.Module, ctx: StageContext) -> bool:
     """Whether ``model`` maps an input to one score per class (a generator's images have no test accuracy)."""
     import torch
 
+    if getattr(ctx.data, "task", "classify") != "classify":  # e.g. text data for a sentence encoder
+        return False
     with torch.no_grad(), training_mode(model, False):
         out = model(*ctx.example_inputs)
     classes = getattr(ctx.data, "num_classes", None)

@@ -110,9 +110,9 @@ def _under(fqn: str, owners: list[str]) -> bool:
 
 
 def _is_base_class(module: nn.Module) -> bool:
-    """Classes that an architecture is built from (torch's, the user's, slimkit's zoo and test zoo)."""
+    """Classes that an architecture is built from (torch's, the user's, slimkit's zoo, test zoo and sentence encoder)."""
     where = type(module).__module__
-    return not where.startswith("slimkit.") or where.startswith(("slimkit.models", "slimkit.testing"))
+    return not where.startswith("slimkit.") or where.startswith(("slimkit.models", "slimkit.testing", "slimkit.hf.encoder"))
 
 
 def check_representable(model: nn.Module, entries: Entries) -> None:

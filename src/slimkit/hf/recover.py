@@ -1,0 +1,179 @@
+"""Recover a pruned BERT-style encoder: rank heads and FFN neurons by what they add to their layer, refit each
+layer's output projections by least squares, and distill from the dense encoder.
+
+Batches are ``(input_ids, attention_mask)`` pairs; the model is the Hugging Face encoder itself (``BertModel`` and
+relatives with ``encoder.layer[i].attention.output.dense`` / ``output.dense``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from slimkit.hf.encoder import agreement, embed, pool
+from slimkit.prune.importance import Importance, per_slice_scores
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class _Stop(Exception):
+    pass
+
+
+def encode(model: nn.Module, batches: Iterable[Batch]) -> torch.Tensor:
+    """Sentence embeddings of a Hugging Face encoder over ``batches``: ``(N, H)``."""
+    with torch.no_grad():
+        return torch.cat([embed(model, ids, mask) for ids, mask in batches])
+
+
+def layer_records(model: nn.Module, batches: Iterable[Batch], upto: int | None = None) -> list[dict[str, torch.Tensor]]:
+    """Per layer, over the non-padding tokens of ``batches``: the layer input ``x``, the attention context ``ctx``
+    (input of ``attention.output.dense``) and that projection's output ``attn``, the post-attention hidden ``h``,
+    the FFN activation ``act`` (input of ``output.dense``) and that projection's output ``ffn``. With ``upto``, the
+    forward stops after layer ``upto`` (later layers record nothing)."""
+    layers = model.encoder.layer
+    store = [{k: [] for k in ("x", "ctx", "attn", "h", "act", "ffn")} for _ in layers]
+    keep: dict[str, torch.Tensor] = {}
+
+    def first_two(args, kwargs):
+        values = list(args) + list(kwargs.values())
+        return values[0], values[1]
+
+    hooks = []
+    for i, layer in enumerate(layers):
+        def self_output(module, args, kwargs, out, s=store[i]):
+            ctx, x = first_two(args, kwargs)
+            s["ctx"].append(ctx[keep["m"]])
+            s["x"].append(x[keep["m"]])
+            s["h"].append(out[keep["m"]])
+
+        def output(module, args, kwargs, out, s=store[i]):
+            s["act"].append(first_two(args, kwargs)[0][keep["m"]])
+
+        def attn(module, args, out, s=store[i]):
+            s["attn"].append(out[keep["m"]])
+
+        def ffn(module, args, out, s=store[i]):
+            s["ffn"].append(out[keep["m"]])
+        hooks += [layer.attention.output.register_forward_hook(self_output, with_kwargs=True),
+                  layer.attention.output.dense.register_forward_hook(attn),
+                  layer.output.register_forward_hook(output, with_kwargs=True),
+                  layer.output.dense.register_forward_hook(ffn)]
+    if upto is not None:
+        def stop(module, args, out):
+            raise _Stop
+        hooks.append(layers[upto].register_forward_hook(stop))
+    try:
+        with torch.no_grad():
+            for ids, mask in batches:
+                keep["m"] = mask.bool()
+                try:
+                    model(input_ids=ids, attention_mask=mask)
+                except _Stop:
+                    pass
+    finally:
+        for h in hooks:
+            h.remove()
+    return [{k: torch.cat(v) for k, v in s.items() if v} for s in store]
+
+
+class Contribution(Importance):
+    """Importance from precomputed per-row scores (``{id(weight): scores}``, see :func:`contribution_scores`) for
+    the query and FFN-input weights. An object holding its scores, not a registered name: every pruning run
+    measures its own."""
+
+    name = "contribution"
+
+    def __init__(self, scores: dict[int, torch.Tensor]):
+        self.by_id = scores
+
+    def scores(self, graph, ctx):
+        return per_slice_scores(graph, lambda t, dim: self.by_id.get(id(t)) if dim == 0 else None, ctx,
+                                roles=("out",))
+
+
+def contribution_scores(model: nn.Module, records: list[dict[str, torch.Tensor]]) -> dict[int, torch.Tensor]:
+    """Each head's and FFN neuron's mean squared contribution to its layer's output on real tokens: for a head,
+    ``|ctx_h @ W_o[:, h]^T|^2``; for a neuron, ``E[a^2] |W_2[:, j]|^2``. Keyed by ``id`` of the weight whose
+    output rows the unit owns (query rows per head, FFN-input rows per neuron), one score per row."""
+    out = {}
+    for layer, r in zip(model.encoder.layer, records):
+        attn = layer.attention.self
+        heads, size = attn.num_attention_heads, attn.attention_head_size
+        wo = layer.attention.output.dense.weight.detach()  # (H, heads * size)
+        ctx = r["ctx"].view(len(r["ctx"]), heads, size)  # (N, heads, size)
+        per_head = torch.einsum("nhs,ohs->nho", ctx, wo.view(-1, heads, size)).square().sum(-1).mean(0)  # (heads,)
+        w2 = layer.output.dense.weight.detach()  # (H, FFN)
+        out[id(attn.query.weight)] = per_head.repeat_interleave(size)
+        out[id(layer.intermediate.dense.weight)] = r["act"].square().mean(0) * w2.square().sum(0)
+    return out
+
+
+def transfer_scores(scores: dict[int, torch.Tensor], source: nn.Module, target: nn.Module) -> dict[int, torch.Tensor]:
+    """Re-key :func:`contribution_scores` of ``source`` to the same parameters of ``target`` (a deep copy)."""
+    by_id = {id(a): b for a, b in zip(source.parameters(), target.parameters())}
+    return {id(by_id[k]): v for k, v in scores.items()}
+
+
+def _ridge(x: torch.Tensor, y: torch.Tensor, lam: float = 1e-3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least squares ``y ~ x @ W.T + b`` with ridge ``lam`` (relative to the mean diagonal): ``(W, b)``."""
+    xa = torch.cat([x, torch.ones(len(x), 1)], 1).double()  # (N, D + 1)
+    gram = xa.T @ xa
+    gram += lam * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
+    w = torch.linalg.solve(gram, xa.T @ y.double())  # (D + 1, H)
+    return w[:-1].T.float().contiguous(), w[-1].float()
+
+
+def refit(student: nn.Module, teacher_records: list[dict[str, torch.Tensor]], batches: list[Batch]) -> None:
+    """Layer by layer, refit the pruned layer's two output projections by least squares so that the sums entering
+    its LayerNorms match the dense model's on ``batches``: ``ctx_s W + b + x_s ~ attn_t + x_t`` (the target also
+    corrects the error the earlier pruned layers left in ``x_s``), then the same for the FFN."""
+    for i, layer in enumerate(student.encoder.layer):
+        t = teacher_records[i]
+        for dense, inp, resid, target, before in ((layer.attention.output.dense, "ctx", "x", "attn", "x"),
+                                                  (layer.output.dense, "act", "h", "ffn", "h")):
+            s = layer_records(student, batches, upto=i)[i]
+            w, b = _ridge(s[inp], t[target] + t[resid] - s[before])
+            with torch.no_grad():
+                dense.weight.copy_(w)
+                dense.bias.copy_(b)
+
+
+def distill(student: nn.Module, teacher: nn.Module, sample: Callable[[], Batch], val: list[Batch], *, steps: int,
+            lr: float, hidden_weight: float, eval_every: int, log: Callable[[str], None] = print) -> dict[str, float]:
+    """AdamW with linear decay on batches from ``sample()``. Loss: ``1 - cos + H * MSE`` of the sentence embeddings
+    plus ``hidden_weight`` times the mean over layers of each layer's output MSE on non-padding tokens, relative to
+    the dense layer's mean square (needs equal layer counts and hidden width). Returns the last validation
+    :func:`agreement` (``{}`` when ``val`` is empty)."""
+    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / max(steps, 1))
+    teacher_val = encode(teacher, val) if val else None
+    t0 = time.perf_counter()
+    last: dict[str, float] = {}
+    for step in range(steps):
+        student.train()
+        ids, mask = sample()
+        keep = mask.bool()
+        with torch.no_grad():
+            target = teacher(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[1:]
+        hidden = student(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[1:]
+        e, e_t = pool(hidden[-1], mask), pool(target[-1], mask)
+        loss = (1 - F.cosine_similarity(e, e_t).mean()) + F.mse_loss(e, e_t) * e.shape[-1]
+        if hidden_weight:
+            rel = [F.mse_loss(h[keep], g[keep]) / g[keep].square().mean() for h, g in zip(hidden, target)]
+            loss = loss + hidden_weight * torch.stack(rel).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        if teacher_val is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
+            student.eval()
+            last = agreement(teacher_val, encode(student, val))
+            log(f"distill step {step + 1}/{steps}: loss {loss.item():.4f}, val cosine {last['cosine']:.4f}, "
+                f"val retrieval {last['retrieval']:.4f}, {(time.perf_counter() - t0) / (step + 1):.2f} s/step")
+    student.eval()
+    return last
