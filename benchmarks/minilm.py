@@ -95,7 +95,8 @@ def sentences(smoke: bool) -> dict[str, list[str]]:
     return corpus_splits(packages=not smoke)
 
 
-def distill(student, teacher, tok, train, val, steps, batch, lr, hidden_weight, eval_every, seed=0):
+def distill(student, teacher, tok, train, val, steps, batch, lr, hidden_weight, eval_every, seed=0,
+            relation_weight=0.0):
     """:func:`slimkit.hf.recover.distill` on random batches of ``train`` sentences, validated on ``val``."""
     rng = random.Random(seed)
 
@@ -103,7 +104,8 @@ def distill(student, teacher, tok, train, val, steps, batch, lr, hidden_weight, 
         t = tok(rng.sample(train, batch), padding=True, truncation=True, max_length=SEQ, return_tensors="pt")
         return t["input_ids"], t["attention_mask"]
     recover.distill(student, teacher, sample, list(batches(tok, val)), steps=steps, lr=lr,
-                    hidden_weight=hidden_weight, eval_every=eval_every, log=lambda m: print(m, flush=True))
+                    hidden_weight=hidden_weight, eval_every=eval_every, log=lambda m: print(m, flush=True),
+                    relation_weight=relation_weight)
 
 
 # --- ONNX Runtime ---------------------------------------------------------------------------------------------------
@@ -129,6 +131,11 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--hidden-weight", type=float, default=1.0, help="weight of the token-level hidden-state loss")
+    p.add_argument("--relation-weight", type=float, default=0.0,
+                   help="weight of MiniLMv2's Q/K/V self-attention relation loss (12 relation heads)")
+    p.add_argument("--eval-every", type=int, default=100, help="distillation steps between val figures")
+    p.add_argument("--val-only", action="store_true",
+                   help="stop after distillation (val figures only: for choosing settings, never on held-out)")
     p.add_argument("--int8-exclude", choices=("none", "ffn_out"), default="none",
                    help="MatMuls left in fp32 by quantize_dynamic")
     p.add_argument("--no-per-channel", action="store_true", help="int8 weights per tensor instead of per channel")
@@ -173,7 +180,11 @@ def main() -> None:
     del records
 
     distill(student, teacher, tok, train, val, steps, batch, args.lr, args.hidden_weight,
-            eval_every=1 if args.smoke else 100)
+            eval_every=1 if args.smoke else args.eval_every, relation_weight=args.relation_weight)
+    if args.val_only:
+        print(json.dumps({f"val_{k}": round(v, 4) for k, v in agreement(teacher_val, encode(student, tok, val)).items()}
+                         | {"steps": steps, "relation_weight": args.relation_weight, "val_only": True}))
+        return
     a = agreement(encode(teacher, tok, held), encode(student, tok, held))
     result = {"macs_reduction": round(macs, 3), "cosine_pruned": round(a["cosine"], 4),
               "retrieval_agreement_pruned": round(a["retrieval"], 4)}

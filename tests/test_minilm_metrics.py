@@ -109,3 +109,41 @@ def test_refit_brings_a_pruned_encoder_back_towards_the_dense_one():
     before = error()
     recover.refit(student, records, _batches(TEXTS))
     assert error() < 0.5 * before
+
+
+def test_relation_loss_is_zero_for_equal_models_and_positive_after_pruning():
+    import copy
+    import warnings
+
+    from slimkit.hf import prune_pretrained
+
+    teacher = _tiny_bert()
+    (ids, mask), = _batches(TEXTS[:8])
+    record_t = recover._QKV(teacher)
+    with torch.no_grad():
+        teacher(input_ids=ids, attention_mask=mask)
+    qkv_t = record_t.take()
+    record_t.remove()
+    assert len(qkv_t) == 6 and float(recover.relation_loss(qkv_t, qkv_t, mask, heads=4)) == pytest.approx(0, abs=1e-6)
+    student = copy.deepcopy(teacher)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        prune_pretrained(student, (ids[:1],), units=("heads",), heads=2, require_config=False)
+    record_s = recover._QKV(student)
+    student(input_ids=ids, attention_mask=mask)
+    qkv_s = record_s.take()
+    record_s.remove()
+    assert qkv_s[0].shape[-1] == 32 and qkv_t[0].shape[-1] == 64  # widths differ; relation heads align them
+    loss = recover.relation_loss(qkv_s, qkv_t, mask, heads=4)
+    assert float(loss.detach()) > 0 and torch.isfinite(loss)
+    loss.backward()  # trains the student
+    assert student.encoder.layer[0].attention.self.query.weight.grad is not None
+    before = float(loss.detach())
+    batches = _batches(TEXTS)
+    recover.distill(student, teacher, lambda: batches[0], [], steps=20, lr=1e-3, hidden_weight=0.0,
+                    eval_every=10, relation_weight=1.0, relation_heads=4)
+    qkv = [recover._QKV(m) for m in (student, teacher)]
+    with torch.no_grad():
+        student(input_ids=ids, attention_mask=mask), teacher(input_ids=ids, attention_mask=mask)
+    after = float(recover.relation_loss(qkv[0].take(), qkv[1].take(), mask, heads=4))
+    assert after < before

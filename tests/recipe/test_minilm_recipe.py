@@ -43,7 +43,9 @@ def test_minilm_recipe_runs_end_to_end_on_a_tiny_bert(tmp_path):
     assert layer.attention.self.query.out_features == 2 * 16 and layer.intermediate.dense.out_features == 48
 
     from slimkit.hf.encoder import sentence_encoder
-    from slimkit.state import load_model  # the last snapshot rebuilds the pruned encoder (the recipe's factory)
+    from slimkit.state import load_model
+
+    # the last snapshot rebuilds the pruned encoder (given the recipe's factory)
     last = result.stages[-1]
     loaded = load_model(result.run_dir / last["file"], factory=sentence_encoder)
     ids = torch.tensor([[101, 300, 400, 102, 0, 0]])

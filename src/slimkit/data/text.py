@@ -47,10 +47,10 @@ class TextSplits:
         """A random training batch (``rng``: seeded once per run)."""
         return self.tokenize(self.rng.sample(self.train, min(batch_size, len(self.train))))
 
-    @property
-    def example_inputs(self) -> tuple[torch.Tensor]:
-        """One sentence padded to ``max_length``: the shape profiling, tracing and latency use."""
-        return (self.tokenize(["x"], fixed=True)[0],)
+    def example_inputs(self, batch_size: int = 1) -> torch.Tensor:
+        """``batch_size`` one-word sentences padded to ``max_length``: the shape profiling, tracing and latency
+        use (as :meth:`slimkit.data.DatasetSplits.example_inputs`)."""
+        return self.tokenize(["x"] * batch_size, fixed=True)[0]
 
 
 def load_text_data(name: str, *, tokenizer: str = "all-minilm-l6-v2", max_length: int = 128, packages: bool = True,

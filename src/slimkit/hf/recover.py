@@ -143,15 +143,71 @@ def refit(student: nn.Module, teacher_records: list[dict[str, torch.Tensor]], ba
                 dense.bias.copy_(b)
 
 
+class _QKV:
+    """Records the query, key and value projections' outputs of every layer during a forward."""
+
+    def __init__(self, model: nn.Module):
+        self.out: list[torch.Tensor] = []
+        self.hooks = [getattr(layer.attention.self, name).register_forward_hook(
+            lambda module, args, out: self.out.append(out))
+            for layer in model.encoder.layer for name in ("query", "key", "value")]
+
+    def take(self) -> list[torch.Tensor]:
+        out, self.out = self.out, []
+        return out
+
+    def remove(self) -> None:
+        for h in self.hooks:
+            h.remove()
+
+
+def _log_relation(x: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.Tensor:
+    """MiniLMv2's self-attention relation: ``x (B, L, D)`` split into ``heads`` relation heads of ``D / heads``;
+    row-wise log-softmax of the scaled dot products over the non-padding keys: ``(B, heads, L, L)``."""
+    b, n, d = x.shape
+    x = x.view(b, n, heads, d // heads).transpose(1, 2)  # (B, R, L, d)
+    scores = x @ x.transpose(-1, -2) / (d // heads) ** 0.5  # (B, R, L, L)
+    return scores.masked_fill(~mask.bool()[:, None, None, :], -1e4).log_softmax(-1)
+
+
+def relation_loss(student_qkv: list[torch.Tensor], teacher_qkv: list[torch.Tensor], mask: torch.Tensor,
+                  heads: int) -> torch.Tensor:
+    """Mean KL(teacher || student) of the Q-Q, K-K and V-V relations of every layer over non-padding query
+    tokens (MiniLMv2, Wang et al. 2021): the relation heads make pruned and dense widths comparable."""
+    keep = mask.bool()
+    kls = [F.kl_div(_log_relation(s, mask, heads), _log_relation(t, mask, heads), log_target=True,
+                    reduction="none").sum(-1).transpose(1, 2)[keep].mean()  # (B, R, L) -> (B, L, R) -> tokens
+           for s, t in zip(student_qkv, teacher_qkv)]
+    return torch.stack(kls).mean()
+
+
 def distill(student: nn.Module, teacher: nn.Module, sample: Callable[[], Batch], val: list[Batch], *, steps: int,
-            lr: float, hidden_weight: float, eval_every: int, log: Callable[[str], None] = print) -> dict[str, float]:
+            lr: float, hidden_weight: float, eval_every: int, log: Callable[[str], None] = print,
+            relation_weight: float = 0.0, relation_heads: int = 12) -> dict[str, float]:
     """AdamW with linear decay on batches from ``sample()``. Loss: ``1 - cos + H * MSE`` of the sentence embeddings
     plus ``hidden_weight`` times the mean over layers of each layer's output MSE on non-padding tokens, relative to
-    the dense layer's mean square (needs equal layer counts and hidden width). Returns the last validation
-    :func:`agreement` (``{}`` when ``val`` is empty)."""
+    the dense layer's mean square (needs equal layer counts and hidden width), plus ``relation_weight`` times
+    :func:`relation_loss` with ``relation_heads`` (which must divide the pruned and dense Q/K/V widths). Returns
+    the last validation :func:`agreement` (``{}`` when ``val`` is empty)."""
+    if relation_weight:
+        qkv_s, qkv_t = _QKV(student), _QKV(teacher)
+    try:
+        return _distill(student, teacher, sample, val, steps, lr, hidden_weight, eval_every, log,
+                        (qkv_s, qkv_t, relation_weight, relation_heads) if relation_weight else None)
+    finally:
+        if relation_weight:
+            qkv_s.remove()
+            qkv_t.remove()
+
+
+def _distill(student, teacher, sample, val, steps, lr, hidden_weight, eval_every, log, relation):
     opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / max(steps, 1))
+    if relation:
+        relation[0].take(), relation[1].take()
     teacher_val = encode(teacher, val) if val else None
+    if relation:
+        relation[1].take()
     t0 = time.perf_counter()
     last: dict[str, float] = {}
     for step in range(steps):
@@ -166,6 +222,8 @@ def distill(student: nn.Module, teacher: nn.Module, sample: Callable[[], Batch],
         if hidden_weight:
             rel = [F.mse_loss(h[keep], g[keep]) / g[keep].square().mean() for h, g in zip(hidden, target)]
             loss = loss + hidden_weight * torch.stack(rel).mean()
+        if relation:
+            loss = loss + relation[2] * relation_loss(relation[0].take(), relation[1].take(), mask, relation[3])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -173,6 +231,8 @@ def distill(student: nn.Module, teacher: nn.Module, sample: Callable[[], Batch],
         if teacher_val is not None and ((step + 1) % eval_every == 0 or step + 1 == steps):
             student.eval()
             last = agreement(teacher_val, encode(student, val))
+            if relation:
+                relation[0].take()
             log(f"distill step {step + 1}/{steps}: loss {loss.item():.4f}, val cosine {last['cosine']:.4f}, "
                 f"val retrieval {last['retrieval']:.4f}, {(time.perf_counter() - t0) / (step + 1):.2f} s/step")
     student.eval()

@@ -123,8 +123,8 @@ def _first_line(err: BaseException) -> str:
 
 
 def example_inputs_for(data: Any) -> tuple[torch.Tensor, ...]:
-    if hasattr(data, "example_inputs"):  # text data: one tokenized sentence
-        return data.example_inputs
+    if getattr(data, "task", None) == "embed":  # text data (slimkit.data.text): one tokenized sentence
+        return (data.example_inputs(),)
     x, _ = data.train[0]
     return (x.unsqueeze(0),)
 

@@ -60,6 +60,7 @@ class HFPruneStageConfig:
 
 @register_stage("hf_prune", HFPruneStageConfig, compresses=True)
 def hf_prune_stage(ctx: StageContext, config: HFPruneStageConfig) -> dict[str, Any]:
+    """Prune a sentence encoder's heads and FFN neurons (equal per layer), then refit each layer by least squares."""
     from slimkit.hf import HFConfigWarning, prune_pretrained, recover
 
     student = _encoder(ctx, "hf_prune")
@@ -107,6 +108,7 @@ class EmbedDistillStageConfig:
 
 @register_stage("embed_distill", EmbedDistillStageConfig)
 def embed_distill_stage(ctx: StageContext, config: EmbedDistillStageConfig) -> dict[str, Any]:
+    """Distill the reference encoder's sentence embeddings and per-layer hidden states into the pruned one."""
     from slimkit.hf import recover
 
     student = _encoder(ctx, "embed_distill")
@@ -150,6 +152,7 @@ def onnx_embeddings(path: Any, ids: torch.Tensor) -> np.ndarray:
 
 @register_stage("onnx_int8", OnnxInt8StageConfig)
 def onnx_int8_stage(ctx: StageContext, config: OnnxInt8StageConfig) -> dict[str, Any]:
+    """Export the encoder to ONNX and quantize it dynamically to int8; compare int8 with fp32 embeddings."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from slimkit.export.onnx import export_onnx
