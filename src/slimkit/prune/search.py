@@ -159,11 +159,14 @@ class SearchResult:
 class _Space:
     """The prunable groups of a model and the cost model that prices a ratio vector without pruning."""
 
-    def __init__(self, model: nn.Module, example_inputs: Any, config: SearchConfig) -> None:
+    def __init__(self, model: nn.Module, example_inputs: Any, config: SearchConfig,
+                 data_kw: dict[str, Any] | None = None) -> None:
         self.prune_config = PruneConfig(ratio=0.0, scope="local", importance=config.importance,
                                         ignore=config.ignore, round_to=config.round_to,
                                         max_group_ratio=config.max_ratio)
-        plan = plan_pruning(model, example_inputs, self.prune_config)
+        # importance_data / loss_fn of data-driven criteria (taylor, apoz): every plan of this space ranks with them
+        self.data_kw = dict(data_kw or {})
+        plan = plan_pruning(model, example_inputs, self.prune_config, **self.data_kw)
         self.graph = plan.graph
         ignored = {str(name) for name, _ in plan.excluded}
         self._empty = torch.zeros_like(plan.removed)
@@ -340,7 +343,7 @@ def _apply(model: nn.Module, example_inputs: Any, space: _Space, ratios: dict[st
     cfg = PruneConfig(ratio=0.0, scope="local", importance=space.prune_config.importance,
                       ignore=space.prune_config.ignore, round_to=space.prune_config.round_to,
                       max_group_ratio=space.max_ratio, ratios=space.exact_ratios(ratios), verify=verify)
-    return prune_channels(model, example_inputs, cfg)
+    return prune_channels(model, example_inputs, cfg, **space.data_kw)
 
 
 def search_ratios(model: nn.Module, example_inputs: Any, data: Any, config: SearchConfig | None = None, *,

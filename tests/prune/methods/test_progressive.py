@@ -36,7 +36,7 @@ def test_a_failing_round_is_rolled_back_exactly(trained, splits):
     base = slimkit.evaluate(model, splits.val)["accuracy"]
     x = torch.randn(4, 1, 8, 8)
     expected = model(x)
-    rep = progressive_prune(model, X, splits.train, splits.val, target_accuracy=base, step=0.6,
+    rep = progressive_prune(model, X, splits.train, splits.val, target_accuracy=base, step=0.6, min_step=0.6,
                             finetune={"epochs": 0})
     assert len(rep.trajectory) == 2 and not rep.trajectory[1].accepted
     assert rep.trajectory[1].accuracy < base
@@ -90,7 +90,7 @@ def test_backoff_retries_with_half_the_step(monkeypatch):
     assert rep.kept.accepted
 
 
-def test_without_min_step_the_first_failure_ends(monkeypatch):
+def test_min_step_equal_to_step_ends_at_the_first_failure(monkeypatch):
     import torch
     from torch import nn
 
@@ -100,5 +100,39 @@ def test_without_min_step_the_first_failure_ends(monkeypatch):
     x = torch.randn(1, 1, 8, 8)
     calls = iter([1.0, 0.0, 1.0, 1.0])
     monkeypatch.setattr(prog, "accuracy", lambda m, data: next(calls))
-    rep = prog.progressive_prune(model, x, None, None, target_accuracy=0.5, step=0.3, finetune={"epochs": 0})
+    rep = prog.progressive_prune(model, x, None, None, target_accuracy=0.5, step=0.3, min_step=0.3,
+                                 finetune={"epochs": 0})
     assert [r.accepted for r in rep.trajectory] == [True, False]
+
+
+def test_by_default_a_failed_round_backs_off_to_a_quarter_of_the_step(monkeypatch):
+    """Every round fails: the default retries at step/2 and step/4, then stops (no round below step/4)."""
+    import torch
+    from torch import nn
+
+    import slimkit.prune.methods.progressive as prog
+
+    model = nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3))
+    x = torch.randn(1, 1, 8, 8)
+    expected = model(x)
+    calls = iter([1.0] + [0.0] * 10)
+    monkeypatch.setattr(prog, "accuracy", lambda m, data: next(calls))
+    rep = prog.progressive_prune(model, x, None, None, target_accuracy=0.5, step=0.4, finetune={"epochs": 0},
+                                 scope="local")
+    assert [r.step for r in rep.trajectory[1:]] == pytest.approx([0.4, 0.2, 0.1])
+    assert not any(r.accepted for r in rep.trajectory[1:])
+    torch.testing.assert_close(model(x), expected, atol=0, rtol=0)  # every failed round rolled back
+
+
+def test_auto_scope_ranks_with_a_data_driven_criterion(trained, splits):
+    """scope='auto' with taylor: the candidates' plans get the importance batches (no 'needs data' error)."""
+    model = copy.deepcopy(trained)
+    base = slimkit.evaluate(model, splits.val)["accuracy"]
+    batches = [(torch.stack([splits.train[i][0] for i in range(16)]),
+                torch.tensor([int(splits.train[i][1]) for i in range(16)]))]
+    rep = progressive_prune(model, X, splits.train, splits.val, target_accuracy=max(base - 0.5, 0.0), step=0.25,
+                            max_rounds=1, finetune={"epochs": 0}, scope="auto", importance="taylor",
+                            importance_data=batches, search={"samples": 1, "calib_samples": 32, "val_samples": 32})
+    assert len(rep.trajectory) == 2 and rep.trajectory[1].accepted
+    assert rep.trajectory[1].macs < rep.trajectory[0].macs
+    assert rep.trajectory[1].choice in ("uniform", "global", "global_macs", "sample")

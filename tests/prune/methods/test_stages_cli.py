@@ -31,6 +31,11 @@ def _ctx(model, splits, tmp_path, name):
     ("progressive", {"target_accuracy": 0.5, "step": 0.3, "max_rounds": 2, "finetune": FAST, "scope": "auto",
                      "min_step": 0.1, "search": {"samples": 2, "calib_samples": 64, "val_samples": 64}},
      lambda m: m["val_accuracy"] >= 0.5 and m["macs_reduction"] > 1),
+    ("progressive", {"target_accuracy": 0.5, "step": 0.3, "max_rounds": 1, "finetune": FAST, "importance": "taylor",
+                     "calibration_batches": 2}, lambda m: m["val_accuracy"] >= 0.5 and m["macs_reduction"] > 1),
+    ("progressive", {"target_accuracy": 0.5, "step": 0.3, "max_rounds": 1, "finetune": FAST, "scope": "auto",
+                     "importance": "apoz", "search": {"samples": 1, "calib_samples": 64, "val_samples": 64}},
+     lambda m: m["val_accuracy"] >= 0.5 and m["macs_reduction"] > 1),
     ("soft_filter", {"ratio": 0.5, "train": FAST}, lambda m: m["channels_removed"] == 16),
     ("reconstruct", {"ratio": 0.5, "calibration_batches": 2}, lambda m: m["macs_reduction"] > 2 and m["layers"] == 3),
 ])

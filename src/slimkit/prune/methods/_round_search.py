@@ -91,8 +91,8 @@ def _slice(data: Any, n: int, gen: torch.Generator) -> Any:
 
 
 def round_candidates(model: nn.Module, inputs: tuple, step: float, *, importance: Any, round_to: int | None,
-                     ignore: tuple[str, ...], gen: torch.Generator,
-                     config: RoundSearchConfig) -> tuple[_Space, int, list[RoundCandidate]]:
+                     ignore: tuple[str, ...], gen: torch.Generator, config: RoundSearchConfig,
+                     data_kw: dict[str, Any] | None = None) -> tuple[_Space, int, list[RoundCandidate]]:
     """``(space, MACs budget, candidates)`` of one round: all remove about the MACs of one uniform round.
 
     Uniform drops ``ceil(step * n)`` channels of every group of ``n > 1`` (at least one, so a small step never
@@ -101,7 +101,7 @@ def round_candidates(model: nn.Module, inputs: tuple, step: float, *, importance
     cap = min(0.9, max(2 * step, 0.5))
     space = _Space(model, inputs, SearchConfig(macs_reduction=2.0,  # placeholder: only the space's fields are used
                                                importance=importance, ignore=ignore, round_to=round_to,
-                                               max_ratio=cap, progress=False))
+                                               max_ratio=cap, progress=False), data_kw)
     sizes = [g.channels.numel() for g in space.groups]
     uniform = torch.tensor([min(max(1, math.ceil(step * n - 1e-9)), n - 1) / n for n in sizes], dtype=torch.float64)
     budget = space.costs(uniform)[0]
@@ -109,7 +109,8 @@ def round_candidates(model: nn.Module, inputs: tuple, step: float, *, importance
     if budget >= space.macs0:
         return space, budget, out
     for origin in ("global", "global_macs"):
-        vec = _global_vector(model, inputs, space, budget, step, origin == "global_macs", importance, round_to, ignore)
+        vec = _global_vector(model, inputs, space, budget, step, origin == "global_macs", importance, round_to, ignore,
+                             space.data_kw)
         if vec is not None:
             vec = _fill(space, vec, "macs", budget)
             out.append(RoundCandidate(origin, space.as_dict(vec), space.costs(vec)[0]))
@@ -125,7 +126,8 @@ def round_candidates(model: nn.Module, inputs: tuple, step: float, *, importance
 
 
 def _global_vector(model: nn.Module, inputs: tuple, space: _Space, budget: int, step: float, per_macs: bool,
-                   importance: Any, round_to: int | None, ignore: tuple[str, ...]) -> torch.Tensor | None:
+                   importance: Any, round_to: int | None, ignore: tuple[str, ...],
+                   data_kw: dict[str, Any]) -> torch.Tensor | None:
     """Per-group ratios of the engine's global de-biased ranking (or of importance per MAC) at ``budget`` MACs."""
     from slimkit.prune.methods.progressive import _round_plan
 
@@ -137,7 +139,7 @@ def _global_vector(model: nn.Module, inputs: tuple, space: _Space, budget: int, 
     try:
         with warnings.catch_warnings():  # a plan a step past the budget is expected: _fill / the filter handle it
             warnings.simplefilter("ignore")
-            plan = _round_plan(model, inputs, options, per_macs)
+            plan = _round_plan(model, inputs, options, per_macs, data_kw)
     except ConfigError:
         return None
     counts = {g.name: int(plan.removed[g.channels].sum()) for g in plan.graph.groups}

