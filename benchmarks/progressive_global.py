@@ -21,10 +21,12 @@ import copy
 import json
 from pathlib import Path
 
+import torch
 from _fmnist import add_common_args, train_dense
 from _seeds import add_seeds_arg, seeded_result
 
 import slimkit
+import slimkit.prune.importance
 from slimkit.prune.methods.progressive import progressive_prune
 
 
@@ -38,7 +40,11 @@ def main() -> None:
     parser.add_argument("--max-rounds", type=int, default=None, help="default 16 (at least 20 full); 2 with --smoke")
     parser.add_argument("--per-macs", action="store_true", help="global ranking of importance per MAC saved")
     parser.add_argument("--min-step", type=float, default=None,
-                        help="back-off: a failed round is retried with half the step down to this (default: off)")
+                        help="back-off: a failed round is retried with half the step down to this (default step/4; "
+                             "--min-step equal to --step: no back-off)")
+    parser.add_argument("--importance", default="l1",
+                        help="channel criterion of every loop (l1, l2, fpgm, taylor, apoz, ...; data-driven ones get "
+                             "4 training batches of 64)")
     parser.add_argument("--scopes", nargs="+", default=["auto", "local"], choices=["auto", "global", "local"],
                         help="loops run; the first is the method (macs_reduction), local the baseline (default: auto local)")
     parser.add_argument("--out-dir", default="runs/benchmarks/progressive_global")
@@ -64,6 +70,13 @@ def _run(args: argparse.Namespace, seed: int) -> dict:
     data, model, x, base, subset = dense.data, dense.model, dense.example, dense.train, dense.subset
     val_dense, acc_dense = dense.acc_dense_val, dense.acc_dense
     target = val_dense - args.drop / 100
+    batches = None
+    if slimkit.prune.importance.criterion_needs(args.importance):
+        gen = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(data.train), generator=gen)[:256].tolist()
+        xs = torch.stack([data.train[i][0] for i in idx])
+        ys = torch.tensor([int(data.train[i][1]) for i in idx])
+        batches = [(xs[i:i + 64], ys[i:i + 64]) for i in range(0, 256, 64)]
     results = {}
     scopes = list(dict.fromkeys([*args.scopes, "local"]))
     for scope in scopes:
@@ -71,6 +84,7 @@ def _run(args: argparse.Namespace, seed: int) -> dict:
         rep = progressive_prune(m, x, data.train, data.val, target_accuracy=target, step=args.step,
                                 max_rounds=rounds, finetune={**base, "epochs": args.finetune_epochs, "lr": 0.02}, scope=scope,
                                 per_macs=args.per_macs, min_step=args.min_step, search={"seed": seed},
+                                importance=args.importance, importance_data=batches,
                                 plot_path=Path(args.out_dir) / f"trajectory_{scope}.png")
         results[scope] = (rep, slimkit.evaluate(m, data.test)["accuracy"])
         print(f"-- {scope}\n{rep.table()}")
@@ -80,7 +94,7 @@ def _run(args: argparse.Namespace, seed: int) -> dict:
     for scope, (rep, test) in results.items():
         print(f"{scope:<8} {rep.final_accuracy:>8.4f} {test:>9.4f} {rep.macs_reduction:>7.2f} {rep.params_reduction:>9.2f}")
     return {
-        "benchmark": "progressive_global", "quick": q, "smoke": args.smoke, "width": width, "train_subset": subset, "step": args.step, "finetune_epochs": args.finetune_epochs, "per_macs": args.per_macs, "min_step": args.min_step, "max_rounds": rounds,
+        "benchmark": "progressive_global", "quick": q, "smoke": args.smoke, "width": width, "train_subset": subset, "step": args.step, "finetune_epochs": args.finetune_epochs, "per_macs": args.per_macs, "min_step": args.min_step, "importance": args.importance, "max_rounds": rounds,
         "target_acc": round(target, 4), "final_acc": round(g[0].final_accuracy, 4),
         "macs_reduction": round(g[0].macs_reduction, 3), "uniform_macs_reduction": round(u.macs_reduction, 3),
         "uniform_final_acc": round(u.final_accuracy, 4), "acc_dense_val": round(val_dense, 4),
