@@ -47,6 +47,11 @@ def main() -> None:
                              "4 training batches of 64)")
     parser.add_argument("--scopes", nargs="+", default=["auto", "local"], choices=["auto", "global", "local"],
                         help="loops run; the first is the method (macs_reduction), local the baseline (default: auto local)")
+    parser.add_argument("--finetune-top", type=int, default=1,
+                        help="scope auto: finalists fine-tuned per round, the most accurate on validation kept "
+                             "(uniform always among them from 2)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the uniform loop unless listed in --scopes (its figures are null in the JSON)")
     parser.add_argument("--out-dir", default="runs/benchmarks/progressive_global")
     args = parser.parse_args()
     keys = ["acc_dense_test", "final_test_acc", "uniform_test_acc"]
@@ -78,30 +83,32 @@ def _run(args: argparse.Namespace, seed: int) -> dict:
         ys = torch.tensor([int(data.train[i][1]) for i in idx])
         batches = [(xs[i:i + 64], ys[i:i + 64]) for i in range(0, 256, 64)]
     results = {}
-    scopes = list(dict.fromkeys([*args.scopes, "local"]))
+    scopes = list(dict.fromkeys([*args.scopes] + ([] if args.no_baseline else ["local"])))
     for scope in scopes:
         m = copy.deepcopy(model)
         rep = progressive_prune(m, x, data.train, data.val, target_accuracy=target, step=args.step,
                                 max_rounds=rounds, finetune={**base, "epochs": args.finetune_epochs, "lr": 0.02}, scope=scope,
-                                per_macs=args.per_macs, min_step=args.min_step, search={"seed": seed},
+                                per_macs=args.per_macs, min_step=args.min_step, search={"seed": seed, "finetune_top": args.finetune_top},
                                 importance=args.importance, importance_data=batches,
                                 plot_path=Path(args.out_dir) / f"trajectory_{scope}.png")
         results[scope] = (rep, slimkit.evaluate(m, data.test)["accuracy"])
         print(f"-- {scope}\n{rep.table()}")
     seconds = dense.seconds()
-    g, (u, u_test) = results[scopes[0]], results["local"]
+    g, (u, u_test) = results[scopes[0]], results.get("local", (None, None))
     print(f"{'scope':<8} {'val acc':>8} {'test acc':>9} {'MACs x':>7} {'params x':>9}  (target val {target:.4f})")
     for scope, (rep, test) in results.items():
         print(f"{scope:<8} {rep.final_accuracy:>8.4f} {test:>9.4f} {rep.macs_reduction:>7.2f} {rep.params_reduction:>9.2f}")
     return {
         "benchmark": "progressive_global", "quick": q, "smoke": args.smoke, "width": width, "train_subset": subset, "step": args.step, "finetune_epochs": args.finetune_epochs, "per_macs": args.per_macs, "min_step": args.min_step, "importance": args.importance, "max_rounds": rounds,
         "target_acc": round(target, 4), "final_acc": round(g[0].final_accuracy, 4),
-        "macs_reduction": round(g[0].macs_reduction, 3), "uniform_macs_reduction": round(u.macs_reduction, 3),
-        "uniform_final_acc": round(u.final_accuracy, 4), "acc_dense_val": round(val_dense, 4),
-        "acc_dense_test": round(acc_dense, 4), "final_test_acc": round(g[1], 4), "uniform_test_acc": round(u_test, 4),
+        "macs_reduction": round(g[0].macs_reduction, 3),
+        "uniform_macs_reduction": round(u.macs_reduction, 3) if u else None,
+        "uniform_final_acc": round(u.final_accuracy, 4) if u else None, "acc_dense_val": round(val_dense, 4),
+        "acc_dense_test": round(acc_dense, 4), "final_test_acc": round(g[1], 4),
+        "uniform_test_acc": round(u_test, 4) if u else None, "finetune_top": args.finetune_top,
         "method": scopes[0], "rounds": len(g[0].trajectory) - 1,
         **({"global_macs_reduction": round(results["global"][0].macs_reduction, 3)} if "global" in results else {}),
-        "choices": [r.choice for r in g[0].trajectory[1:]], "uniform_rounds": len(u.trajectory) - 1,
+        "choices": [r.choice for r in g[0].trajectory[1:]], "uniform_rounds": len(u.trajectory) - 1 if u else None,
         "trajectory": [[r.round, round(r.accuracy, 4), r.macs, r.params, r.accepted] for r in g[0].trajectory],
         "seconds": round(seconds, 1),
     }

@@ -72,3 +72,34 @@ def test_a_small_step_still_removes_channels(trained, splits, scope):
     assert len(rep.trajectory) == 2 and rep.trajectory[1].macs < macs0
     assert scope == "auto" or rep.trajectory[1].choice == "uniform"  # global: nothing within the cap, so a uniform round instead
     assert slimkit.plan_pruning(model, X, ratio=0.0).report.macs_before == rep.trajectory[1].macs
+
+
+def test_finalists_keep_uniform_when_two_or_more_are_fine_tuned(trained):
+    from slimkit.prune.methods._round_search import finalists
+
+    _, _, cands = _candidates(trained)
+    for i, c in enumerate(cands):
+        c.score = float(i)  # uniform (first) scores worst
+    assert [c.origin for c in finalists(cands, 1)] != ["uniform"]
+    top2 = finalists(cands, 2)
+    assert top2[0] is cands[-1] and top2[1].origin == "uniform"
+    assert finalists(cands, len(cands))[0] is cands[-1] and len(finalists(cands, len(cands))) == len(cands)
+
+
+def test_finetune_top_keeps_the_finalist_with_the_best_validation_accuracy(trained, splits, monkeypatch):
+    """The score prefers a non-uniform candidate, the (fake) validation accuracy prefers uniform: uniform is kept."""
+    import slimkit.prune.methods.progressive as prog
+
+    model = copy.deepcopy(trained)
+    first = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][0]
+    n0 = first.out_channels
+    # accuracy: 1.0 only for the model whose first conv lost exactly uniform's ceil(0.25 * 8) = 2 channels
+    monkeypatch.setattr(prog, "accuracy", lambda m, data: 1.0 if [c for c in m.modules() if isinstance(
+        c, torch.nn.Conv2d)][0].out_channels in (n0, n0 - 2) else 0.5)
+    rep = progressive_prune(model, X, splits.train, splits.val, target_accuracy=0.9, step=0.25, max_rounds=1,
+                            finetune={"epochs": 0}, scope="auto",
+                            search={"samples": 4, "finetune_top": 3},
+                            score_fn=lambda m, i, s, ratios: ratios[s.names[0]])  # the most pruned first layer
+    assert rep.trajectory[1].accepted and rep.trajectory[1].choice == "uniform", rep.table()
+    assert [c for c in model.modules() if isinstance(c, torch.nn.Conv2d)][0].out_channels == n0 - 2
+    assert slimkit.plan_pruning(model, X, ratio=0.0).report.macs_before == rep.kept.macs  # the kept model is in place

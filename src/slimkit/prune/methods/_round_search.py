@@ -37,6 +37,11 @@ class RoundSearchConfig:
         val_samples: validation samples each candidate is scored on (minus the cross-entropy; higher is better).
         batch_size: batch size of recalibration and scoring.
         seed: seeds the perturbations and the data slices; the same seed gives the same rounds.
+        finetune_top: candidates fine-tuned in each round (the round's fine-tuning, each from the same model);
+            the one with the best validation accuracy is kept. 1 keeps the best score alone. With 2 or more,
+            uniform is always a finalist: the score is a proxy (on the full VGG benchmark one round's best-scored
+            candidate fine-tuned 0.5 points below what uniform rounds reached), uniform the robust prior.
+            Costs ``finetune_top`` fine-tunings per round.
     """
 
     samples: int = 4
@@ -45,11 +50,12 @@ class RoundSearchConfig:
     val_samples: int = 1000
     batch_size: int = 128
     seed: int = 0
+    finetune_top: int = 1
 
     def __post_init__(self) -> None:
         if self.samples < 0 or self.spread < 0:
             raise ConfigError("RoundSearchConfig.samples and .spread must be >= 0")
-        for name in ("calib_samples", "val_samples", "batch_size"):
+        for name in ("calib_samples", "val_samples", "batch_size", "finetune_top"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"RoundSearchConfig.{name} must be >= 1, got {getattr(self, name)}")
 
@@ -156,6 +162,15 @@ def pick(model: nn.Module, inputs: tuple, space: _Space, candidates: list[RoundC
             best = c
     assert best is not None
     return best
+
+
+def finalists(candidates: list[RoundCandidate], k: int) -> list[RoundCandidate]:
+    """The ``k`` best-scored candidates, best first; with ``k >= 2`` uniform replaces the last if it is not among them."""
+    ranked = sorted(candidates, key=lambda c: -(c.score if c.score is not None else -math.inf))
+    top = ranked[:k]
+    if k >= 2 and not any(c.origin == "uniform" for c in top):
+        top[-1] = next(c for c in ranked if c.origin == "uniform")
+    return top
 
 
 def apply_candidate(model: nn.Module, inputs: tuple, space: _Space, candidate: RoundCandidate) -> PruneReport:

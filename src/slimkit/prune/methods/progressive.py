@@ -39,6 +39,7 @@ from slimkit.prune.methods._round_search import (
     Evaluator,
     RoundSearchConfig,
     apply_candidate,
+    finalists,
     pick,
     round_candidates,
 )
@@ -185,6 +186,17 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
             if budget >= space.macs0:
                 break  # every group is down to one channel
             best = pick(model, inputs, space, candidates, score)
+            if rs.finetune_top > 1 and len(candidates) > 1:
+                report, choice, acc = _finetune_finalists(model, inputs, space, finalists(candidates, rs.finetune_top),
+                                                          kept_state, train_data, val_data, ft)
+                ok = acc >= target_accuracy
+                trajectory.append(Round(k, acc, report.macs_after, report.params_after, ok, current, choice))
+                if not ok:
+                    restore(model, kept_state)
+                    if current / 2 < min_step * (1 - 1e-9):
+                        break
+                    current /= 2
+                continue
             report, choice = apply_candidate(model, inputs, space, best), best.origin
         else:
             opts = {**options, "ratio": current, "max_group_ratio": min(0.9, 2 * current)}
@@ -215,6 +227,27 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
                                             xlabel="MACs reduction (x)", ylabel="val accuracy",
                                             title="progressive pruning trajectory", hline=target_accuracy)))
     return result
+
+
+def _finetune_finalists(model: nn.Module, inputs: tuple, space: Any, finalists: list, kept_state: dict,
+                        train_data: Any, val_data: Any, ft: dict[str, Any]) -> tuple[Any, str, float]:
+    """Apply each finalist to the round's starting model and fine-tune it; leave ``model`` as the most accurate."""
+    from slimkit.train import fit
+
+    best = None
+    for i, candidate in enumerate(finalists):
+        if i:
+            restore(model, kept_state)
+        report = apply_candidate(model, inputs, space, candidate)
+        if ft["epochs"] > 0:
+            fit(model, train_data, ft, val_data=None)
+        acc = accuracy(model, val_data)
+        if best is None or acc > best[2]:
+            best = (report, candidate.origin, acc, state_copy(model))
+    assert best is not None
+    if len(finalists) > 1:
+        restore(model, best[3])
+    return best[0], best[1], best[2]
 
 
 def _round_plan(model: nn.Module, inputs: tuple, options: dict[str, Any], per_macs: bool,
