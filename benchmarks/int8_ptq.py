@@ -69,7 +69,7 @@ def main() -> None:
     parser.add_argument("--calibration-batches", type=int, default=None, help="default 8; 1 with --smoke")
     add_seeds_arg(parser)
     args = parser.parse_args()
-    keys, drops = ["acc_fp32", "acc_int8", "cpu_speedup_bs1"], {"acc_drop_points": ("acc_fp32", "acc_int8")}
+    keys, drops = ["acc_fp32", "acc_int8", "cpu_speedup_bs1", "cpu_speedup_bs16"], {"acc_drop_points": ("acc_fp32", "acc_int8")}
     result = seeded_result(args, lambda seed: _run(args, seed), keys, drops)
     print(json.dumps(result))
 
