@@ -419,7 +419,9 @@ def sdpa(tr: Tracer, name: str, func: Callable, args: tuple, kwargs: dict, out: 
         result[n - 1] = fv[n - 1]
     tr.set(out, result)
     tokens = q.shape[-2] * k.shape[-2] * math.prod(q.shape[:-2])
-    tr.rec.macs.append(MacsTerm(int(tokens * q.shape[-1]), [i for i in qk if i is not None][:1]))
-    tr.rec.macs.append(MacsTerm(int(tokens * v.shape[-1]), [fv[n - 1]] if n - 1 in fv else []))
+    # both products run once per query head: removing whole heads (the head axis) shrinks them as head dims do
+    per_head = [fq[n - 3]] if n >= 3 and n - 3 in fq else []
+    tr.rec.macs.append(MacsTerm(int(tokens * q.shape[-1]), [i for i in qk if i is not None][:1] + per_head))
+    tr.rec.macs.append(MacsTerm(int(tokens * v.shape[-1]), ([fv[n - 1]] if n - 1 in fv else []) + per_head))
 
 
