@@ -136,3 +136,17 @@ def test_auto_scope_ranks_with_a_data_driven_criterion(trained, splits):
     assert len(rep.trajectory) == 2 and rep.trajectory[1].accepted
     assert rep.trajectory[1].macs < rep.trajectory[0].macs
     assert rep.trajectory[1].choice in ("uniform", "global", "global_macs", "sample")
+
+
+def test_a_data_driven_criterion_without_batches_draws_them_from_the_training_data(trained, splits):
+    """importance='taylor' and no importance_data: the loop ranks with seeded training batches, and the same
+    call twice gives the same rounds."""
+    runs = []
+    for _ in range(2):
+        model = copy.deepcopy(trained)
+        base = slimkit.evaluate(model, splits.val)["accuracy"]
+        rep = progressive_prune(model, X, splits.train, splits.val, target_accuracy=max(base - 0.5, 0.0),
+                                step=0.25, max_rounds=1, finetune={"epochs": 0}, importance="taylor")
+        runs.append([m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)])
+        assert rep.trajectory[1].accepted and rep.trajectory[1].macs < rep.trajectory[0].macs
+    assert runs[0] == runs[1] and sum(runs[0]) == 32 - 8

@@ -34,6 +34,7 @@ from slimkit.prune.engine import (
     plan_pruning,
     select_for_budget,
 )
+from slimkit.prune.importance import criterion_needs
 from slimkit.prune.methods._common import accuracy, as_tuple, on_device, restore, state_copy
 from slimkit.prune.methods._round_search import (
     Evaluator,
@@ -132,7 +133,8 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
             at the first round below the target (no back-off). On the full VGG benchmark the back-off took global
             L1 from 2.34x to 3.76x fewer MACs at the target.
         importance_data, loss_fn: batches (and loss) for data-driven criteria (``taylor``, ``apoz``), passed to
-            :func:`slimkit.plan_pruning` each round.
+            :func:`slimkit.plan_pruning` each round; None with such a criterion draws 4 seeded batches of 64 from
+            ``train_data``.
         search: :class:`RoundSearchConfig` (or its fields) of ``scope="auto"``.
         score_fn: ``scope="auto"``: replaces the default score ``f(model, inputs, space, ratios) -> float``
             (higher is better), e.g. in tests.
@@ -159,6 +161,9 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
         raise ConfigError(f"scope must be 'global', 'local' or 'auto', got {scope!r}")
     options = dict(ratio=step, importance=importance, scope="global" if scope == "auto" else scope, normalize="mean", debias=True,
                    round_to=round_to, ignore=tuple(ignore), max_group_ratio=min(0.9, 2 * step))
+    if importance_data is None and criterion_needs(importance):
+        seed = search.seed if isinstance(search, RoundSearchConfig) else dict(search or {}).get("seed", 0)
+        importance_data = _importance_batches(train_data, seed=seed)
     data_kw = {"importance_data": importance_data, "loss_fn": loss_fn} if importance_data is not None else {}
     plan = plan_pruning(model, inputs, options, **data_kw)
     macs0, params0 = plan.report.macs_before, plan.report.params_before
@@ -227,6 +232,24 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
                                             xlabel="MACs reduction (x)", ylabel="val accuracy",
                                             title="progressive pruning trajectory", hline=target_accuracy)))
     return result
+
+
+def _importance_batches(train_data: Any, *, seed: int, batches: int = 4, size: int = 64) -> list:
+    """A data-driven criterion given no ``importance_data``: ``batches`` seeded training batches of ``size``."""
+    if hasattr(train_data, "__len__") and hasattr(train_data, "__getitem__") and len(train_data) > 0:
+        from slimkit.data import make_loader
+
+        loader = make_loader(train_data, batch_size=size, shuffle=True, seed=seed)
+    else:
+        loader = train_data  # already an iterable of (x, y) batches
+    out = []
+    for batch in loader:
+        out.append(tuple(batch[:2]))
+        if len(out) == batches:
+            break
+    if not out:
+        raise ConfigError("progressive_prune: a data-driven importance needs importance_data or non-empty train_data")
+    return out
 
 
 def _finetune_finalists(model: nn.Module, inputs: tuple, space: Any, finalists: list, kept_state: dict,
