@@ -124,7 +124,7 @@ def main() -> None:
                 m = copy.deepcopy(dense.model)
                 prog = slimkit.progressive_prune(
                     m, dense.example, dense.data.train, dense.data.val, target_accuracy=min(uniform_val, _val(dense.model, dense)), step=0.1,
-                    min_step=0.025, max_rounds=2 if smoke else 12,
+                    min_step=0.025, max_rounds=2 if smoke else 12, scope="global", importance="l1",
                     finetune={**dense.train, "epochs": ft_epochs, "lr": dense.train["lr"] / 4})
                 out[f"{key}_acc_progressive"] = round(_finetune(m, dense, 0), 4)
                 out[f"{key}_macs_reduction_progressive"] = round(prog.macs_reduction, 3)

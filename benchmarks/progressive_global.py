@@ -42,9 +42,9 @@ def main() -> None:
     parser.add_argument("--min-step", type=float, default=None,
                         help="back-off: a failed round is retried with half the step down to this (default step/4; "
                              "--min-step equal to --step: no back-off)")
-    parser.add_argument("--importance", default="l1",
-                        help="channel criterion of every loop (l1, l2, fpgm, taylor, apoz, ...; data-driven ones get "
-                             "4 training batches of 64)")
+    parser.add_argument("--importance", default="taylor",
+                        help="channel criterion of every loop (default taylor, as progressive_prune; l1, l2, fpgm, "
+                             "apoz, ...; data-driven ones get 4 training batches of 64)")
     parser.add_argument("--scopes", nargs="+", default=["auto", "local"], choices=["auto", "global", "local"],
                         help="loops run; the first is the method (macs_reduction), local the baseline (default: auto local)")
     parser.add_argument("--finetune-top", type=int, default=1,

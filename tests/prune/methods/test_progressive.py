@@ -16,7 +16,8 @@ def test_meets_the_target_and_keeps_the_last_model_meeting_it(trained, splits, t
     base = slimkit.evaluate(model, splits.val)["accuracy"]
     target = base - 0.1
     rep = progressive_prune(model, X, splits.train, splits.val, target_accuracy=target, step=0.25, max_rounds=6,
-                            finetune=FT, per_macs=True, plot_path=tmp_path / "traj.png")
+                            finetune=FT, per_macs=True, plot_path=tmp_path / "traj.png", scope="global",
+                            importance="l1")
     assert rep.trajectory[0].accuracy == pytest.approx(base) and rep.trajectory[0].round == 0
     assert rep.final_accuracy >= target
     assert len(rep.trajectory) >= 3, rep.table()  # at least one round kept on this learnable set
@@ -56,7 +57,7 @@ def test_plain_global_ranking_removes_a_step_of_the_channels(trained, splits):
     model = copy.deepcopy(trained)
     base = slimkit.evaluate(model, splits.val)["accuracy"]
     rep = progressive_prune(model, X, splits.train, splits.val, target_accuracy=max(base - 0.5, 0.0), step=0.25,
-                            max_rounds=1, finetune={"epochs": 0})
+                            max_rounds=1, finetune={"epochs": 0}, scope="global", importance="l1")
     assert [m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)] != [8, 12, 12]
     assert sum(m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)) == 32 - 8
     assert len(rep.trajectory) == 2 and rep.trajectory[1].accepted
@@ -78,7 +79,7 @@ def test_backoff_retries_with_half_the_step(monkeypatch):
     monkeypatch.setattr(prog, "accuracy",
                         lambda m, data: 1.0 if slimkit.profile(m, x).macs >= 0.6 * macs0 else 0.0)
     rep = prog.progressive_prune(model, x, None, None, target_accuracy=0.5, step=0.4, min_step=0.05,
-                                 max_rounds=20, finetune={"epochs": 0}, scope="local")
+                                 max_rounds=20, finetune={"epochs": 0}, scope="local", importance="l1")
     steps = [r.step for r in rep.trajectory[1:]]
     rejected = [r.step for r in rep.trajectory[1:] if not r.accepted]
     assert rejected, "some round fell below the target"
@@ -101,7 +102,7 @@ def test_min_step_equal_to_step_ends_at_the_first_failure(monkeypatch):
     calls = iter([1.0, 0.0, 1.0, 1.0])
     monkeypatch.setattr(prog, "accuracy", lambda m, data: next(calls))
     rep = prog.progressive_prune(model, x, None, None, target_accuracy=0.5, step=0.3, min_step=0.3,
-                                 finetune={"epochs": 0})
+                                 finetune={"epochs": 0}, scope="local", importance="l1")
     assert [r.accepted for r in rep.trajectory] == [True, False]
 
 
@@ -118,7 +119,7 @@ def test_by_default_a_failed_round_backs_off_to_a_quarter_of_the_step(monkeypatc
     calls = iter([1.0] + [0.0] * 10)
     monkeypatch.setattr(prog, "accuracy", lambda m, data: next(calls))
     rep = prog.progressive_prune(model, x, None, None, target_accuracy=0.5, step=0.4, finetune={"epochs": 0},
-                                 scope="local")
+                                 scope="local", importance="l1")
     assert [r.step for r in rep.trajectory[1:]] == pytest.approx([0.4, 0.2, 0.1])
     assert not any(r.accepted for r in rep.trajectory[1:])
     torch.testing.assert_close(model(x), expected, atol=0, rtol=0)  # every failed round rolled back
@@ -146,7 +147,18 @@ def test_a_data_driven_criterion_without_batches_draws_them_from_the_training_da
         model = copy.deepcopy(trained)
         base = slimkit.evaluate(model, splits.val)["accuracy"]
         rep = progressive_prune(model, X, splits.train, splits.val, target_accuracy=max(base - 0.5, 0.0),
-                                step=0.25, max_rounds=1, finetune={"epochs": 0}, importance="taylor")
+                                step=0.25, max_rounds=1, finetune={"epochs": 0}, importance="taylor", scope="global")
         runs.append([m.out_channels for m in model.modules() if isinstance(m, torch.nn.Conv2d)])
         assert rep.trajectory[1].accepted and rep.trajectory[1].macs < rep.trajectory[0].macs
     assert runs[0] == runs[1] and sum(runs[0]) == 32 - 8
+
+
+def test_defaults_are_auto_scope_with_taylor(trained, splits):
+    """No scope, no criterion, no batches: per-layer ratios chosen per round, ranked by Taylor on training batches."""
+    model = copy.deepcopy(trained)
+    base = slimkit.evaluate(model, splits.val)["accuracy"]
+    rep = progressive_prune(model, X, splits.train, splits.val, target_accuracy=max(base - 0.5, 0.0), step=0.25,
+                            max_rounds=1, finetune={"epochs": 0}, search={"samples": 1, "calib_samples": 32,
+                                                                        "val_samples": 32})
+    assert rep.trajectory[1].choice in ("uniform", "global", "global_macs", "sample")
+    assert rep.trajectory[1].accepted and rep.macs_reduction > 1

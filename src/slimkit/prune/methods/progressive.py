@@ -1,10 +1,11 @@
-"""Progressive global pruning to an accuracy target: prune a step, fine-tune briefly, repeat while it holds.
+"""Progressive pruning to an accuracy target: prune a step, fine-tune briefly, repeat while it holds.
 
-Every round scores all channels and neurons of all layers with de-biased scores (per-weight magnitudes,
-normalized per group, so layers of different fan-in compare fairly), removes ``step`` of the remaining channels in
-one global ranking, fine-tunes, and evaluates. A round whose accuracy falls below ``target_accuracy`` is rolled
-back, and the loop stops: the model returned is the smallest one that met the target. ``scope="local"`` runs the
-same loop with one uniform ratio per layer, the baseline this method is compared against.
+Each round removes about ``step`` of the remaining MACs and fine-tunes. With ``scope="auto"`` (default) the round's
+per-layer ratios are chosen among candidates of equal MACs (uniform, the global de-biased ranking, perturbations
+of uniform) by a quick recalibrated score (``_round_search``); ``global`` removes ``step`` of the channels in one
+ranking over all layers (de-biased, normalized per group); ``local`` takes the same ratio of every layer, the
+baseline. A round whose validation accuracy falls below ``target_accuracy`` is rolled back and retried with half
+the step, down to ``min_step``: the model returned is the smallest one that met the target.
 
 Example:
     >>> rep = progressive_prune(model, (x,), splits.train, splits.val, target_accuracy=0.90, step=0.1,
@@ -98,8 +99,8 @@ class ProgressiveReport:
 
 def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, val_data: Any, *,
                       target_accuracy: float, step: float = 0.1, max_rounds: int = 20,
-                      finetune: dict[str, Any] | None = None, importance: str = "l1",
-                      scope: Literal["global", "local", "auto"] = "global", round_to: int | None = None,
+                      finetune: dict[str, Any] | None = None, importance: str = "taylor",
+                      scope: Literal["global", "local", "auto"] = "auto", round_to: int | None = None,
                       ignore: tuple[str, ...] = (), per_macs: bool = False, min_step: float | None = None,
                       importance_data: Any = None, loss_fn: Any = None,
                       search: RoundSearchConfig | dict[str, Any] | None = None, score_fn: Any = None,
@@ -116,9 +117,11 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
         max_rounds: stop after this many rounds even if the target still holds.
         finetune: :class:`slimkit.TrainConfig` fields of each round's fine-tuning (default one epoch); None
             keeps the default, ``{"epochs": 0}`` disables it.
-        importance: criterion (per-weight de-biased and normalized per group before the global ranking).
+        importance: criterion (per-weight de-biased and normalized per group before a global ranking). Default
+            ``taylor`` (first-order Taylor on training batches): with ``scope="auto"`` it reached 10.6x fewer MACs
+            at the target on the full VGG benchmark, L1 5.9x (7.4x with ``finetune_top=2``), uniform 6.5x.
         scope: ``global`` (one ranking over all layers), ``local`` (the same ratio in every layer: the baseline) or
-            ``auto``: each round scores candidates that remove the MACs of one uniform round (uniform, the global
+            ``auto`` (default): each round scores candidates that remove the MACs of one uniform round (uniform, the global
             ranking, the global ranking per MAC, ``search.samples`` perturbations of uniform) after BatchNorm
             recalibration, on ``val_data``, and keeps the best (``_round_search``).
         round_to, ignore: as in :class:`slimkit.PruneConfig`.

@@ -1,5 +1,6 @@
-"""Stage ``progressive``: prune-finetune rounds with a global de-biased ranking until val accuracy would fall
-below ``target_accuracy``; keeps the last model meeting it. Writes ``trajectory.png`` and ``progressive.json``."""
+"""Stage ``progressive``: prune-finetune rounds (per-layer ratios chosen each round by default, ``scope: auto``) until
+val accuracy would fall below ``target_accuracy``; keeps the last model meeting it. Writes ``trajectory.png`` and
+``progressive.json``."""
 
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ class ProgressiveStageConfig:
     step: float = 0.1
     max_rounds: int = 20
     finetune: dict[str, Any] = field(default_factory=lambda: {"epochs": 1})
-    importance: str = "l1"
-    scope: Literal["global", "local", "auto"] = "global"
+    importance: str = "taylor"  # progressive_prune's defaults: the best measured (docs/benchmarks.md, progressive_global)
+    scope: Literal["global", "local", "auto"] = "auto"
     round_to: int | None = None
     per_macs: bool = False
     min_step: float | None = None  # back-off floor: a failed round is retried at half the step down to this (None: step/4)
@@ -48,7 +49,7 @@ class ProgressiveStageConfig:
 
 @register_stage("progressive", ProgressiveStageConfig, compresses=True)
 def progressive_stage(ctx: StageContext, config: ProgressiveStageConfig) -> dict[str, Any]:
-    """Progressive global pruning: remove a step of channels per round, fine-tune, stop before accuracy falls below the target."""
+    """Progressive pruning: remove a step of MACs per round, fine-tune, back off, stop before accuracy falls below the target."""
     ctx.freeze_reference()
     ctx.stage_dir.mkdir(parents=True, exist_ok=True)
     data = None
