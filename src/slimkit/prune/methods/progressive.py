@@ -186,7 +186,7 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
     for k in range(1, max_rounds + 1):
         inputs = on_device(inputs, model)
         kept_state = state_copy(model)
-        choice = ""
+        choice, acc = "", None
         if scope == "auto":
             space, budget, candidates = round_candidates(model, inputs, current, importance=importance,
                                                          round_to=round_to, ignore=tuple(ignore), gen=gen,
@@ -194,18 +194,11 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
             if budget >= space.macs0:
                 break  # every group is down to one channel
             best = pick(model, inputs, space, candidates, score)
-            if rs.finetune_top > 1 and len(candidates) > 1:
+            if rs.finetune_top > 1 and len(candidates) > 1:  # fine-tuned and evaluated per finalist
                 report, choice, acc = _finetune_finalists(model, inputs, space, finalists(candidates, rs.finetune_top),
                                                           kept_state, train_data, val_data, ft)
-                ok = acc >= target_accuracy
-                trajectory.append(Round(k, acc, report.macs_after, report.params_after, ok, current, choice))
-                if not ok:
-                    restore(model, kept_state)
-                    if current / 2 < min_step * (1 - 1e-9):
-                        break
-                    current /= 2
-                continue
-            report, choice = apply_candidate(model, inputs, space, best), best.origin
+            else:
+                report, choice = apply_candidate(model, inputs, space, best), best.origin
         else:
             opts = {**options, "ratio": current, "max_group_ratio": min(0.9, 2 * current)}
             plan = _round_plan(model, inputs, opts, per_macs and scope == "global", data_kw)
@@ -216,9 +209,10 @@ def progressive_prune(model: nn.Module, example_inputs: Any, train_data: Any, va
             if plan.report.macs_after >= plan.report.macs_before:
                 break  # nothing left to remove
             report = plan.apply()
-        if ft["epochs"] > 0:
-            fit(model, train_data, ft, val_data=None)
-        acc = accuracy(model, val_data)
+        if acc is None:
+            if ft["epochs"] > 0:
+                fit(model, train_data, ft, val_data=None)
+            acc = accuracy(model, val_data)
         ok = acc >= target_accuracy
         trajectory.append(Round(k, acc, report.macs_after, report.params_after, ok, current, choice))
         if not ok:
