@@ -18,6 +18,8 @@ from typing import Any
 def add_seeds_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=None,
                         help="repeat over seeds 0..N-1 and report mean +- std (default 3 full, 1 --quick/--smoke)")
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="start at this seed (seeds K..K+N-1): a run split over machines or sessions")
 
 
 def n_seeds(args: argparse.Namespace) -> int:
@@ -64,12 +66,12 @@ def summarize(rows: list[dict[str, Any]], keys: Iterable[str], effects: Iterable
 
 
 def over_seeds(n: int, run: Callable[[int], dict[str, Any]], keys: list[str], effects: Iterable[str] = (),
-               digits: int = 4) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Run ``run(seed)`` for seeds 0..n-1; print per-seed rows and mean/std; return (rows, summary)."""
+               digits: int = 4, first: int = 0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Run ``run(seed)`` for seeds first..first+n-1; print per-seed rows and mean/std; return (rows, summary)."""
     effects = list(effects)
     shown = keys + [e for e in effects if e not in keys]
     rows = []
-    for seed in range(n):
+    for seed in range(first, first + n):
         rows.append(run(seed))
         cells = " ".join(f"{key}={_fmt(rows[-1].get(key))}" for key in shown)
         print(f"seed {seed}: {cells}", flush=True)
@@ -103,5 +105,5 @@ def seeded_result(args: argparse.Namespace, run: Callable[[int], dict[str, Any]]
                 row[name] = round(100 * (row[dense] - row[compressed]), 4)
         return row
 
-    rows, summary = over_seeds(n_seeds(args), with_drops, keys, effects=list(drops))
+    rows, summary = over_seeds(n_seeds(args), with_drops, keys, effects=list(drops), first=args.first_seed)
     return {**rows[0], **summary}

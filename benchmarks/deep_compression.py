@@ -193,7 +193,7 @@ def main() -> None:
             rows, results[name] = over_seeds(
                 n, lambda seed, name=name: run_model(name, splits, args.quick, Path(tmp), log, args.smoke, seed,
                                                      ratios.get(name)),
-                ["acc_dense", "acc_loaded", "ratio"], effects=["acc_drop"])
+                ["acc_dense", "acc_loaded", "ratio"], effects=["acc_drop"], first=args.first_seed)
             results[name].update(summarize(rows, keys))  # the other figures' means and stds as well
             results[name]["fc1_ratio"] = {**PLANS[name]["ratios"], **ratios.get(name, {})}
     head = f"{'model':<10}{'dense':>8}{'loaded':>8}{'drop pt':>14}"

@@ -50,6 +50,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="subset and fewer epochs (CPU minutes)")
     parser.add_argument("--smoke", action="store_true", help="128 images, one epoch each, one seed (seconds)")
     parser.add_argument("--seeds", type=int, default=None, help="default 3; 1 with --smoke")
+    parser.add_argument("--first-seed", type=int, default=0, help="start at this seed (seeds K..K+N-1)")
     parser.add_argument("--alpha", type=float, default=0.5, help="weight of the soft-target loss")
     parser.add_argument("--temperature", type=float, default=2.0)
     parser.add_argument("--select", action="store_true",
@@ -102,7 +103,7 @@ def main() -> None:
         kd = 100 * evaluate(student(seed, alpha, temperature), data.test, device="cpu")["accuracy"]
         return {"student_alone": alone, "student_kd": kd, "gain": kd - alone}
 
-    _, summary = over_seeds(args.seeds, run, ["student_alone", "student_kd"], effects=["gain"], digits=2)
+    _, summary = over_seeds(args.seeds, run, ["student_alone", "student_kd"], effects=["gain"], digits=2, first=args.first_seed)
     result = {
         "student_alone_mean": summary["student_alone"],
         "student_alone_std": summary["student_alone_std"],

@@ -158,7 +158,8 @@ def main() -> None:
         return {**tucker_vgg(args), **svd_lenet(args), "smoke": args.smoke}
 
     keys = ["tucker_acc_dense", "tucker_acc_finetuned", "tucker_cpu_speedup", "svd_acc_dense", "svd_acc_finetuned"]
-    rows, summary = over_seeds(n_seeds(args), run, keys, effects=["tucker_acc_drop", "svd_acc_drop"], digits=2)
+    rows, summary = over_seeds(n_seeds(args), run, keys, effects=["tucker_acc_drop", "svd_acc_drop"], digits=2,
+                               first=args.first_seed)
     print()
     print(json.dumps({**rows[0], **summary}))
 

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     keys = ["acc_dense", "acc_pruned", "acc_dense_finetuned", "sparsity"]
-    rows, summary = over_seeds(n_seeds(args), lambda i: _run(args, args.seed + i), keys, effects=["acc_drop_points"])
+    rows, summary = over_seeds(n_seeds(args), lambda i: _run(args, args.seed + i), keys, effects=["acc_drop_points"],
+                               first=args.first_seed)
     result = {**rows[0], **{k: v for k, v in summary.items() if k != "seeds"}, "seeds": summary["seeds"]}
     result["acc_drop_points"] = summary["acc_drop_points"]
     # the bar is judged on the mean drop
