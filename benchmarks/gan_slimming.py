@@ -13,6 +13,9 @@
    distillation loss alone (no GAN term, no slimming).
 7. two_step: the slim student (slimming in float to GS-8's parameter count), then 8-bit post-training
    quantization: the same channels and size as GS-8, quantization not trained.
+8. ``--extra-weight-bits 4`` (a comma list): GS-4 (the same run as GS-8 with 4-bit weights, activations 8 bits)
+   against two_step4 (the same float student, then W4A8 post-training quantization with the same calibration)
+   and two_step4_mse (the same, weight ranges by the MSE observer: the stronger PTQ baseline at low widths).
 
 The teacher of each setting and seed is cached in ``--out-dir`` (state dicts; ``--no-teacher-cache`` retrains).
 
@@ -24,7 +27,8 @@ over the classes); ``real_fid`` is the same for real training images (the floor 
     python benchmarks/gan_slimming.py --smoke    # 256 images, tiny models, a few steps: the code path only
 
 Last line: one JSON object with teacher_fid, gs32_fid, gs32_macs_reduction, gs32_size_ratio, gs8_fid,
-gs8_size_ratio, distill_only_fid, two_step_fid, class_accuracy_teacher, class_accuracy_gs8.
+gs8_size_ratio, distill_only_fid, two_step_fid, class_accuracy_teacher, class_accuracy_gs8; with
+``--extra-weight-bits B``: gsB_fid, gsB_size_ratio, two_stepB_fid, two_stepB_size_ratio, two_stepB_mse_fid, ...
 """
 
 from __future__ import annotations
@@ -128,6 +132,27 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def _bit_list(text: str) -> tuple[int, ...]:
+    """``"4,6"`` -> ``(4, 6)``: weight widths besides 8 for the extra GS / two_step pairs."""
+    bits = tuple(int(v) for v in text.split(",") if v.strip())
+    if any(not 2 <= b <= 7 for b in bits):
+        raise argparse.ArgumentTypeError(f"weight widths must be in [2, 7] (8 is always run), got {text!r}")
+    return bits
+
+
+def ptq_rows(float_student: nn.Module, bits: int, calibration) -> list[tuple[str, nn.Module]]:
+    """two_step at ``bits``-bit weights (8-bit activations): copies of the float student after post-training
+    quantization, weight ranges by min/max (two_step's observer) and by the MSE observer (the stronger baseline
+    at low widths, where clipping outliers pays)."""
+    rows = []
+    for suffix, observer in (("", "minmax"), ("_mse", "mse")):
+        model = copy.deepcopy(float_student)
+        quantize_generator(model, QuantConfig(weight_bits=bits, activation_bits=8, fold_bn=False,
+                                              weight_observer=observer), calibration)
+        rows.append((f"two_step{bits}{suffix}", model.eval()))
+    return rows
+
+
 def macs(model: nn.Module) -> int:
     x = (torch.randn(1, NOISE_DIM), torch.tensor([0]))
     with torch.no_grad():
@@ -169,6 +194,9 @@ def main() -> None:
                              "a copy of the teacher")
     parser.add_argument("--gs8-qat-epochs", type=int, default=None,
                         help="--gs8-from slim: epochs of the quantization-aware phase (default: the GS epochs)")
+    parser.add_argument("--extra-weight-bits", type=_bit_list, default=(),
+                        help="comma list of weight widths (2..7) to compare as well, activations 8 bits: GS-B "
+                             "(GS-8's run at B-bit weights) against two_stepB (B-bit PTQ of the same student)")
     parser.add_argument("--skip-gs32", action="store_true",
                         help="skip GS-32 and distill_only (their keys are null): GS-8 against two_step only")
     parser.add_argument("--no-teacher-cache", action="store_true",
@@ -270,22 +298,31 @@ def main() -> None:
                            **gs)
         two, r2 = copy.deepcopy(slim), r_slim
         qat_epochs = args.gs8_qat_epochs if args.gs8_qat_epochs is not None else gs_epochs
-        gs8, r8 = run("gs8", copy.deepcopy(slim), teacher=copy.deepcopy(slim), discriminator=slim_disc[0],
+        gs8, r8 = run("gs8", copy.deepcopy(slim), teacher=copy.deepcopy(slim),
+                      discriminator=copy.deepcopy(slim_disc[0]),
                       weight_bits=8, activation_bits=8, strength=0.0, lr_scale=None, epochs=qat_epochs,
                       finetune_epochs=0)
         params_target = r_slim.params_before / r_slim.params_after
+        low = {b: run(f"gs{b}", copy.deepcopy(slim), teacher=copy.deepcopy(slim),
+                      discriminator=copy.deepcopy(slim_disc[0]), weight_bits=b, activation_bits=8, strength=0.0,
+                      lr_scale=None, epochs=qat_epochs, finetune_epochs=0)[0]
+               for b in args.extra_weight_bits}
     else:
         gs8, r8 = run("gs8", copy.deepcopy(teacher), **gs8_options, **gs)
         # two_step: the same slimming (options, penalty, removal) in float to GS-8's parameter count, then PTQ
         params_target = r8.params_before / r8.params_after
         two, r2 = run("two_step", copy.deepcopy(teacher), target_macs_reduction=4.0,
                       target_params_reduction=params_target, **gs)
+        low = {b: run(f"gs{b}", copy.deepcopy(teacher), **{**gs8_options, "weight_bits": b}, **gs)[0]
+               for b in args.extra_weight_bits}
     thin = None if args.skip_gs32 else thin_width(width, r32.macs_after)
     if not args.skip_gs32:
         torch.manual_seed(args.seed)
         distill_student = slimkit.create_model("dcgan_g", width=thin, noise_dim=NOISE_DIM)
         distill, rd = run("distill_only", distill_student, strength=0.0, gan_weight=0.0,
                           epochs=gs_epochs + ft_epochs, finetune_epochs=0)
+    extra_rows = [row for b in args.extra_weight_bits
+                  for row in [(f"GS-{b}", low[b]), *ptq_rows(two, b, calibration)]]
     quantize_generator(two, QuantConfig(weight_bits=8, activation_bits=8, fold_bn=False), calibration)
 
     rows = [("teacher", teacher, teacher_bytes), ("GS-8", gs8, stored_bytes(gs8)),
@@ -293,6 +330,7 @@ def main() -> None:
     if not args.skip_gs32:
         rows[1:1] = [("GS-32", gs32, stored_bytes(gs32))]
         rows[3:3] = [("distill_only", distill, stored_bytes(distill))]
+    rows += [(name, model, stored_bytes(model)) for name, model in extra_rows]
     results, held_out_figures = {}, {}
     if args.skip_gs32:
         results = {"GS-32": (None,) * 4, "distill_only": (None,) * 4}
@@ -328,6 +366,12 @@ def main() -> None:
         "class_accuracy_gs32": _round(results["GS-32"][1], 4),
         "class_accuracy_distill_only": _round(results["distill_only"][1], 4),
         "class_accuracy_two_step": round(results["two_step"][1], 4),
+        "extra_weight_bits": list(args.extra_weight_bits),
+        **{f"{key}{b}{suffix}_{what}": round(results[f"{name}{b}{suffix}"][i], digits)
+           for b in args.extra_weight_bits for key, name, suffix in
+           (("gs", "GS-", ""), ("two_step", "two_step", ""), ("two_step", "two_step", "_mse"))
+           for what, i, digits in (("fid", 0, 3), ("size_ratio", 3, 3), ("macs_reduction", 2, 3),
+                                   ("class_accuracy", 1, 4))},
         "held_out_fid": {k: round(v, 3) for k, v in held_out_figures.items()},
         "seconds": round(time.perf_counter() - started, 1),
     }))
