@@ -203,6 +203,9 @@ def main() -> None:
     parser.add_argument("--gs8-qat-lr", type=float, default=2e-4,
                         help="--gs8-from slim: the generator's Adam learning rate in the quantization-aware phase "
                              "(GS-8, GS-B, slim+gs; default 2e-4, that of every GS run)")
+    parser.add_argument("--gs8-qat-gan-weight", type=float, default=0.1,
+                        help="--gs8-from slim: the adversarial weight in the quantization-aware phase (default 0.1, "
+                             "that of every GS run; 0: distillation from the float slim student only)")
     parser.add_argument("--extra-weight-bits", type=_bit_list, default=(),
                         help="comma list of weight widths (2..7) to compare as well, activations 8 bits: GS-B "
                              "(GS-8's run at B-bit weights) against two_stepB (B-bit PTQ of the same student)")
@@ -316,6 +319,7 @@ def main() -> None:
         # the quantization-aware phase: from the slim student, distilled from it, against a copy of its
         # discriminator, no penalty (every row of this phase differs from the others only in the bit widths)
         phase = {"strength": 0.0, "lr_scale": None, "lr_g": args.gs8_qat_lr, "finetune_epochs": 0,
+                 "gan_weight": args.gs8_qat_gan_weight,
                  "epochs": args.gs8_qat_epochs if args.gs8_qat_epochs is not None else gs_epochs}
 
         def continue_slim(name: str, **bits) -> tuple[nn.Module, slimkit.GanSlimReport]:
@@ -374,7 +378,7 @@ def main() -> None:
         "benchmark": "gan_slimming", "quick": q, "smoke": smoke, "seed": args.seed, "train_subset": subset,
         "teacher_width": width, "d_pool": args.d_pool, "d_spectral_norm": args.d_sn, "d_embed_std": args.d_embed_std, "epochs": [teacher_epochs, gs_epochs, ft_epochs],
         "teacher_epoch": teacher_epoch, "teacher_held_out_fid": [round(v, 1) for v in teacher_scores],
-        "strength": gs["strength"], "lr_scale": gs["lr_scale"], "gs8_from": args.gs8_from, "gs8_qat_lr": args.gs8_qat_lr, "tuning": tuning, "fid_samples": samples,
+        "strength": gs["strength"], "lr_scale": gs["lr_scale"], "gs8_from": args.gs8_from, "gs8_qat_lr": args.gs8_qat_lr, "gs8_qat_gan_weight": args.gs8_qat_gan_weight, "tuning": tuning, "fid_samples": samples,
         **{k: round(v, 3) for k, v in floors.items()},
         "teacher_fid": round(teacher_fid, 3), "teacher_fid_noise2": round(teacher_fid_noise2, 3),
         "gs32_fid": _round(results["GS-32"][0], 3),
