@@ -13,6 +13,11 @@
    distillation loss alone (no GAN term, no slimming).
 7. two_step: the slim student (slimming in float to GS-8's parameter count), then 8-bit post-training
    quantization: the same channels and size as GS-8, quantization not trained.
+8. ``--extra-weight-bits 4`` (a comma list): GS-4 (the same run as GS-8 with 4-bit weights, activations 8 bits)
+   against two_step4 (the same float student, then W4A8 post-training quantization with the same calibration)
+   and two_step4_mse (the same, weight ranges by the MSE observer: the stronger PTQ baseline at low widths).
+9. ``--controls``: the float slim student itself and GS-8's phase run without quantization (``slim+gs``), to
+   tell what PTQ costs and what the extra GS epochs do apart from quantization.
 
 The teacher of each setting and seed is cached in ``--out-dir`` (state dicts; ``--no-teacher-cache`` retrains).
 
@@ -24,7 +29,8 @@ over the classes); ``real_fid`` is the same for real training images (the floor 
     python benchmarks/gan_slimming.py --smoke    # 256 images, tiny models, a few steps: the code path only
 
 Last line: one JSON object with teacher_fid, gs32_fid, gs32_macs_reduction, gs32_size_ratio, gs8_fid,
-gs8_size_ratio, distill_only_fid, two_step_fid, class_accuracy_teacher, class_accuracy_gs8.
+gs8_size_ratio, distill_only_fid, two_step_fid, class_accuracy_teacher, class_accuracy_gs8; with
+``--extra-weight-bits B``: gsB_fid, gsB_size_ratio, two_stepB_fid, two_stepB_size_ratio, two_stepB_mse_fid, ...
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ NOISE_DIM = 64
 # defaults of the recorded quick run (docs/gan_slimming.md says how they were chosen)
 D_POOL = 7
 D_SPECTRAL_NORM = False
+D_EMBED_STD = 1.0
 TEACHER_EPOCHS_QUICK = 8
 LR_SCALE = 0.0
 STRENGTH = 0.5
@@ -59,8 +66,8 @@ GS8_FROM = "slim"
 
 
 def train_teacher(data, width: float, epochs: int, seed: int, pool: int = 1, spectral_norm: bool = False,
-                  batch_size: int = 64, score=None) -> tuple[nn.Module, nn.Module, list[float]]:
-    """A conditional DCGAN (generator and ``dcgan_d(pool, spectral_norm)``) trained from scratch, seeded.
+                  batch_size: int = 64, score=None, embed_std: float = 1.0) -> tuple[nn.Module, nn.Module, list[float]]:
+    """A conditional DCGAN (generator and ``dcgan_d(pool, spectral_norm, embed_std)``) trained from scratch, seeded.
 
     ``score(generator) -> float`` (lower is better; the benchmark: FID against held-out training images) is
     evaluated after every epoch and the best epoch's generator and discriminator are returned, with the scores:
@@ -70,7 +77,7 @@ def train_teacher(data, width: float, epochs: int, seed: int, pool: int = 1, spe
 
     torch.manual_seed(seed)
     g = slimkit.create_model("dcgan_g", width=width, noise_dim=NOISE_DIM)
-    d = slimkit.create_model("dcgan_d", width=width, pool=pool, spectral_norm=spectral_norm)
+    d = slimkit.create_model("dcgan_d", width=width, pool=pool, spectral_norm=spectral_norm, embed_std=embed_std)
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     loader = make_loader(data, batch_size=batch_size, shuffle=True, seed=seed, drop_last=True)
@@ -128,6 +135,27 @@ def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
 
 
+def _bit_list(text: str) -> tuple[int, ...]:
+    """``"4,6"`` -> ``(4, 6)``: weight widths besides 8 for the extra GS / two_step pairs."""
+    bits = tuple(int(v) for v in text.split(",") if v.strip())
+    if any(not 2 <= b <= 7 for b in bits):
+        raise argparse.ArgumentTypeError(f"weight widths must be in [2, 7] (8 is always run), got {text!r}")
+    return bits
+
+
+def ptq_rows(float_student: nn.Module, bits: int, calibration) -> list[tuple[str, nn.Module]]:
+    """two_step at ``bits``-bit weights (8-bit activations): copies of the float student after post-training
+    quantization, weight ranges by min/max (two_step's observer) and by the MSE observer (the stronger baseline
+    at low widths, where clipping outliers pays)."""
+    rows = []
+    for suffix, observer in (("", "minmax"), ("_mse", "mse")):
+        model = copy.deepcopy(float_student)
+        quantize_generator(model, QuantConfig(weight_bits=bits, activation_bits=8, fold_bn=False,
+                                              weight_observer=observer), calibration)
+        rows.append((f"two_step{bits}{suffix}", model.eval()))
+    return rows
+
+
 def macs(model: nn.Module) -> int:
     x = (torch.randn(1, NOISE_DIM), torch.tensor([0]))
     with torch.no_grad():
@@ -159,6 +187,9 @@ def main() -> None:
                         help=f"teacher discriminator: dcgan_d(pool=N) (default {D_POOL}; 1 = global mean)")
     parser.add_argument("--d-sn", action=argparse.BooleanOptionalAction, default=D_SPECTRAL_NORM,
                         help=f"teacher discriminator: dcgan_d(spectral_norm=...) (default {D_SPECTRAL_NORM})")
+    parser.add_argument("--d-embed-std", type=float, default=D_EMBED_STD,
+                        help=f"teacher discriminator: dcgan_d(embed_std=...), the class embedding's init std "
+                             f"(default {D_EMBED_STD})")
     parser.add_argument("--teacher-epochs", type=int, default=None, help="override the setting's teacher epochs")
     parser.add_argument("--tune", default="",
                         help="GS-8 grid 'LR_SCALE:STRENGTH,...' scored by FID against held-out training images "
@@ -169,12 +200,27 @@ def main() -> None:
                              "a copy of the teacher")
     parser.add_argument("--gs8-qat-epochs", type=int, default=None,
                         help="--gs8-from slim: epochs of the quantization-aware phase (default: the GS epochs)")
+    parser.add_argument("--gs8-qat-lr", type=float, default=2e-4,
+                        help="--gs8-from slim: the generator's Adam learning rate in the quantization-aware phase "
+                             "(GS-8, GS-B, slim+gs; default 2e-4, that of every GS run)")
+    parser.add_argument("--gs8-qat-gan-weight", type=float, default=0.1,
+                        help="--gs8-from slim: the adversarial weight in the quantization-aware phase (default 0.1, "
+                             "that of every GS run; 0: distillation from the float slim student only)")
+    parser.add_argument("--extra-weight-bits", type=_bit_list, default=(),
+                        help="comma list of weight widths (2..7) to compare as well, activations 8 bits: GS-B "
+                             "(GS-8's run at B-bit weights) against two_stepB (B-bit PTQ of the same student)")
+    parser.add_argument("--controls", action="store_true",
+                        help="--gs8-from slim: two more rows, 'slim' (the float student two_step quantizes and GS-8 "
+                             "continues) and 'slim+gs' (GS-8's phase without quantization): what PTQ costs, and "
+                             "what the extra GS epochs do apart from quantization")
     parser.add_argument("--skip-gs32", action="store_true",
                         help="skip GS-32 and distill_only (their keys are null): GS-8 against two_step only")
     parser.add_argument("--no-teacher-cache", action="store_true",
                         help="retrain the teacher even when OUT_DIR holds one for these settings")
     parser.add_argument("--out-dir", default="runs/benchmarks/gan_slimming")
     args = parser.parse_args()
+    if args.controls and args.gs8_from != "slim":
+        parser.error("--controls needs --gs8-from slim")
     torch.set_num_threads(args.threads)
     q, smoke = args.quick, args.smoke
     started = time.perf_counter()
@@ -214,10 +260,11 @@ def main() -> None:
 
     def train(epochs: int = teacher_epochs):
         return train_teacher(data.train, width, epochs, args.seed, pool=args.d_pool, spectral_norm=args.d_sn,
-                             score=held_out_fid)
+                             score=held_out_fid, embed_std=args.d_embed_std)
 
     teacher_file = Path(args.out_dir) / (f"teacher_n{subset or 'all'}_w{width}_e{teacher_epochs}_s{args.seed}"
-                                         f"_pool{args.d_pool}_sn{int(args.d_sn)}.pt")
+                                         f"_pool{args.d_pool}_sn{int(args.d_sn)}"
+                                         f"{'' if args.d_embed_std == 1.0 else f'_es{args.d_embed_std:g}'}.pt")
     teacher, disc, teacher_scores = (train() if smoke or args.no_teacher_cache
                                      else cached_teacher(teacher_file, train))
     teacher_epoch = teacher_scores.index(min(teacher_scores)) + 1
@@ -269,23 +316,38 @@ def main() -> None:
         slim, r_slim = run("slim", copy.deepcopy(teacher), target_macs_reduction=4.0, target_params_reduction=6.0,
                            **gs)
         two, r2 = copy.deepcopy(slim), r_slim
-        qat_epochs = args.gs8_qat_epochs if args.gs8_qat_epochs is not None else gs_epochs
-        gs8, r8 = run("gs8", copy.deepcopy(slim), teacher=copy.deepcopy(slim), discriminator=slim_disc[0],
-                      weight_bits=8, activation_bits=8, strength=0.0, lr_scale=None, epochs=qat_epochs,
-                      finetune_epochs=0)
+        # the quantization-aware phase: from the slim student, distilled from it, against a copy of its
+        # discriminator, no penalty (every row of this phase differs from the others only in the bit widths)
+        phase = {"strength": 0.0, "lr_scale": None, "lr_g": args.gs8_qat_lr, "finetune_epochs": 0,
+                 "gan_weight": args.gs8_qat_gan_weight,
+                 "epochs": args.gs8_qat_epochs if args.gs8_qat_epochs is not None else gs_epochs}
+
+        def continue_slim(name: str, **bits) -> tuple[nn.Module, slimkit.GanSlimReport]:
+            return run(name, copy.deepcopy(slim), teacher=copy.deepcopy(slim),
+                       discriminator=copy.deepcopy(slim_disc[0]), **phase, **bits)
+
+        gs8, r8 = continue_slim("gs8", weight_bits=8, activation_bits=8)
         params_target = r_slim.params_before / r_slim.params_after
+        low = {b: continue_slim(f"gs{b}", weight_bits=b, activation_bits=8)[0] for b in args.extra_weight_bits}
+        if args.controls:  # GS-8's phase in float: the effect of the extra epochs, quantization aside
+            control = continue_slim("slim_gs")[0]
+            controls = [("slim", slim), ("slim+gs", control)]
     else:
         gs8, r8 = run("gs8", copy.deepcopy(teacher), **gs8_options, **gs)
         # two_step: the same slimming (options, penalty, removal) in float to GS-8's parameter count, then PTQ
         params_target = r8.params_before / r8.params_after
         two, r2 = run("two_step", copy.deepcopy(teacher), target_macs_reduction=4.0,
                       target_params_reduction=params_target, **gs)
+        low = {b: run(f"gs{b}", copy.deepcopy(teacher), **{**gs8_options, "weight_bits": b}, **gs)[0]
+               for b in args.extra_weight_bits}
     thin = None if args.skip_gs32 else thin_width(width, r32.macs_after)
     if not args.skip_gs32:
         torch.manual_seed(args.seed)
         distill_student = slimkit.create_model("dcgan_g", width=thin, noise_dim=NOISE_DIM)
         distill, rd = run("distill_only", distill_student, strength=0.0, gan_weight=0.0,
                           epochs=gs_epochs + ft_epochs, finetune_epochs=0)
+    extra_rows = (controls if args.controls else []) + [row for b in args.extra_weight_bits
+                  for row in [(f"GS-{b}", low[b]), *ptq_rows(two, b, calibration)]]
     quantize_generator(two, QuantConfig(weight_bits=8, activation_bits=8, fold_bn=False), calibration)
 
     rows = [("teacher", teacher, teacher_bytes), ("GS-8", gs8, stored_bytes(gs8)),
@@ -293,6 +355,7 @@ def main() -> None:
     if not args.skip_gs32:
         rows[1:1] = [("GS-32", gs32, stored_bytes(gs32))]
         rows[3:3] = [("distill_only", distill, stored_bytes(distill))]
+    rows += [(name, model, stored_bytes(model)) for name, model in extra_rows]
     results, held_out_figures = {}, {}
     if args.skip_gs32:
         results = {"GS-32": (None,) * 4, "distill_only": (None,) * 4}
@@ -313,9 +376,9 @@ def main() -> None:
           f"{params_target:.2f}x; {time.perf_counter() - started:.0f}s in all")
     print(json.dumps({
         "benchmark": "gan_slimming", "quick": q, "smoke": smoke, "seed": args.seed, "train_subset": subset,
-        "teacher_width": width, "d_pool": args.d_pool, "d_spectral_norm": args.d_sn, "epochs": [teacher_epochs, gs_epochs, ft_epochs],
+        "teacher_width": width, "d_pool": args.d_pool, "d_spectral_norm": args.d_sn, "d_embed_std": args.d_embed_std, "epochs": [teacher_epochs, gs_epochs, ft_epochs],
         "teacher_epoch": teacher_epoch, "teacher_held_out_fid": [round(v, 1) for v in teacher_scores],
-        "strength": gs["strength"], "lr_scale": gs["lr_scale"], "gs8_from": args.gs8_from, "tuning": tuning, "fid_samples": samples,
+        "strength": gs["strength"], "lr_scale": gs["lr_scale"], "gs8_from": args.gs8_from, "gs8_qat_lr": args.gs8_qat_lr, "gs8_qat_gan_weight": args.gs8_qat_gan_weight, "tuning": tuning, "fid_samples": samples,
         **{k: round(v, 3) for k, v in floors.items()},
         "teacher_fid": round(teacher_fid, 3), "teacher_fid_noise2": round(teacher_fid_noise2, 3),
         "gs32_fid": _round(results["GS-32"][0], 3),
@@ -328,6 +391,16 @@ def main() -> None:
         "class_accuracy_gs32": _round(results["GS-32"][1], 4),
         "class_accuracy_distill_only": _round(results["distill_only"][1], 4),
         "class_accuracy_two_step": round(results["two_step"][1], 4),
+        "extra_weight_bits": list(args.extra_weight_bits),
+        **({f"{key}_{what}": round(results[name][i], digits) for key, name in (("slim", "slim"),
+                                                                                ("slim_gs", "slim+gs"))
+            for what, i, digits in (("fid", 0, 3), ("size_ratio", 3, 3), ("class_accuracy", 1, 4))}
+           if args.controls else {}),
+        **{f"{key}{b}{suffix}_{what}": round(results[f"{name}{b}{suffix}"][i], digits)
+           for b in args.extra_weight_bits for key, name, suffix in
+           (("gs", "GS-", ""), ("two_step", "two_step", ""), ("two_step", "two_step", "_mse"))
+           for what, i, digits in (("fid", 0, 3), ("size_ratio", 3, 3), ("macs_reduction", 2, 3),
+                                   ("class_accuracy", 1, 4))},
         "held_out_fid": {k: round(v, 3) for k, v in held_out_figures.items()},
         "seconds": round(time.perf_counter() - started, 1),
     }))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import slimkit
@@ -56,4 +58,11 @@ def test_help_lists_the_gs8_start(monkeypatch, capsys):
     except SystemExit as done:
         assert done.code == 0
     out = capsys.readouterr().out
-    assert "--gs8-from" in out and "--no-teacher-cache" in out
+    assert "--gs8-from" in out and "--no-teacher-cache" in out and "--extra-weight-bits" in out
+
+
+def test_extra_weight_bits_parse_and_refuse_8(monkeypatch):
+    bench = _benchmark(monkeypatch)
+    assert bench._bit_list("4") == (4,) and bench._bit_list("4,6") == (4, 6) and bench._bit_list("") == ()
+    with pytest.raises(argparse.ArgumentTypeError, match="8 is always run"):
+        bench._bit_list("8")

@@ -114,3 +114,27 @@ def test_dcgan_d_spectral_norm_bounds_every_weight_layer():
     assert d(x, y).shape == (8,)
     with pytest.raises(slimkit.ConfigError, match="spectral_norm"):
         slimkit.create_model("dcgan_d", spectral_norm="yes")
+
+
+def test_dcgan_d_embed_std_scales_the_projection_logit_and_keeps_the_default_draw():
+    x, y = torch.rand(64, 1, 28, 28) * 2 - 1, torch.arange(64) % 10
+    torch.manual_seed(0)
+    default = slimkit.create_model("dcgan_d", width=0.5).eval()
+    torch.manual_seed(0)
+    same = slimkit.create_model("dcgan_d", width=0.5, embed_std=1.0).eval()
+    torch.manual_seed(0)
+    small = slimkit.create_model("dcgan_d", width=0.5, embed_std=0.02).eval()
+    assert torch.equal(default.embed.weight, same.embed.weight)  # the default draw is unchanged
+    assert float(small.embed.weight.detach().std()) == pytest.approx(0.02, rel=0.1)
+    with torch.no_grad():
+        def projection(d):
+            h = d.pool(d.features(x)).flatten(1)  # (B, D1 * 49)
+            return (d.embed(y) * h).sum(dim=1)  # (B,)
+
+        ratio = float(projection(default).std() / projection(small).std())
+    assert ratio == pytest.approx(50.0, rel=0.2)  # the logit scales with the embedding's std
+    sn = slimkit.create_model("dcgan_d", width=0.25, spectral_norm=True, embed_std=0.02)
+    assert float(sn.embed.parametrizations.weight.original.detach().std()) == pytest.approx(0.02, rel=0.2)
+    for bad in (0, -1.0, True, "small"):
+        with pytest.raises(slimkit.ConfigError, match="embed_std"):
+            slimkit.create_model("dcgan_d", embed_std=bad)
