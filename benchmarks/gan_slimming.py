@@ -215,6 +215,10 @@ def main() -> None:
                              "what the extra GS epochs do apart from quantization")
     parser.add_argument("--skip-gs32", action="store_true",
                         help="skip GS-32 and distill_only (their keys are null): GS-8 against two_step only")
+    parser.add_argument("--keep-best", action=argparse.BooleanOptionalAction, default=True,
+                        help="every gan_slim run (GS rows and baselines alike) keeps the epoch of its last phase "
+                             "with the best FID against held-out training images (gan_slim's score_fn; the "
+                             "validation split, never the test set), as the teacher's epoch is chosen (default on)")
     parser.add_argument("--no-teacher-cache", action="store_true",
                         help="retrain the teacher even when OUT_DIR holds one for these settings")
     parser.add_argument("--out-dir", default="runs/benchmarks/gan_slimming")
@@ -277,6 +281,7 @@ def main() -> None:
             "progress": not smoke}
     gs = {"strength": args.strength, "lr_scale": args.lr_scale or None}
 
+    best_epochs: dict[str, int | None] = {}  # run -> the kept epoch of its last phase (--keep-best)
     slim_disc: list[nn.Module] = []  # the discriminator trained along the "slim" run (GS-8 continues with it)
 
     def run(name: str, student: nn.Module, teacher: nn.Module = teacher, discriminator: nn.Module | None = None,
@@ -284,8 +289,10 @@ def main() -> None:
         t0 = time.perf_counter()
         d = copy.deepcopy(disc) if discriminator is None else discriminator
         report = gan_slim(student, d, teacher, data.train, GanSlimConfig(**{**base, **options}),
-                          feature_fn=features, checkpoint_dir=Path(args.out_dir) / f"{name}_s{args.seed}",
+                          feature_fn=features, score_fn=held_out_fid if args.keep_best else None,
+                          checkpoint_dir=Path(args.out_dir) / f"{name}_s{args.seed}",
                           resume=False)
+        best_epochs[name] = report.best_epoch
         if name == "slim":
             slim_disc.append(d)
         print(f"{name}: {time.perf_counter() - t0:.0f}s\n{report.table()}", file=sys.stderr)
@@ -402,6 +409,7 @@ def main() -> None:
            for what, i, digits in (("fid", 0, 3), ("size_ratio", 3, 3), ("macs_reduction", 2, 3),
                                    ("class_accuracy", 1, 4))},
         "held_out_fid": {k: round(v, 3) for k, v in held_out_figures.items()},
+        "keep_best": args.keep_best, "best_epochs": best_epochs,
         "seconds": round(time.perf_counter() - started, 1),
     }))
 

@@ -183,3 +183,68 @@ def test_a_list_of_batches_and_a_custom_input_maker(data):
                       target_macs_reduction=1.5)
     assert report.history[0]["steps"] == 3 and report.macs_reduction >= 1.5
     assert calls and set(calls) == {8}
+
+
+class _Scores:
+    """A score_fn that returns the given values in turn and snapshots the generator at each call."""
+
+    def __init__(self, *values: float) -> None:
+        self.values, self.snapshots = list(values), []
+
+    def __call__(self, generator: torch.nn.Module) -> float:
+        assert not generator.training  # scored in eval mode
+        self.snapshots.append({k: v.clone() for k, v in generator.state_dict().items()})
+        return self.values.pop(0)
+
+
+def _equal_to(model: torch.nn.Module, snapshot: dict) -> bool:
+    state = model.state_dict()
+    return state.keys() == snapshot.keys() and all(torch.equal(state[k], snapshot[k]) for k in state)
+
+
+def test_score_fn_keeps_the_best_epoch_of_the_last_phase(data):
+    teacher, student, disc = _cgan()
+    scores = _Scores(3.0, 1.0, 2.0)
+    report = gan_slim(student, disc, teacher, data, **{**QUICK, "epochs": 3, "strength": 0.0, "lr_g": 1e-2},
+                      score_fn=scores)
+    assert [r["score"] for r in report.history] == [3.0, 1.0, 2.0]
+    assert report.best_epoch == 2 and report.best_score == 1.0
+    assert not _equal_to(student, scores.snapshots[2])  # the epochs did move the weights ...
+    assert _equal_to(student, scores.snapshots[1])  # ... and the second epoch's generator is the one kept
+    assert "kept train epoch 2" in report.table()
+
+    # without score_fn the last epoch is kept, as before
+    teacher, plain, disc = _cgan()
+    report = gan_slim(plain, disc, teacher, data, **{**QUICK, "epochs": 3, "strength": 0.0, "lr_g": 1e-2})
+    assert report.best_epoch is None and "score" not in report.history[0]
+    assert _equal_to(plain, scores.snapshots[2])
+
+
+def test_score_fn_scores_the_finetuning_when_there_is_one(data):
+    teacher, student, disc = _cgan()
+    scores = _Scores(0.5, 2.0)
+    report = gan_slim(student, disc, teacher, data, **{**QUICK, "strength": 1000.0, "lr_g": 1e-3,
+                                                         "finetune_epochs": 2}, score_fn=scores)
+    assert [r["phase"] for r in report.history] == ["train", "finetune", "finetune"]
+    assert "score" not in report.history[0] and [r["score"] for r in report.history[1:]] == [0.5, 2.0]
+    assert report.best_epoch == 1 and _equal_to(student, scores.snapshots[0])
+    assert report.macs_reduction > 1.5  # the kept weights are the pruned student's
+
+
+def test_score_fn_best_epoch_survives_a_resume(data, tmp_path):
+    options = {**QUICK, "strength": 0.0, "lr_g": 1e-2}
+    teacher, student, disc = _cgan()
+    first_scores = _Scores(1.0, 5.0)
+    gan_slim(student, disc, teacher, data, **{**options, "epochs": 2}, score_fn=first_scores,
+             checkpoint_dir=tmp_path)
+    teacher, student, disc = _cgan()  # a fresh process
+    report = gan_slim(student, disc, teacher, data, **{**options, "epochs": 3}, score_fn=_Scores(4.0),
+                      checkpoint_dir=tmp_path)
+    assert report.resumed_from_epoch == 2 and [r["score"] for r in report.history] == [1.0, 5.0, 4.0]
+    assert report.best_epoch == 1 and _equal_to(student, first_scores.snapshots[0])
+
+
+def test_score_fn_must_return_a_number(data):
+    teacher, student, disc = _cgan()
+    with pytest.raises(slimkit.ConfigError, match="score_fn"):
+        gan_slim(student, disc, teacher, data, **{**QUICK, "strength": 0.0}, score_fn=lambda g: "good")

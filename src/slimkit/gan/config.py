@@ -122,7 +122,9 @@ class GanSlimReport:
     except quantized weights at their bit width (plus their scales). ``history`` holds one record per epoch:
     ``phase`` (``train``/``finetune``), ``epoch``, ``loss_g``, ``loss_d``, ``loss_gan``, ``loss_distill``,
     ``l1_to_teacher`` (mean |student - teacher| on a fixed batch, eval mode), ``zero_scales`` (fraction of
-    normalization scales exactly 0), ``seconds``.
+    normalization scales exactly 0), ``seconds``, and ``score`` when ``gan_slim`` was given a ``score_fn``.
+    ``best_epoch`` / ``best_score``: the epoch of the last phase whose generator was kept, and its score (None
+    without ``score_fn``).
     """
 
     macs_before: int
@@ -139,6 +141,8 @@ class GanSlimReport:
     activation_bits: int | None
     history: list[dict[str, Any]] = field(default_factory=list)
     resumed_from_epoch: int = 0
+    best_epoch: int | None = None
+    best_score: float | None = None
 
     @property
     def macs_reduction(self) -> float:
@@ -165,4 +169,7 @@ class GanSlimReport:
                     f"scale, threshold {self.threshold:.3g}); MACs {self.macs_before:,} -> {self.macs_after:,} "
                     f"({self.macs_reduction:.2f}x); size {self.size_bytes_before:,} -> {self.size_bytes_after:,} "
                     f"bytes ({self.size_ratio:.1f}x, {bits})")
+        if self.best_epoch is not None:
+            phase = self.history[-1]["phase"] if self.history else "train"
+            rows.append(f"kept {phase} epoch {self.best_epoch} (score {self.best_score:.4g}, lower is better)")
         return "\n".join(rows)

@@ -12,7 +12,9 @@ The student generator ``G`` is trained against a discriminator ``D`` and a froze
   learned steps, straight-through estimator) in the same loop.
 
 Afterwards the zero-scale channels are removed by the structured engine (more when ``target_macs_reduction``
-asks), and ``finetune_epochs`` continue the objective without the penalty.
+asks), and ``finetune_epochs`` continue the objective without the penalty. With ``score_fn`` (e.g. FID against
+held-out real images) the student is scored after every epoch of the last phase and the best epoch's weights are
+kept: the adversarial game oscillates from epoch to epoch, and the last epoch is often not the best one.
 
 Example:
     >>> data = slimkit.load_dataset("fashion_mnist", normalize=False)
@@ -25,10 +27,11 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,8 @@ from slimkit.train.engine import seed_everything
 from slimkit.train.evaluation import training_mode
 
 _CALIBRATION_BATCHES = 4
+
+ScoreFn = Callable[[nn.Module], float]
 
 
 class _Batches:
@@ -115,8 +120,10 @@ class _Trainer:
 
     def __init__(self, phase: str, generator: nn.Module, discriminator: nn.Module, teacher: nn.Module,
                  config: GanSlimConfig, strength: float, feature_fn: FeatureFn | None, device: torch.device,
-                 fixed: GanBatch) -> None:
+                 fixed: GanBatch, score_fn: ScoreFn | None = None) -> None:
         self.phase, self.g, self.d, self.t = phase, generator, discriminator, teacher
+        self.score_fn = score_fn
+        self.best: dict[str, Any] | None = None  # {"epoch", "score", "generator"}: the best-scoring epoch so far
         self.config, self.strength, self.feature_fn, self.device = config, strength, feature_fn, device
         self.fixed = fixed
         self.scales = norm_scales(generator)
@@ -186,11 +193,34 @@ class _Trainer:
                   "loss_distill": mean[3], "l1_to_teacher": self.l1_to_teacher(),
                   "zero_scales": zero_fraction(self.scales), "steps": steps,
                   "seconds": time.perf_counter() - started}
+        if self.score_fn is not None:
+            record["score"] = self._score(epoch + 1)
         if self.config.progress:
+            scored = f"  score {record['score']:.4g}" if "score" in record else ""
             tqdm.write(f"gan_slim {self.phase} epoch {epoch + 1}/{epochs}  loss_g {mean[0]:.4f}  loss_d {mean[1]:.4f}"
                        f"  l1_to_teacher {record['l1_to_teacher']:.4f}  zero scales "
-                       f"{100 * record['zero_scales']:.1f}%  {record['seconds']:.1f}s", file=sys.stderr)
+                       f"{100 * record['zero_scales']:.1f}%{scored}  {record['seconds']:.1f}s", file=sys.stderr)
         return record
+
+    def _score(self, epoch: int) -> float:
+        """Score the generator (eval mode, lower is better) and remember its weights when it is the best so far."""
+        with torch.no_grad(), training_mode(self.g, False):
+            value = self.score_fn(self.g)  # type: ignore[misc]
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"score_fn: must return a number (lower is better), got {value!r}") from None
+        if value != value:  # NaN: never the best
+            return value
+        if self.best is None or value < self.best["score"]:
+            self.best = {"epoch": epoch, "score": value,
+                         "generator": {k: v.detach().clone() for k, v in self.g.state_dict().items()}}
+        return value
+
+    def keep_best(self) -> None:
+        """Load the best-scoring epoch's generator weights (the discriminator stays as trained last)."""
+        if self.best is not None:
+            self.g.load_state_dict(self.best["generator"])
 
     # checkpoints: tensors and plain values only (slimkit's training checkpoint container)
     def payload(self, epoch: int) -> dict[str, Any]:
@@ -199,7 +229,7 @@ class _Trainer:
                 "generator": self.g.state_dict(), "discriminator": self.d.state_dict(),
                 "opt_g": optimizer_state_by_name(self.opt_g, g_names),
                 "opt_d": optimizer_state_by_name(self.opt_d, d_names),
-                "history": self.history, "rng": rng_state()}
+                "history": self.history, "rng": rng_state(), "best": copy.copy(self.best)}
 
     def restore(self, checkpoint: dict[str, Any], where: Path) -> int:
         saved = checkpoint.get("config", {})
@@ -215,6 +245,7 @@ class _Trainer:
         load_optimizer_state_by_name(self.opt_g, checkpoint["opt_g"], parameter_names(self.g))
         load_optimizer_state_by_name(self.opt_d, checkpoint["opt_d"], parameter_names(self.d))
         self.history = list(checkpoint["history"])
+        self.best = checkpoint.get("best") if self.score_fn is not None else None
         set_rng_state(checkpoint["rng"])
         return int(checkpoint["epoch"])
 
@@ -233,8 +264,8 @@ class _Trainer:
 
 def gan_slim(generator: nn.Module, discriminator: nn.Module, teacher: nn.Module, data: Any,
              config: GanSlimConfig | dict | None = None, *, make_inputs: MakeInputs | None = None,
-             feature_fn: FeatureFn | None = None, checkpoint_dir: str | os.PathLike | None = None,
-             resume: bool = True, **options: Any) -> GanSlimReport:
+             feature_fn: FeatureFn | None = None, score_fn: ScoreFn | None = None,
+             checkpoint_dir: str | os.PathLike | None = None, resume: bool = True, **options: Any) -> GanSlimReport:
     """Compress ``generator`` in place by GAN Slimming: GAN loss, distillation, proximal L1 on norm scales, QAT.
 
     Args:
@@ -250,6 +281,10 @@ def gan_slim(generator: nn.Module, discriminator: nn.Module, teacher: nn.Module,
             ``noise_dim`` attribute, else image-to-image).
         feature_fn: frozen features for the distillation distance (added to pixel L1), e.g.
             :func:`slimkit.gan.classifier_features` of a small classifier.
+        score_fn: ``score_fn(generator) -> float``, lower is better (e.g. FID of its samples against held-out
+            real images, never the test set); called in eval mode after every epoch of the last phase (fine-tuning
+            when ``finetune_epochs > 0``, else training), whose best epoch's generator weights are kept. When that
+            phase is the penalized training, the removal then meets the targets from the kept epoch's scales.
         checkpoint_dir: written after every epoch (``train/last.pt``, ``finetune/last.pt``); a rerun resumes.
         resume: continue from ``checkpoint_dir`` when it holds a checkpoint.
 
@@ -289,22 +324,26 @@ def gan_slim(generator: nn.Module, discriminator: nn.Module, teacher: nn.Module,
             with training_mode(generator, False):
                 quantize_generator(generator, qat_config(config.weight_bits, config.activation_bits),
                                    [b.inputs for b in first])
+        last_phase_scored = score_fn if config.finetune_epochs == 0 else None
         trainer = _Trainer("train", generator, discriminator, teacher, config, config.strength, feature_fn, device,
-                           first[0])
+                           first[0], last_phase_scored)
         resumed = trainer.train(config.epochs, batches, make_inputs, ckpt / "train" if ckpt else None, resume)
-        history = list(trainer.history)
+        trainer.keep_best()
+        history, best = list(trainer.history), trainer.best
         with training_mode(generator, False):
             removal = remove_channels(generator, example, config.target_macs_reduction,
                                       config.target_params_reduction)
         if config.finetune_epochs > 0:
             tuner = _Trainer("finetune", generator, discriminator, teacher, config, 0.0, feature_fn, device,
-                             first[0])
+                             first[0], score_fn)
             tuner.train(config.finetune_epochs, batches, make_inputs, ckpt / "finetune" if ckpt else None, resume)
-            history += tuner.history
+            tuner.keep_best()
+            history, best = history + tuner.history, tuner.best
     return GanSlimReport(
         macs_before=removal.macs_before, macs_after=removal.macs_after, params_before=params_before,
         params_after=sum(p.numel() for n, p in generator.named_parameters() if "_quant." not in n),
         size_bytes_before=size_before, size_bytes_after=stored_bytes(generator),
         channels_before=removal.channels_before, channels_after=removal.channels_after,
         zero_channels=removal.zero_channels, threshold=removal.threshold, weight_bits=config.weight_bits,
-        activation_bits=config.activation_bits, history=history, resumed_from_epoch=resumed)
+        activation_bits=config.activation_bits, history=history, resumed_from_epoch=resumed,
+        best_epoch=None if best is None else best["epoch"], best_score=None if best is None else best["score"])
