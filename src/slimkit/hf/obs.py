@@ -1,0 +1,228 @@
+"""Structured OBS (ZipLM-style) selection of heads and FFN neurons in a BERT-style encoder: a unit goes when what
+the kept units can take over of its output costs least, and the kept units are refit to take it over.
+
+Layer by layer on the pruned student's own inputs (as :func:`slimkit.hf.recover.refit` does): for the attention
+output projection (input: the attention context, heads as groups of ``head_size`` columns) and then the FFN output
+projection (input: the FFN activation, one column per neuron), the ridge least-squares fit ``A W^T + b ~ y`` of
+the dense layer's target is the start, and with ``H = A^T A + lam I`` a group ``g`` costs
+``trace(W_g (H^-1_gg)^-1 W_g^T)`` (Optimal Brain Surgeon; Kurtic et al. 2023, ZipLM). The cheapest go, ``W`` is
+compensated and ``H^-1`` downdated, until the requested count is left; a final ridge refit on the kept columns.
+Removed units keep their weights but their output-projection columns are zero, so the model computes exactly what
+the pruned one will: :func:`slimkit.hf.prune_pretrained` with :func:`kept_scores` then removes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from slimkit.hf.prune import HFPruneReport, _as_tuple, prune_pretrained
+from slimkit.hf.recover import Batch, Contribution, _ridge, transfer_scores
+
+
+def obs_remove(gram: torch.Tensor, weight: torch.Tensor, *, group: int, keep: int, block: int = 1,
+               units: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy structured OBS: remove groups of ``group`` consecutive columns until ``keep`` groups are left.
+
+    Args:
+        gram: ``(D, D)`` Hessian of the least-squares loss (``A^T A`` plus ridge), positive definite.
+        weight: ``(O, D)`` weights to compensate (the least-squares optimum, so each cost is the exact rise in loss).
+        group: columns per unit (a head's size; 1 for FFN neurons).
+        keep: units left.
+        block: units removed per step between cost updates (the step's units are compensated jointly).
+        units: how many groups the first columns hold (default ``D // group``); later columns (a bias) stay.
+
+    Returns:
+        ``(kept, weight)``: sorted indices of the kept units, and the compensated weights (removed columns zero).
+    """
+    n = units if units is not None else gram.shape[0] // group
+    hinv = torch.cholesky_inverse(torch.linalg.cholesky(gram.double()))  # (D, D)
+    w = weight.double().clone()
+    cols = torch.arange(n * group).view(n, group)  # (n, group)
+    alive = torch.ones(n, dtype=torch.bool)
+    while int(alive.sum()) > keep:
+        units = alive.nonzero().squeeze(1)
+        idx = cols[units]  # (a, group)
+        hgg = hinv[idx[:, :, None], idx[:, None, :]]  # (a, group, group)
+        wg = w[:, idx]  # (O, a, group)
+        cost = torch.einsum("oas,ast,oat->a", wg, torch.linalg.inv(hgg), wg)  # (a,)
+        drop = units[cost.topk(min(block, len(units) - keep), largest=False).indices]
+        c = cols[drop].flatten()
+        step = torch.linalg.solve(hinv[c][:, c], hinv[c, :])  # (|c|, D): (H^-1_cc)^-1 H^-1_c:
+        w -= w[:, c] @ step
+        hinv -= hinv[:, c] @ step
+        alive[drop] = False
+    w[:, cols[~alive].flatten()] = 0.0
+    return alive.nonzero().squeeze(1), w.to(weight.dtype)
+
+
+def _lstsq_gram(x: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(H, W)``: ridge Hessian of ``[x, 1]`` (ridge ``lam`` relative to its mean diagonal, as ``_ridge``) and the
+    fit ``W`` (``(O, D + 1)``, bias last)."""
+    xa = torch.cat([x, torch.ones(len(x), 1)], 1).double()  # (N, D + 1)
+    gram = xa.T @ xa
+    gram += lam * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
+    return gram, torch.linalg.solve(gram, xa.T @ y.double()).T
+
+
+def select_and_refit(dense: nn.Linear, x: torch.Tensor, y: torch.Tensor, *, group: int, keep: int | None,
+                     block: int = 1, lam: float = 1e-3) -> torch.Tensor:
+    """Choose ``keep`` input units of ``dense`` by structured OBS on ``x @ W^T + b ~ y`` and refit them (ridge);
+    write the weights with removed columns zero. ``keep=None`` keeps every unit whose column is not all zero (a
+    plain refit). Returns the kept unit indices."""
+    n = x.shape[1] // group
+    w_now = dense.weight.detach().view(-1, n, group)
+    present = w_now.abs().sum((0, 2)) > 0  # (n,): units an earlier selection left
+    if keep is None or keep >= int(present.sum()):
+        kept = present.nonzero().squeeze(1)
+    else:
+        units = present.nonzero().squeeze(1)
+        sub = (units[:, None] * group + torch.arange(group)).flatten()
+        gram, w = _lstsq_gram(x[:, sub], y, lam)
+        chosen, _ = obs_remove(gram, w, group=group, keep=keep, block=block, units=len(units))
+        kept = units[chosen]
+    cols = (kept[:, None] * group + torch.arange(group)).flatten()
+    w, b = _ridge(x[:, cols], y, lam)
+    with torch.no_grad():
+        dense.weight.zero_()
+        dense.weight[:, cols] = w
+        dense.bias.copy_(b)
+    return kept
+
+
+class _Feed:
+    """The student's input to one encoder layer, batch by batch: layer ``i`` runs alone on what the (already
+    pruned and refit) layers before it gave, instead of the whole model from the embeddings."""
+
+    def __init__(self, model: nn.Module, batches: list[Batch]):
+        self.layers = model.encoder.layer
+        self.masks = [mask.bool() for _, mask in batches]
+        self.calls: list[tuple[tuple, dict]] = []
+
+        def first(module, args, kwargs):
+            self.calls.append((args, kwargs))
+            raise _Stop
+        hook = self.layers[0].register_forward_pre_hook(first, with_kwargs=True)
+        try:
+            with torch.no_grad():
+                for ids, mask in batches:
+                    try:
+                        model(input_ids=ids, attention_mask=mask)
+                    except _Stop:
+                        pass
+        finally:
+            hook.remove()
+
+    def record(self, i: int) -> dict[str, torch.Tensor]:
+        """Run layer ``i``: its ``x``, ``ctx``, ``h``, ``act`` on real tokens (as :func:`recover.layer_records`)."""
+        layer, store, keep = self.layers[i], {k: [] for k in ("x", "ctx", "h", "act")}, {}
+
+        def self_output(module, args, kwargs, out):
+            ctx, x = _first_two(args, kwargs)
+            store["ctx"].append(ctx[keep["m"]])
+            store["x"].append(x[keep["m"]])
+            store["h"].append(out[keep["m"]])
+
+        def output(module, args, kwargs, out):
+            store["act"].append(_first_two(args, kwargs)[0][keep["m"]])
+        hooks = [layer.attention.output.register_forward_hook(self_output, with_kwargs=True),
+                 layer.output.register_forward_hook(output, with_kwargs=True)]
+        try:
+            with torch.no_grad():
+                for mask, (args, kwargs) in zip(self.masks, self.calls):
+                    keep["m"] = mask
+                    layer(*args, **kwargs)
+        finally:
+            for h in hooks:
+                h.remove()
+        return {k: torch.cat(v) for k, v in store.items()}
+
+    def advance(self, i: int) -> None:
+        """Layer ``i``'s outputs become layer ``i + 1``'s inputs."""
+        with torch.no_grad():
+            for j, (args, kwargs) in enumerate(self.calls):
+                out = self.layers[i](*args, **kwargs)
+                out = out[0] if isinstance(out, tuple) else out
+                self.calls[j] = ((out, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": out})
+
+
+class _Stop(Exception):
+    pass
+
+
+def _first_two(args, kwargs):
+    values = list(args) + list(kwargs.values())
+    return values[0], values[1]
+
+
+def obs_prune(student: nn.Module, teacher_records: list[dict[str, torch.Tensor]], batches: Iterable[Batch], *,
+              heads: int | list[int] | None = None, ffn: int | list[int] | None = None, ffn_block: int = 16,
+              lam: float = 1e-3) -> list[dict[str, torch.Tensor]]:
+    """Layer by layer, choose the heads and FFN neurons each layer keeps by structured OBS and refit its two output
+    projections so that the sums entering its LayerNorms match the dense model's (``ctx_s W + b + x_s ~ attn_t +
+    x_t``, then the same for the FFN; the target also corrects what earlier layers left in ``x_s``).
+
+    Args:
+        student: a dense-shaped copy of the encoder (``teacher_records`` come from the original). Removed units'
+            output-projection columns become zero; :func:`kept_scores` turns the result into an importance that
+            makes :func:`slimkit.hf.prune_pretrained` remove exactly them.
+        teacher_records: :func:`slimkit.hf.recover.layer_records` of the dense encoder on ``batches``.
+        batches: ``(input_ids, attention_mask)`` calibration batches.
+        heads, ffn: units kept per layer (one count, or one per layer); None keeps them all (a plain refit).
+        ffn_block: FFN neurons removed per OBS step.
+        lam: ridge, relative to the mean diagonal of the Gram matrix.
+
+    Returns:
+        Per layer ``{"heads": kept head indices, "ffn": kept neuron indices}``.
+    """
+    layers = student.encoder.layer
+    per_layer = [tuple(h[i] if isinstance(h, list) else h for h in (heads, ffn)) for i in range(len(layers))]
+    feed = _Feed(student, list(batches))
+    kept = []
+    for i, (layer, t, (n_heads, n_ffn)) in enumerate(zip(layers, teacher_records, per_layer)):
+        s = feed.record(i)
+        size = layer.attention.self.attention_head_size
+        k_heads = select_and_refit(layer.attention.output.dense, s["ctx"], t["attn"] + t["x"] - s["x"], group=size,
+                                   keep=n_heads, lam=lam)
+        s = feed.record(i)
+        k_ffn = select_and_refit(layer.output.dense, s["act"], t["ffn"] + t["h"] - s["h"], group=1, keep=n_ffn,
+                                 block=ffn_block, lam=lam)
+        feed.advance(i)
+        kept.append({"heads": k_heads, "ffn": k_ffn})
+    return kept
+
+
+def kept_scores(model: nn.Module, kept: list[dict[str, torch.Tensor]], source: nn.Module | None = None) -> Contribution:
+    """An importance scoring 1 for the kept units of :func:`obs_prune` and 0 for the rest (keyed to ``model``, or
+    to ``source``'s parameters re-keyed onto ``model`` when ``model`` is a deep copy of ``source``)."""
+    scores = {}
+    for layer, k in zip((source or model).encoder.layer, kept):
+        attn = layer.attention.self
+        per_head = torch.zeros(attn.num_attention_heads)
+        per_head[k["heads"]] = 1.0
+        neurons = torch.zeros(layer.intermediate.dense.out_features)
+        neurons[k["ffn"]] = 1.0
+        scores[id(attn.query.weight)] = per_head.repeat_interleave(attn.attention_head_size)
+        scores[id(layer.intermediate.dense.weight)] = neurons
+    return Contribution(transfer_scores(scores, source, model) if source is not None else scores)
+
+
+def prune_kept(model: nn.Module, example_inputs: Any, kept: list[dict[str, torch.Tensor]]) -> HFPruneReport:
+    """:func:`slimkit.hf.prune_pretrained` removing exactly the units :func:`obs_prune` dropped: the same count in
+    every layer (``uniform``), or per-layer counts through one ``global`` ranking of the 0/1 :func:`kept_scores`."""
+    options: dict[str, Any] = {}
+    for unit in ("heads", "ffn"):
+        counts = [len(k[unit]) for k in kept]
+        if len(set(counts)) == 1:
+            options[unit] = counts[0]
+        else:
+            layers = model.encoder.layer
+            total = sum(layer.attention.self.num_attention_heads if unit == "heads"
+                        else layer.intermediate.dense.out_features for layer in layers)
+            options[unit] = (total - sum(counts) + 0.5) / total  # int(ratio * total) = the units dropped
+            options["scope"] = "global"
+    return prune_pretrained(model, _as_tuple(example_inputs), units=("heads", "ffn"),
+                            importance=kept_scores(model, kept), require_config=False, **options)
