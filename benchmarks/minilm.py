@@ -138,6 +138,9 @@ def main() -> None:
     p.add_argument("--importance", default="contribution", help="contribution (measured) or a slimkit criterion "
                    "(--selection contribution)")
     p.add_argument("--ffn-block", type=int, default=16, help="FFN neurons removed per OBS step")
+    p.add_argument("--widths", choices=("uniform", "global"), default="uniform",
+                   help="global (--selection obs): per-layer counts saving the MACs --heads/--ffn save, by one "
+                   "ranking of the OBS steps of a first uniform pass (relative loss rise per MAC)")
     p.add_argument("--refit-sentences", type=int, default=None, help="train sentences for the least-squares refit "
                    "(0: no refit)")
     p.add_argument("--steps", type=int, default=None, help="distillation steps")
@@ -177,6 +180,18 @@ def main() -> None:
     warnings.simplefilter("ignore", HFConfigWarning)
     if args.selection == "obs":
         t0 = time.perf_counter()
+        if args.widths == "global":
+            probe = copy.deepcopy(teacher)
+            paths = obs.obs_prune(probe, records, calibration_batches, heads=heads, ffn=ffn,
+                                  ffn_block=args.ffn_block, floor=(1, 128))
+            head_macs, neuron_macs = obs.unit_macs(teacher, SEQ)
+            layer = teacher.encoder.layer[0]
+            n_layers, all_heads = len(teacher.encoder.layer), layer.attention.self.num_attention_heads
+            removed = sum((all_heads - h) * head_macs + (layer.intermediate.dense.out_features - f) * neuron_macs
+                          for h, f in zip(*(c if isinstance(c, list) else [c] * n_layers for c in (heads, ffn))))
+            heads, ffn = obs.allocate(paths, removed, head_macs=head_macs, neuron_macs=neuron_macs)
+            del probe
+            print(f"global widths: heads {heads}, ffn {ffn}", flush=True)
         kept = obs.obs_prune(student, records, calibration_batches, heads=heads, ffn=ffn, ffn_block=args.ffn_block)
         report = obs.prune_kept(student, (ids1,), kept)
         print(report.table(), flush=True)

@@ -22,7 +22,7 @@ def test_obs_removes_redundant_neurons_without_error():
     mix = torch.randn(12, 4, generator=gen)
     a = torch.cat([base, base @ mix], 1)  # (N, 16): the last 4 are linear combinations of the first 12
     w = torch.randn(5, 16, generator=gen)  # (O, 16)
-    kept, w2 = obs.obs_remove(_gram(a), w, group=1, keep=12)
+    kept, w2, _ = obs.obs_remove(_gram(a), w, group=1, keep=12)
     assert len(kept) == 12 and set(kept.tolist()) <= set(range(16))
     assert torch.allclose(a @ w2.T, a @ w.T, atol=1e-3)  # what the removed ones did is taken over exactly
     assert w2[:, [i for i in range(16) if i not in kept.tolist()]].abs().max() == 0
@@ -33,18 +33,34 @@ def test_obs_removes_a_zero_head_first_and_zero_removals_are_identity():
     a = torch.randn(300, 12, generator=gen)  # three "heads" of 4 columns
     w = torch.randn(6, 12, generator=gen)
     w[:, 4:8] = 0.0  # head 1 adds nothing
-    kept, w2 = obs.obs_remove(_gram(a), w, group=4, keep=2)
+    kept, w2, _ = obs.obs_remove(_gram(a), w, group=4, keep=2)
     assert kept.tolist() == [0, 2]
     assert torch.allclose(w2, w, atol=1e-5)
-    same, w3 = obs.obs_remove(_gram(a), w, group=4, keep=3)
-    assert same.tolist() == [0, 1, 2] and torch.equal(w3, w)
+    same, w3, path = obs.obs_remove(_gram(a), w, group=4, keep=3)
+    assert same.tolist() == [0, 1, 2] and torch.equal(w3, w) and path.tolist() == [[3.0, 0.0]]
 
 
 def test_obs_block_removal_keeps_the_count():
     gen = torch.Generator().manual_seed(2)
     a = torch.randn(200, 40, generator=gen)
-    kept, w2 = obs.obs_remove(_gram(a, 1e-3), torch.randn(3, 41, generator=gen)[:, :40], group=1, keep=13, block=8)
+    gram, y = _gram(a, 1e-3), torch.randn(200, 3, generator=gen)
+    w = torch.linalg.solve(gram, a.double().T @ y.double()).T  # (3, 40): the least-squares optimum
+    kept, w2, path = obs.obs_remove(gram, w, group=1, keep=13, block=8)
     assert len(kept) == 13 and (w2.abs().sum(0) > 0).sum() == 13
+    assert path[:, 0].tolist() == [40, 32, 24, 16, 13]
+    d = w2 - w  # the rises add up to the loss rise: quadratic around the optimum
+    assert torch.allclose(path[:, 1].sum(), torch.einsum("od,de,oe->", d, gram, d), rtol=1e-6)
+
+
+def test_allocate_takes_the_cheapest_steps_per_mac():
+    flat = torch.tensor([[4.0, 0.0], [3.0, 1.0], [2.0, 1.0], [1.0, 1.0]], dtype=torch.float64)
+    steep = torch.tensor([[4.0, 0.0], [3.0, 10.0], [2.0, 10.0], [1.0, 10.0]], dtype=torch.float64)
+    ffn = torch.tensor([[8.0, 0.0], [4.0, 100.0]], dtype=torch.float64)
+    kept = [{"heads_path": flat, "ffn_path": ffn}, {"heads_path": steep, "ffn_path": ffn}]
+    assert obs.allocate(kept, 3.0, head_macs=1.0, neuron_macs=1.0) == ([1, 4], [8, 8])
+    assert obs.allocate(kept, 4.0, head_macs=1.0, neuron_macs=1.0) == ([1, 3], [8, 8])
+    with pytest.raises(ValueError):
+        obs.allocate(kept, 100.0, head_macs=1.0, neuron_macs=1.0)
 
 
 def _tiny_bert(hf_build):

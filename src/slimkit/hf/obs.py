@@ -24,7 +24,7 @@ from slimkit.hf.recover import Batch, Contribution, _ridge, transfer_scores
 
 
 def obs_remove(gram: torch.Tensor, weight: torch.Tensor, *, group: int, keep: int, block: int = 1,
-               units: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               units: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Greedy structured OBS: remove groups of ``group`` consecutive columns until ``keep`` groups are left.
 
     Args:
@@ -36,13 +36,16 @@ def obs_remove(gram: torch.Tensor, weight: torch.Tensor, *, group: int, keep: in
         units: how many groups the first columns hold (default ``D // group``); later columns (a bias) stay.
 
     Returns:
-        ``(kept, weight)``: sorted indices of the kept units, and the compensated weights (removed columns zero).
+        ``(kept, weight, path)``: sorted indices of the kept units, the compensated weights (removed columns
+        zero), and ``(units left, loss rise of the step)`` from ``(n, 0)`` on, one row per step (``(steps + 1, 2)``,
+        float64).
     """
     n = units if units is not None else gram.shape[0] // group
     hinv = torch.cholesky_inverse(torch.linalg.cholesky(gram.double()))  # (D, D)
     w = weight.double().clone()
     cols = torch.arange(n * group).view(n, group)  # (n, group)
     alive = torch.ones(n, dtype=torch.bool)
+    path = [(float(n), 0.0)]
     while int(alive.sum()) > keep:
         units = alive.nonzero().squeeze(1)
         idx = cols[units]  # (a, group)
@@ -51,12 +54,15 @@ def obs_remove(gram: torch.Tensor, weight: torch.Tensor, *, group: int, keep: in
         cost = torch.einsum("oas,ast,oat->a", wg, torch.linalg.inv(hgg), wg)  # (a,)
         drop = units[cost.topk(min(block, len(units) - keep), largest=False).indices]
         c = cols[drop].flatten()
-        step = torch.linalg.solve(hinv[c][:, c], hinv[c, :])  # (|c|, D): (H^-1_cc)^-1 H^-1_c:
+        hcc = hinv[c][:, c]
+        step = torch.linalg.solve(hcc, hinv[c, :])  # (|c|, D): (H^-1_cc)^-1 H^-1_c:
+        rise = (w[:, c] * torch.linalg.solve(hcc, w[:, c].T).T).sum()  # trace(W_c (H^-1_cc)^-1 W_c^T)
         w -= w[:, c] @ step
         hinv -= hinv[:, c] @ step
         alive[drop] = False
+        path.append((float(alive.sum()), float(rise)))
     w[:, cols[~alive].flatten()] = 0.0
-    return alive.nonzero().squeeze(1), w.to(weight.dtype)
+    return alive.nonzero().squeeze(1), w.to(weight.dtype), torch.tensor(path, dtype=torch.float64).view(-1, 2)
 
 
 def _lstsq_gram(x: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,28 +75,32 @@ def _lstsq_gram(x: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Ten
 
 
 def select_and_refit(dense: nn.Linear, x: torch.Tensor, y: torch.Tensor, *, group: int, keep: int | None,
-                     block: int = 1, lam: float = 1e-3) -> torch.Tensor:
+                     block: int = 1, lam: float = 1e-3,
+                     floor: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Choose ``keep`` input units of ``dense`` by structured OBS on ``x @ W^T + b ~ y`` and refit them (ridge);
     write the weights with removed columns zero. ``keep=None`` keeps every unit whose column is not all zero (a
-    plain refit). Returns the kept unit indices."""
+    plain refit). Returns the kept unit indices and, with ``floor``, the OBS path from all present units down to
+    ``floor`` (:func:`obs_remove`'s ``path``, for :func:`allocate`)."""
     n = x.shape[1] // group
     w_now = dense.weight.detach().view(-1, n, group)
     present = w_now.abs().sum((0, 2)) > 0  # (n,): units an earlier selection left
-    if keep is None or keep >= int(present.sum()):
-        kept = present.nonzero().squeeze(1)
-    else:
-        units = present.nonzero().squeeze(1)
+    units = present.nonzero().squeeze(1)
+    kept, path = units, None
+    if floor is not None or (keep is not None and keep < len(units)):
         sub = (units[:, None] * group + torch.arange(group)).flatten()
         gram, w = _lstsq_gram(x[:, sub], y, lam)
-        chosen, _ = obs_remove(gram, w, group=group, keep=keep, block=block, units=len(units))
-        kept = units[chosen]
+        if keep is not None and keep < len(units):
+            chosen, _, _ = obs_remove(gram, w, group=group, keep=keep, block=block, units=len(units))
+            kept = units[chosen]
+        if floor is not None:
+            path = obs_remove(gram, w, group=group, keep=floor, block=block, units=len(units))[2]
     cols = (kept[:, None] * group + torch.arange(group)).flatten()
     w, b = _ridge(x[:, cols], y, lam)
     with torch.no_grad():
         dense.weight.zero_()
         dense.weight[:, cols] = w
         dense.bias.copy_(b)
-    return kept
+    return kept, path
 
 
 class _Feed:
@@ -160,7 +170,7 @@ def _first_two(args, kwargs):
 
 def obs_prune(student: nn.Module, teacher_records: list[dict[str, torch.Tensor]], batches: Iterable[Batch], *,
               heads: int | list[int] | None = None, ffn: int | list[int] | None = None, ffn_block: int = 16,
-              lam: float = 1e-3) -> list[dict[str, torch.Tensor]]:
+              lam: float = 1e-3, floor: tuple[int, int] | None = None) -> list[dict[str, torch.Tensor]]:
     """Layer by layer, choose the heads and FFN neurons each layer keeps by structured OBS and refit its two output
     projections so that the sums entering its LayerNorms match the dense model's (``ctx_s W + b + x_s ~ attn_t +
     x_t``, then the same for the FFN; the target also corrects what earlier layers left in ``x_s``).
@@ -174,25 +184,59 @@ def obs_prune(student: nn.Module, teacher_records: list[dict[str, torch.Tensor]]
         heads, ffn: units kept per layer (one count, or one per layer); None keeps them all (a plain refit).
         ffn_block: FFN neurons removed per OBS step.
         lam: ridge, relative to the mean diagonal of the Gram matrix.
+        floor: ``(heads, neurons)``: also trace each layer's OBS path down to these counts (for :func:`allocate`).
 
     Returns:
-        Per layer ``{"heads": kept head indices, "ffn": kept neuron indices}``.
+        Per layer ``{"heads": kept head indices, "ffn": kept neuron indices}``; with ``floor`` also
+        ``heads_path`` / ``ffn_path``: per OBS step ``(units left, loss rise / energy of the dense sum)``, the rise
+        relative to the energy of what enters the LayerNorm in the dense model, comparable across layers.
     """
     layers = student.encoder.layer
     per_layer = [tuple(h[i] if isinstance(h, list) else h for h in (heads, ffn)) for i in range(len(layers))]
     feed = _Feed(student, list(batches))
     kept = []
     for i, (layer, t, (n_heads, n_ffn)) in enumerate(zip(layers, teacher_records, per_layer)):
-        s = feed.record(i)
+        out = {}
         size = layer.attention.self.attention_head_size
-        k_heads = select_and_refit(layer.attention.output.dense, s["ctx"], t["attn"] + t["x"] - s["x"], group=size,
-                                   keep=n_heads, lam=lam)
-        s = feed.record(i)
-        k_ffn = select_and_refit(layer.output.dense, s["act"], t["ffn"] + t["h"] - s["h"], group=1, keep=n_ffn,
-                                 block=ffn_block, lam=lam)
+        for unit, dense, inp, resid, target, before, group, keep, block in (
+                ("heads", layer.attention.output.dense, "ctx", "x", "attn", "x", size, n_heads, 1),
+                ("ffn", layer.output.dense, "act", "h", "ffn", "h", 1, n_ffn, ffn_block)):
+            s = feed.record(i)
+            dense_sum = t[target] + t[resid]  # (N, H): what enters the LayerNorm in the dense model
+            out[unit], path = select_and_refit(dense, s[inp], dense_sum - s[before], group=group, keep=keep,
+                                               block=block, lam=lam,
+                                               floor=None if floor is None else floor[unit == "ffn"])
+            if path is not None:
+                path[:, 1] /= dense_sum.double().square().sum()
+                out[f"{unit}_path"] = path
         feed.advance(i)
-        kept.append({"heads": k_heads, "ffn": k_ffn})
+        kept.append(out)
     return kept
+
+
+def allocate(kept: list[dict[str, torch.Tensor]], macs_removed: float, *, head_macs: float,
+             neuron_macs: float) -> tuple[list[int], list[int]]:
+    """Per-layer head and FFN counts from :func:`obs_prune`'s paths (``floor`` given): greedily take the OBS step,
+    in any layer, of least relative loss rise per MAC saved until at least ``macs_removed`` are saved.
+
+    Returns:
+        ``(heads, ffn)``: the counts kept per layer.
+    """
+    paths = {(i, unit): (k[f"{unit}_path"], macs) for i, k in enumerate(kept)
+             for unit, macs in (("heads", head_macs), ("ffn", neuron_macs))}
+    taken = dict.fromkeys(paths, 0)  # steps taken on each path
+    saved = 0.0
+    while saved < macs_removed:
+        price = {key: float(p[taken[key] + 1, 1]) / (float(p[taken[key], 0] - p[taken[key] + 1, 0]) * macs)
+                 for key, (p, macs) in paths.items() if taken[key] + 1 < len(p)}
+        if not price:
+            raise ValueError(f"allocate: the paths' floors save less than {macs_removed:.3g} MACs")
+        key = min(price, key=price.get)
+        p, macs = paths[key]
+        saved += float(p[taken[key], 0] - p[taken[key] + 1, 0]) * macs
+        taken[key] += 1
+    left = {key: int(p[taken[key], 0]) for key, (p, _) in paths.items()}
+    return [left[i, "heads"] for i in range(len(kept))], [left[i, "ffn"] for i in range(len(kept))]
 
 
 def kept_scores(model: nn.Module, kept: list[dict[str, torch.Tensor]], source: nn.Module | None = None) -> Contribution:
@@ -226,3 +270,11 @@ def prune_kept(model: nn.Module, example_inputs: Any, kept: list[dict[str, torch
             options["scope"] = "global"
     return prune_pretrained(model, _as_tuple(example_inputs), units=("heads", "ffn"),
                             importance=kept_scores(model, kept), require_config=False, **options)
+
+
+def unit_macs(model: nn.Module, seq: int) -> tuple[float, float]:
+    """MACs per head (Q, K, V and output projections, the two attention products) and per FFN neuron (its two
+    projections) of one sequence of ``seq`` tokens, for :func:`allocate`."""
+    attn = model.encoder.layer[0].attention.self
+    hidden, size = attn.query.in_features, attn.attention_head_size
+    return float(seq * 4 * hidden * size + 2 * seq * seq * size), float(2 * seq * hidden)
