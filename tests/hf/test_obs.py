@@ -77,11 +77,19 @@ def test_obs_prune_with_nothing_removed_is_the_plain_refit(hf_build):
     student = copy.deepcopy(teacher)
     prune_pretrained(student, (batches[0][0],), units=("heads", "ffn"), heads=2, ffn=64, importance="l1",
                      require_config=False)
-    reference = copy.deepcopy(student)
-    recover.refit(reference, records, batches)
+    slow, reference = copy.deepcopy(student), copy.deepcopy(student)
+    for i, layer in enumerate(slow.encoder.layer):  # the whole model up to layer i for every fit
+        for dense, inp, resid, target in ((layer.attention.output.dense, "ctx", "x", "attn"),
+                                          (layer.output.dense, "act", "h", "ffn")):
+            s, t = recover.layer_records(slow, batches, upto=i)[i], records[i]
+            w, b = recover._ridge(s[inp], t[target] + t[resid] - s[resid])
+            with torch.no_grad():
+                dense.weight.copy_(w)
+                dense.bias.copy_(b)
+    recover.refit(reference, records, batches)  # layer i alone on the stored outputs of layer i - 1
+    assert torch.allclose(recover.encode(reference, batches), recover.encode(slow, batches), atol=1e-5)
     kept = obs.obs_prune(student, records, batches)
     assert [len(k["heads"]) for k in kept] == [2, 2] and [len(k["ffn"]) for k in kept] == [64, 64]
-    ids, mask = batches[0]
     assert torch.allclose(recover.encode(student, batches), recover.encode(reference, batches), atol=1e-5)
 
 
@@ -90,7 +98,8 @@ def test_obs_prune_then_prune_pretrained_keeps_outputs(hf_build, heads, ffn):
     teacher, batches = _tiny_bert(hf_build)
     records = recover.layer_records(teacher, batches)
     student = copy.deepcopy(teacher)
-    kept = obs.obs_prune(student, records, batches, heads=heads, ffn=ffn, ffn_block=8)
+    kept = obs.obs_prune(student, records, batches, heads=heads, ffn=ffn, ffn_block=8, floor=(1, 16))
+    assert all(k["heads_path"][0, 0] == 4 and k["ffn_path"][-1, 0] == 16 for k in kept)
     masked = recover.encode(student, batches)
     with pytest.warns(UserWarning):  # BertConfig derives the head size: fewer heads do not fit it
         report = obs.prune_kept(student, (batches[0][0],), kept)

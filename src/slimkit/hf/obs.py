@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from slimkit.hf.prune import HFPruneReport, _as_tuple, prune_pretrained
-from slimkit.hf.recover import Batch, Contribution, _ridge, transfer_scores
+from slimkit.hf.recover import Batch, Contribution, LayerFeed, _ridge, transfer_scores
 
 
 def obs_remove(gram: torch.Tensor, weight: torch.Tensor, *, group: int, keep: int, block: int = 1,
@@ -103,71 +103,6 @@ def select_and_refit(dense: nn.Linear, x: torch.Tensor, y: torch.Tensor, *, grou
     return kept, path
 
 
-class _Feed:
-    """The student's input to one encoder layer, batch by batch: layer ``i`` runs alone on what the (already
-    pruned and refit) layers before it gave, instead of the whole model from the embeddings."""
-
-    def __init__(self, model: nn.Module, batches: list[Batch]):
-        self.layers = model.encoder.layer
-        self.masks = [mask.bool() for _, mask in batches]
-        self.calls: list[tuple[tuple, dict]] = []
-
-        def first(module, args, kwargs):
-            self.calls.append((args, kwargs))
-            raise _Stop
-        hook = self.layers[0].register_forward_pre_hook(first, with_kwargs=True)
-        try:
-            with torch.no_grad():
-                for ids, mask in batches:
-                    try:
-                        model(input_ids=ids, attention_mask=mask)
-                    except _Stop:
-                        pass
-        finally:
-            hook.remove()
-
-    def record(self, i: int) -> dict[str, torch.Tensor]:
-        """Run layer ``i``: its ``x``, ``ctx``, ``h``, ``act`` on real tokens (as :func:`recover.layer_records`)."""
-        layer, store, keep = self.layers[i], {k: [] for k in ("x", "ctx", "h", "act")}, {}
-
-        def self_output(module, args, kwargs, out):
-            ctx, x = _first_two(args, kwargs)
-            store["ctx"].append(ctx[keep["m"]])
-            store["x"].append(x[keep["m"]])
-            store["h"].append(out[keep["m"]])
-
-        def output(module, args, kwargs, out):
-            store["act"].append(_first_two(args, kwargs)[0][keep["m"]])
-        hooks = [layer.attention.output.register_forward_hook(self_output, with_kwargs=True),
-                 layer.output.register_forward_hook(output, with_kwargs=True)]
-        try:
-            with torch.no_grad():
-                for mask, (args, kwargs) in zip(self.masks, self.calls):
-                    keep["m"] = mask
-                    layer(*args, **kwargs)
-        finally:
-            for h in hooks:
-                h.remove()
-        return {k: torch.cat(v) for k, v in store.items()}
-
-    def advance(self, i: int) -> None:
-        """Layer ``i``'s outputs become layer ``i + 1``'s inputs."""
-        with torch.no_grad():
-            for j, (args, kwargs) in enumerate(self.calls):
-                out = self.layers[i](*args, **kwargs)
-                out = out[0] if isinstance(out, tuple) else out
-                self.calls[j] = ((out, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": out})
-
-
-class _Stop(Exception):
-    pass
-
-
-def _first_two(args, kwargs):
-    values = list(args) + list(kwargs.values())
-    return values[0], values[1]
-
-
 def obs_prune(student: nn.Module, teacher_records: list[dict[str, torch.Tensor]], batches: Iterable[Batch], *,
               heads: int | list[int] | None = None, ffn: int | list[int] | None = None, ffn_block: int = 16,
               lam: float = 1e-3, floor: tuple[int, int] | None = None) -> list[dict[str, torch.Tensor]]:
@@ -193,7 +128,7 @@ def obs_prune(student: nn.Module, teacher_records: list[dict[str, torch.Tensor]]
     """
     layers = student.encoder.layer
     per_layer = [tuple(h[i] if isinstance(h, list) else h for h in (heads, ffn)) for i in range(len(layers))]
-    feed = _Feed(student, list(batches))
+    feed = LayerFeed(student, list(batches))
     kept = []
     for i, (layer, t, (n_heads, n_ffn)) in enumerate(zip(layers, teacher_records, per_layer)):
         out = {}
