@@ -175,14 +175,13 @@ def main() -> None:
     student = copy.deepcopy(teacher)
     calibration = random.Random(1).sample(train, min(max(n_refit, 16), len(train)))
     calibration_batches = list(batches(tok, calibration))
-    records = recover.layer_records(teacher, calibration_batches)
     teacher_val = encode(teacher, tok, val)
     warnings.simplefilter("ignore", HFConfigWarning)
     if args.selection == "obs":
         t0 = time.perf_counter()
         if args.widths == "global":
             probe = copy.deepcopy(teacher)
-            paths = obs.obs_prune(probe, records, calibration_batches, heads=heads, ffn=ffn,
+            paths = obs.obs_prune(probe, teacher, calibration_batches, heads=heads, ffn=ffn,
                                   ffn_block=args.ffn_block, floor=(1, 128))
             head_macs, neuron_macs = obs.unit_macs(teacher, SEQ)
             layer = teacher.encoder.layer[0]
@@ -192,7 +191,7 @@ def main() -> None:
             heads, ffn = obs.allocate(paths, removed, head_macs=head_macs, neuron_macs=neuron_macs)
             del probe
             print(f"global widths: heads {heads}, ffn {ffn}", flush=True)
-        kept = obs.obs_prune(student, records, calibration_batches, heads=heads, ffn=ffn, ffn_block=args.ffn_block)
+        kept = obs.obs_prune(student, teacher, calibration_batches, heads=heads, ffn=ffn, ffn_block=args.ffn_block)
         report = obs.prune_kept(student, (ids1,), kept)
         print(report.table(), flush=True)
         print(f"refit (obs selection + refit, {time.perf_counter() - t0:.0f} s): "
@@ -201,9 +200,11 @@ def main() -> None:
         if isinstance(heads, list) or isinstance(ffn, list):
             raise SystemExit("per-layer --heads / --ffn need --selection obs")
         importance = args.importance
-        if args.importance == "contribution":
+        if args.importance == "contribution":  # scores on at most 2048 sentences (records hold every layer)
+            records = recover.layer_records(teacher, calibration_batches[:32])
             importance = recover.Contribution(recover.transfer_scores(recover.contribution_scores(teacher, records),
                                                                       teacher, student))
+            del records
         report = prune_pretrained(student, (ids1,), units=("heads", "ffn"), heads=heads, ffn=ffn,
                                   importance=importance,
                                   require_config=False)  # BertConfig derives head size: heads need save_model
@@ -211,12 +212,11 @@ def main() -> None:
         print(f"pruned: val {agreement(teacher_val, encode(student, tok, val))}", flush=True)
         if n_refit:
             t0 = time.perf_counter()
-            recover.refit(student, records, calibration_batches)
+            obs.obs_prune(student, teacher, calibration_batches)  # recover.refit, streamed: no removal
             print(f"refit ({time.perf_counter() - t0:.0f} s): val {agreement(teacher_val, encode(student, tok, val))}",
                   flush=True)
     macs = slimkit.profile(teacher, (ids1,)).macs / slimkit.profile(student, (ids1,)).macs
     print(f"MACs reduction {macs:.3f}x", flush=True)
-    del records
 
     distill(student, teacher, tok, train, val, steps, batch, args.lr, args.hidden_weight,
             eval_every=1 if args.smoke else args.eval_every, relation_weight=args.relation_weight)

@@ -88,7 +88,7 @@ def test_obs_prune_with_nothing_removed_is_the_plain_refit(hf_build):
                 dense.bias.copy_(b)
     recover.refit(reference, records, batches)  # layer i alone on the stored outputs of layer i - 1
     assert torch.allclose(recover.encode(reference, batches), recover.encode(slow, batches), atol=1e-5)
-    kept = obs.obs_prune(student, records, batches)
+    kept = obs.obs_prune(student, teacher, batches)
     assert [len(k["heads"]) for k in kept] == [2, 2] and [len(k["ffn"]) for k in kept] == [64, 64]
     assert torch.allclose(recover.encode(student, batches), recover.encode(reference, batches), atol=1e-5)
 
@@ -96,9 +96,8 @@ def test_obs_prune_with_nothing_removed_is_the_plain_refit(hf_build):
 @pytest.mark.parametrize("heads,ffn", [(2, 64), ([3, 1], [100, 20])])
 def test_obs_prune_then_prune_pretrained_keeps_outputs(hf_build, heads, ffn):
     teacher, batches = _tiny_bert(hf_build)
-    records = recover.layer_records(teacher, batches)
     student = copy.deepcopy(teacher)
-    kept = obs.obs_prune(student, records, batches, heads=heads, ffn=ffn, ffn_block=8, floor=(1, 16))
+    kept = obs.obs_prune(student, teacher, batches, heads=heads, ffn=ffn, ffn_block=8, floor=(1, 16))
     assert all(k["heads_path"][0, 0] == 4 and k["ffn_path"][-1, 0] == 16 for k in kept)
     masked = recover.encode(student, batches)
     with pytest.warns(UserWarning):  # BertConfig derives the head size: fewer heads do not fit it

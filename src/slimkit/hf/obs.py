@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from slimkit.hf.prune import HFPruneReport, _as_tuple, prune_pretrained
-from slimkit.hf.recover import Batch, Contribution, LayerFeed, _ridge, transfer_scores
+from slimkit.hf.recover import Batch, Contribution, LayerFeed, transfer_scores
 
 
 def obs_remove(gram: torch.Tensor, weight: torch.Tensor, *, group: int, keep: int, block: int = 1,
@@ -65,58 +65,76 @@ def obs_remove(gram: torch.Tensor, weight: torch.Tensor, *, group: int, keep: in
     return alive.nonzero().squeeze(1), w.to(weight.dtype), torch.tensor(path, dtype=torch.float64).view(-1, 2)
 
 
-def _lstsq_gram(x: torch.Tensor, y: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(H, W)``: ridge Hessian of ``[x, 1]`` (ridge ``lam`` relative to its mean diagonal, as ``_ridge``) and the
-    fit ``W`` (``(O, D + 1)``, bias last)."""
-    xa = torch.cat([x, torch.ones(len(x), 1)], 1).double()  # (N, D + 1)
-    gram = xa.T @ xa
-    gram += lam * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
-    return gram, torch.linalg.solve(gram, xa.T @ y.double()).T
+class Normal:
+    """Least-squares statistics of ``y ~ x W^T + b`` summed over batches (float64): the Gram matrix of ``[x, 1]``,
+    its product with ``y``, and the energy ``|s|^2`` of a reference ``s`` (what the loss is relative to)."""
+
+    def __init__(self) -> None:
+        self.gram: torch.Tensor | None = None
+        self.xty: torch.Tensor | None = None
+        self.energy = 0.0
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, reference: torch.Tensor) -> None:
+        xa = torch.cat([x, torch.ones(len(x), 1)], 1).double()  # (N, D + 1)
+        gram, xty = xa.T @ xa, xa.T @ y.double()
+        self.gram = gram if self.gram is None else self.gram + gram
+        self.xty = xty if self.xty is None else self.xty + xty
+        self.energy += float(reference.double().square().sum())
+
+    def ridge(self, cols: torch.Tensor, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(H, W)`` on columns ``cols`` and the bias: the ridge Hessian (``lam`` relative to its mean diagonal, as
+        :func:`slimkit.hf.recover.refit`) and the fit ``(O, |cols| + 1)``, bias last."""
+        sub = torch.cat([cols, torch.tensor([len(self.gram) - 1])])
+        gram = self.gram[sub][:, sub]
+        gram = gram + lam * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
+        return gram, torch.linalg.solve(gram, self.xty[sub]).T
 
 
-def select_and_refit(dense: nn.Linear, x: torch.Tensor, y: torch.Tensor, *, group: int, keep: int | None,
-                     block: int = 1, lam: float = 1e-3,
-                     floor: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Choose ``keep`` input units of ``dense`` by structured OBS on ``x @ W^T + b ~ y`` and refit them (ridge);
-    write the weights with removed columns zero. ``keep=None`` keeps every unit whose column is not all zero (a
-    plain refit). Returns the kept unit indices and, with ``floor``, the OBS path from all present units down to
-    ``floor`` (:func:`obs_remove`'s ``path``, for :func:`allocate`)."""
-    n = x.shape[1] // group
-    w_now = dense.weight.detach().view(-1, n, group)
-    present = w_now.abs().sum((0, 2)) > 0  # (n,): units an earlier selection left
+def select_and_refit(dense: nn.Linear, normal: Normal, *, group: int, keep: int | None, block: int = 1,
+                     lam: float = 1e-3, floor: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Choose ``keep`` input units of ``dense`` by structured OBS on the fit ``normal`` describes and refit them
+    (ridge); write the weights with removed columns zero. ``keep=None`` keeps every unit whose column is not all
+    zero (a plain refit). Returns the kept unit indices and, with ``floor``, the OBS path from all present units
+    down to ``floor`` (:func:`obs_remove`'s, the loss rises relative to ``normal.energy``; for :func:`allocate`)."""
+    n = dense.in_features // group
+    present = dense.weight.detach().view(-1, n, group).abs().sum((0, 2)) > 0  # (n,): units an earlier pass left
     units = present.nonzero().squeeze(1)
     kept, path = units, None
     if floor is not None or (keep is not None and keep < len(units)):
-        sub = (units[:, None] * group + torch.arange(group)).flatten()
-        gram, w = _lstsq_gram(x[:, sub], y, lam)
+        gram, w = normal.ridge(_columns(units, group), lam)
         if keep is not None and keep < len(units):
-            chosen, _, _ = obs_remove(gram, w, group=group, keep=keep, block=block, units=len(units))
-            kept = units[chosen]
+            kept = units[obs_remove(gram, w, group=group, keep=keep, block=block, units=len(units))[0]]
         if floor is not None:
             path = obs_remove(gram, w, group=group, keep=floor, block=block, units=len(units))[2]
-    cols = (kept[:, None] * group + torch.arange(group)).flatten()
-    w, b = _ridge(x[:, cols], y, lam)
+            path[:, 1] /= normal.energy
+    cols = _columns(kept, group)
+    w = normal.ridge(cols, lam)[1].float()
     with torch.no_grad():
         dense.weight.zero_()
-        dense.weight[:, cols] = w
-        dense.bias.copy_(b)
+        dense.weight[:, cols] = w[:, :-1]
+        dense.bias.copy_(w[:, -1])
     return kept, path
 
 
-def obs_prune(student: nn.Module, teacher_records: list[dict[str, torch.Tensor]], batches: Iterable[Batch], *,
+def _columns(units: torch.Tensor, group: int) -> torch.Tensor:
+    return (units[:, None] * group + torch.arange(group)).flatten()
+
+
+def obs_prune(student: nn.Module, teacher: nn.Module, batches: Iterable[Batch], *,
               heads: int | list[int] | None = None, ffn: int | list[int] | None = None, ffn_block: int = 16,
               lam: float = 1e-3, floor: tuple[int, int] | None = None) -> list[dict[str, torch.Tensor]]:
     """Layer by layer, choose the heads and FFN neurons each layer keeps by structured OBS and refit its two output
     projections so that the sums entering its LayerNorms match the dense model's (``ctx_s W + b + x_s ~ attn_t +
-    x_t``, then the same for the FFN; the target also corrects what earlier layers left in ``x_s``).
+    x_t``, then the same for the FFN; the target also corrects what earlier layers left in ``x_s``). Both models
+    run one layer at a time and only least-squares statistics are kept, so the calibration set may be large.
 
     Args:
-        student: a dense-shaped copy of the encoder (``teacher_records`` come from the original). Removed units'
-            output-projection columns become zero; :func:`kept_scores` turns the result into an importance that
-            makes :func:`slimkit.hf.prune_pretrained` remove exactly them.
-        teacher_records: :func:`slimkit.hf.recover.layer_records` of the dense encoder on ``batches``.
+        student: the encoder to prune, dense-shaped (a copy of ``teacher``) or already pruned. Removed units'
+            output-projection columns become zero; :func:`prune_kept` then removes them.
+        teacher: the dense encoder.
         batches: ``(input_ids, attention_mask)`` calibration batches.
-        heads, ffn: units kept per layer (one count, or one per layer); None keeps them all (a plain refit).
+        heads, ffn: units kept per layer (one count, or one per layer); None keeps them all (a plain refit, as
+            :func:`slimkit.hf.recover.refit`).
         ffn_block: FFN neurons removed per OBS step.
         lam: ridge, relative to the mean diagonal of the Gram matrix.
         floor: ``(heads, neurons)``: also trace each layer's OBS path down to these counts (for :func:`allocate`).
@@ -126,27 +144,35 @@ def obs_prune(student: nn.Module, teacher_records: list[dict[str, torch.Tensor]]
         ``heads_path`` / ``ffn_path``: per OBS step ``(units left, loss rise / energy of the dense sum)``, the rise
         relative to the energy of what enters the LayerNorm in the dense model, comparable across layers.
     """
+    batches = list(batches)
     layers = student.encoder.layer
     per_layer = [tuple(h[i] if isinstance(h, list) else h for h in (heads, ffn)) for i in range(len(layers))]
-    feed = LayerFeed(student, list(batches))
+    s_feed, t_feed = LayerFeed(student, batches), LayerFeed(teacher, batches)
     kept = []
-    for i, (layer, t, (n_heads, n_ffn)) in enumerate(zip(layers, teacher_records, per_layer)):
+    for i, (layer, (n_heads, n_ffn)) in enumerate(zip(layers, per_layer)):
+        sums = _dense_sums(t_feed, i)
         out = {}
         size = layer.attention.self.attention_head_size
-        for unit, dense, inp, resid, target, before, group, keep, block in (
-                ("heads", layer.attention.output.dense, "ctx", "x", "attn", "x", size, n_heads, 1),
-                ("ffn", layer.output.dense, "act", "h", "ffn", "h", 1, n_ffn, ffn_block)):
-            s = feed.record(i)
-            dense_sum = t[target] + t[resid]  # (N, H): what enters the LayerNorm in the dense model
-            out[unit], path = select_and_refit(dense, s[inp], dense_sum - s[before], group=group, keep=keep,
-                                               block=block, lam=lam,
-                                               floor=None if floor is None else floor[unit == "ffn"])
+        for stage, (unit, dense, inp, before, group, keep, block) in enumerate((
+                ("heads", layer.attention.output.dense, "ctx", "x", size, n_heads, 1),
+                ("ffn", layer.output.dense, "act", "h", 1, n_ffn, ffn_block))):
+            normal = Normal()
+            s_feed.run(i, lambda j, got, k=stage, x=inp, b=before, n=normal, t=sums: n.add(
+                got[x], t[j][k] - got[b], t[j][k]))
+            out[unit], path = select_and_refit(dense, normal, group=group, keep=keep, block=block, lam=lam,
+                                               floor=None if floor is None else floor[stage])
             if path is not None:
-                path[:, 1] /= dense_sum.double().square().sum()
                 out[f"{unit}_path"] = path
-        feed.advance(i)
+        s_feed.advance(i)
         kept.append(out)
     return kept
+
+
+def _dense_sums(feed: LayerFeed, i: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per batch, the sums entering layer ``i``'s two LayerNorms (real tokens); the feed moves to layer ``i + 1``."""
+    sums: list[tuple[torch.Tensor, torch.Tensor]] = []
+    feed.run(i, lambda j, got: sums.append((got["attn_sum"], got["ffn_sum"])), advance=True)
+    return sums
 
 
 def allocate(kept: list[dict[str, torch.Tensor]], macs_removed: float, *, head_macs: float,

@@ -152,37 +152,46 @@ class LayerFeed:
         finally:
             hook.remove()
 
-    def record(self, i: int) -> dict[str, torch.Tensor]:
-        """Run layer ``i``: its ``x``, ``ctx``, ``h``, ``act`` on real tokens (as :func:`recover.layer_records`)."""
-        layer, store, keep = self.layers[i], {k: [] for k in ("x", "ctx", "h", "act")}, {}
+    def run(self, i: int, fn: Callable[[int, dict[str, torch.Tensor]], None] | None = None, *,
+            advance: bool = False) -> None:
+        """Run layer ``i`` on every batch; ``fn(batch index, tensors)`` gets its ``x``, ``ctx``, ``h``, ``act`` on
+        real tokens (as :func:`layer_records`) and the sums entering its two LayerNorms, ``attn_sum`` (``attn +
+        x``) and ``ffn_sum`` (``ffn + h``). With ``advance``, its outputs become layer ``i + 1``'s inputs."""
+        layer, got, keep = self.layers[i], {}, {}
 
         def self_output(module, args, kwargs, out):
             ctx, x = _first_two(args, kwargs)
-            store["ctx"].append(ctx[keep["m"]])
-            store["x"].append(x[keep["m"]])
-            store["h"].append(out[keep["m"]])
+            got.update(ctx=ctx[keep["m"]], x=x[keep["m"]], h=out[keep["m"]])
+            got["attn_sum"] = module.dense(got["ctx"]) + got["x"]
 
         def output(module, args, kwargs, out):
-            store["act"].append(_first_two(args, kwargs)[0][keep["m"]])
+            got["act"] = _first_two(args, kwargs)[0][keep["m"]]
+            got["ffn_sum"] = module.dense(got["act"]) + got["h"]
         hooks = [layer.attention.output.register_forward_hook(self_output, with_kwargs=True),
-                 layer.output.register_forward_hook(output, with_kwargs=True)]
+                 layer.output.register_forward_hook(output, with_kwargs=True)] if fn is not None else []
         try:
             with torch.no_grad():
-                for mask, (args, kwargs) in zip(self.masks, self.calls):
+                for j, (mask, (args, kwargs)) in enumerate(zip(self.masks, self.calls)):
                     keep["m"] = mask
-                    layer(*args, **kwargs)
+                    out = layer(*args, **kwargs)
+                    if fn is not None:
+                        fn(j, got)
+                    if advance:
+                        out = out[0] if isinstance(out, tuple) else out
+                        self.calls[j] = ((out, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": out})
         finally:
             for h in hooks:
                 h.remove()
+
+    def record(self, i: int) -> dict[str, torch.Tensor]:
+        """Layer ``i``'s ``x``, ``ctx``, ``h``, ``act`` over all batches (see :meth:`run`)."""
+        store: dict[str, list[torch.Tensor]] = {k: [] for k in ("x", "ctx", "h", "act")}
+        self.run(i, lambda j, got: [store[k].append(got[k]) for k in store])
         return {k: torch.cat(v) for k, v in store.items()}
 
     def advance(self, i: int) -> None:
         """Layer ``i``'s outputs become layer ``i + 1``'s inputs."""
-        with torch.no_grad():
-            for j, (args, kwargs) in enumerate(self.calls):
-                out = self.layers[i](*args, **kwargs)
-                out = out[0] if isinstance(out, tuple) else out
-                self.calls[j] = ((out, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": out})
+        self.run(i, advance=True)
 
 
 def refit(student: nn.Module, teacher_records: list[dict[str, torch.Tensor]], batches: list[Batch]) -> None:
