@@ -37,7 +37,7 @@ from _timing import interleaved_ms
 
 import slimkit
 from slimkit.data.text_corpus import corpus_splits
-from slimkit.hf import HFConfigWarning, prune_pretrained, recover
+from slimkit.hf import HFConfigWarning, obs, prune_pretrained, recover
 from slimkit.hf.encoder import (  # noqa: F401 - mean_cosine, retrieval_agreement, embed: tested through here
     HashTokenizer,
     agreement,
@@ -117,14 +117,30 @@ def ffn_output_matmuls(path: Path) -> list[str]:
             if n.op_type == "MatMul" and "/output/dense/" in n.name and "/attention/" not in n.name]
 
 
+def _counts(text: str) -> int | list[int]:
+    """``6`` (every layer) or ``8,6,6,6,6,4`` (one count per layer)."""
+    counts = [int(c) for c in text.split(",")]
+    return counts[0] if len(counts) == 1 else counts
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="CPU minutes")
     p.add_argument("--smoke", action="store_true", help="seconds: few steps, tiny timing")
     p.add_argument("--threads", type=int, default=1, help="torch and ONNX Runtime intra-op threads")
-    p.add_argument("--heads", type=int, default=6, help="attention heads kept per layer (of 12)")
-    p.add_argument("--ffn", type=int, default=640, help="FFN neurons kept per layer (of 1536)")
-    p.add_argument("--importance", default="contribution", help="contribution (measured) or a slimkit criterion")
+    p.add_argument("--heads", type=_counts, default=6, help="attention heads kept per layer (of 12); with "
+                   "--selection obs also one count per layer, comma-separated")
+    p.add_argument("--ffn", type=_counts, default=640, help="FFN neurons kept per layer (of 1536); per layer as "
+                   "--heads")
+    p.add_argument("--selection", choices=("contribution", "obs"), default="contribution",
+                   help="contribution: rank units by --importance, prune, then refit; obs: structured OBS "
+                   "(slimkit.hf.obs) chooses and refits layer by layer on the --refit-sentences")
+    p.add_argument("--importance", default="contribution", help="contribution (measured) or a slimkit criterion "
+                   "(--selection contribution)")
+    p.add_argument("--ffn-block", type=int, default=16, help="FFN neurons removed per OBS step")
+    p.add_argument("--widths", choices=("uniform", "global"), default="uniform",
+                   help="global (--selection obs): per-layer counts saving the MACs --heads/--ffn save, by one "
+                   "ranking of the OBS steps of a first uniform pass (relative loss rise per MAC)")
     p.add_argument("--refit-sentences", type=int, default=None, help="train sentences for the least-squares refit "
                    "(0: no refit)")
     p.add_argument("--steps", type=int, default=None, help="distillation steps")
@@ -159,31 +175,56 @@ def main() -> None:
     student = copy.deepcopy(teacher)
     calibration = random.Random(1).sample(train, min(max(n_refit, 16), len(train)))
     calibration_batches = list(batches(tok, calibration))
-    records = recover.layer_records(teacher, calibration_batches)
-    importance = args.importance
-    if args.importance == "contribution":
-        importance = recover.Contribution(recover.transfer_scores(recover.contribution_scores(teacher, records),
-                                                                  teacher, student))
-    warnings.simplefilter("ignore", HFConfigWarning)
-    report = prune_pretrained(student, (ids1,), units=("heads", "ffn"), heads=heads, ffn=ffn,
-                              importance=importance,
-                              require_config=False)  # BertConfig derives head size: heads need save_model
-    macs = slimkit.profile(teacher, (ids1,)).macs / slimkit.profile(student, (ids1,)).macs
-    print(report.table(), flush=True)
     teacher_val = encode(teacher, tok, val)
-    print(f"pruned: val {agreement(teacher_val, encode(student, tok, val))}", flush=True)
-    if n_refit:
+    warnings.simplefilter("ignore", HFConfigWarning)
+    if args.selection == "obs":
         t0 = time.perf_counter()
-        recover.refit(student, records, calibration_batches)
-        print(f"refit ({time.perf_counter() - t0:.0f} s): val {agreement(teacher_val, encode(student, tok, val))}",
-              flush=True)
-    del records
+        if args.widths == "global":
+            probe = copy.deepcopy(teacher)
+            paths = obs.obs_prune(probe, teacher, calibration_batches, heads=heads, ffn=ffn,
+                                  ffn_block=args.ffn_block, floor=(1, 128))
+            head_macs, neuron_macs = obs.unit_macs(teacher, SEQ)
+            layer = teacher.encoder.layer[0]
+            n_layers, all_heads = len(teacher.encoder.layer), layer.attention.self.num_attention_heads
+            removed = sum((all_heads - h) * head_macs + (layer.intermediate.dense.out_features - f) * neuron_macs
+                          for h, f in zip(*(c if isinstance(c, list) else [c] * n_layers for c in (heads, ffn))))
+            heads, ffn = obs.allocate(paths, removed, head_macs=head_macs, neuron_macs=neuron_macs)
+            del probe
+            print(f"global widths: heads {heads}, ffn {ffn}", flush=True)
+        kept = obs.obs_prune(student, teacher, calibration_batches, heads=heads, ffn=ffn, ffn_block=args.ffn_block)
+        report = obs.prune_kept(student, (ids1,), kept)
+        print(report.table(), flush=True)
+        print(f"refit (obs selection + refit, {time.perf_counter() - t0:.0f} s): "
+              f"val {agreement(teacher_val, encode(student, tok, val))}", flush=True)
+    else:
+        if isinstance(heads, list) or isinstance(ffn, list):
+            raise SystemExit("per-layer --heads / --ffn need --selection obs")
+        importance = args.importance
+        if args.importance == "contribution":  # scores on at most 2048 sentences (records hold every layer)
+            records = recover.layer_records(teacher, calibration_batches[:32])
+            importance = recover.Contribution(recover.transfer_scores(recover.contribution_scores(teacher, records),
+                                                                      teacher, student))
+            del records
+        report = prune_pretrained(student, (ids1,), units=("heads", "ffn"), heads=heads, ffn=ffn,
+                                  importance=importance,
+                                  require_config=False)  # BertConfig derives head size: heads need save_model
+        print(report.table(), flush=True)
+        print(f"pruned: val {agreement(teacher_val, encode(student, tok, val))}", flush=True)
+        if n_refit:
+            t0 = time.perf_counter()
+            obs.obs_prune(student, teacher, calibration_batches)  # recover.refit, streamed: no removal
+            print(f"refit ({time.perf_counter() - t0:.0f} s): val {agreement(teacher_val, encode(student, tok, val))}",
+                  flush=True)
+    macs = slimkit.profile(teacher, (ids1,)).macs / slimkit.profile(student, (ids1,)).macs
+    print(f"MACs reduction {macs:.3f}x", flush=True)
 
     distill(student, teacher, tok, train, val, steps, batch, args.lr, args.hidden_weight,
             eval_every=1 if args.smoke else args.eval_every, relation_weight=args.relation_weight)
     if args.val_only:
         print(json.dumps({f"val_{k}": round(v, 4) for k, v in agreement(teacher_val, encode(student, tok, val)).items()}
-                         | {"steps": steps, "relation_weight": args.relation_weight, "val_only": True}))
+                         | {"steps": steps, "relation_weight": args.relation_weight, "val_only": True,
+                            "selection": args.selection, "heads": heads, "ffn": ffn, "refit_sentences": n_refit,
+                            "macs_reduction": round(macs, 3)}))
         return
     a = agreement(encode(teacher, tok, held), encode(student, tok, held))
     result = {"macs_reduction": round(macs, 3), "cosine_pruned": round(a["cosine"], 4),
@@ -226,7 +267,8 @@ def main() -> None:
         result[f"ms_dense_bs{bs}"] = round(ms["dense"], 2)
         for k in ("pruned", "int8", "pruned_int8"):
             result[f"cpu_speedup_{k}_bs{bs}"] = round(ms["dense"] / ms["dense_int8" if k == "int8" else k], 3)
-    result.update(smoke=args.smoke, quick=args.quick, real_weights=real, heads=heads, ffn=ffn, steps=steps,
+    result.update(smoke=args.smoke, quick=args.quick, real_weights=real, selection=args.selection, heads=heads,
+                  ffn=ffn, refit_sentences=n_refit, steps=steps,
                   threads=args.threads, train_sentences=len(train), val_sentences=len(val),
                   heldout_sentences=len(held))
     print(json.dumps(result))

@@ -24,6 +24,11 @@ class _Stop(Exception):
     pass
 
 
+def _first_two(args, kwargs):
+    values = list(args) + list(kwargs.values())
+    return values[0], values[1]
+
+
 def encode(model: nn.Module, batches: Iterable[Batch]) -> torch.Tensor:
     """Sentence embeddings of a Hugging Face encoder over ``batches``: ``(N, H)``."""
     with torch.no_grad():
@@ -38,11 +43,7 @@ def layer_records(model: nn.Module, batches: Iterable[Batch], upto: int | None =
     layers = model.encoder.layer
     store = [{k: [] for k in ("x", "ctx", "attn", "h", "act", "ffn")} for _ in layers]
     keep: dict[str, torch.Tensor] = {}
-
-    def first_two(args, kwargs):
-        values = list(args) + list(kwargs.values())
-        return values[0], values[1]
-
+    first_two = _first_two
     hooks = []
     for i, layer in enumerate(layers):
         def self_output(module, args, kwargs, out, s=store[i]):
@@ -128,19 +129,86 @@ def _ridge(x: torch.Tensor, y: torch.Tensor, lam: float = 1e-3) -> tuple[torch.T
     return w[:-1].T.float().contiguous(), w[-1].float()
 
 
+class LayerFeed:
+    """The student's input to one encoder layer, batch by batch: layer ``i`` runs alone on what the (already
+    pruned and refit) layers before it gave, instead of the whole model from the embeddings."""
+
+    def __init__(self, model: nn.Module, batches: list[Batch]):
+        self.layers = model.encoder.layer
+        self.masks = [mask.bool() for _, mask in batches]
+        self.calls: list[tuple[tuple, dict]] = []
+
+        def first(module, args, kwargs):
+            self.calls.append((args, kwargs))
+            raise _Stop
+        hook = self.layers[0].register_forward_pre_hook(first, with_kwargs=True)
+        try:
+            with torch.no_grad():
+                for ids, mask in batches:
+                    try:
+                        model(input_ids=ids, attention_mask=mask)
+                    except _Stop:
+                        pass
+        finally:
+            hook.remove()
+
+    def run(self, i: int, fn: Callable[[int, dict[str, torch.Tensor]], None] | None = None, *,
+            advance: bool = False) -> None:
+        """Run layer ``i`` on every batch; ``fn(batch index, tensors)`` gets its ``x``, ``ctx``, ``h``, ``act`` on
+        real tokens (as :func:`layer_records`) and the sums entering its two LayerNorms, ``attn_sum`` (``attn +
+        x``) and ``ffn_sum`` (``ffn + h``). With ``advance``, its outputs become layer ``i + 1``'s inputs."""
+        layer, got, keep = self.layers[i], {}, {}
+
+        def self_output(module, args, kwargs, out):
+            ctx, x = _first_two(args, kwargs)
+            got.update(ctx=ctx[keep["m"]], x=x[keep["m"]], h=out[keep["m"]])
+            got["attn_sum"] = module.dense(got["ctx"]) + got["x"]
+
+        def output(module, args, kwargs, out):
+            got["act"] = _first_two(args, kwargs)[0][keep["m"]]
+            got["ffn_sum"] = module.dense(got["act"]) + got["h"]
+        hooks = [layer.attention.output.register_forward_hook(self_output, with_kwargs=True),
+                 layer.output.register_forward_hook(output, with_kwargs=True)] if fn is not None else []
+        try:
+            with torch.no_grad():
+                for j, (mask, (args, kwargs)) in enumerate(zip(self.masks, self.calls)):
+                    keep["m"] = mask
+                    out = layer(*args, **kwargs)
+                    if fn is not None:
+                        fn(j, got)
+                    if advance:
+                        out = out[0] if isinstance(out, tuple) else out
+                        self.calls[j] = ((out, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": out})
+        finally:
+            for h in hooks:
+                h.remove()
+
+    def record(self, i: int) -> dict[str, torch.Tensor]:
+        """Layer ``i``'s ``x``, ``ctx``, ``h``, ``act`` over all batches (see :meth:`run`)."""
+        store: dict[str, list[torch.Tensor]] = {k: [] for k in ("x", "ctx", "h", "act")}
+        self.run(i, lambda j, got: [store[k].append(got[k]) for k in store])
+        return {k: torch.cat(v) for k, v in store.items()}
+
+    def advance(self, i: int) -> None:
+        """Layer ``i``'s outputs become layer ``i + 1``'s inputs."""
+        self.run(i, advance=True)
+
+
 def refit(student: nn.Module, teacher_records: list[dict[str, torch.Tensor]], batches: list[Batch]) -> None:
     """Layer by layer, refit the pruned layer's two output projections by least squares so that the sums entering
     its LayerNorms match the dense model's on ``batches``: ``ctx_s W + b + x_s ~ attn_t + x_t`` (the target also
     corrects the error the earlier pruned layers left in ``x_s``), then the same for the FFN."""
+    feed = LayerFeed(student, list(batches))
     for i, layer in enumerate(student.encoder.layer):
         t = teacher_records[i]
         for dense, inp, resid, target, before in ((layer.attention.output.dense, "ctx", "x", "attn", "x"),
                                                   (layer.output.dense, "act", "h", "ffn", "h")):
-            s = layer_records(student, batches, upto=i)[i]
+            s = feed.record(i)
             w, b = _ridge(s[inp], t[target] + t[resid] - s[before])
             with torch.no_grad():
                 dense.weight.copy_(w)
                 dense.bias.copy_(b)
+        feed.advance(i)
 
 
 class _QKV:
