@@ -95,8 +95,9 @@ def seeded_result(args: argparse.Namespace, run: Callable[[int], dict[str, Any]]
 
     ``drops`` names paired effects: ``{"acc_drop_points": ("acc_dense", "acc_pruned")}`` adds per seed
     ``100 * (dense - compressed)`` (points, the same seed's dense model against its compressed one). The record is
-    seed 0's (settings, sizes, timings) with the ``keys`` and drops replaced by their means over the seeds, plus
-    ``_std``/``_seeds``/``_within_std`` keys, ``seeds`` and ``versions``.
+    seed 0's (settings, and figures equal on every seed) with the ``keys``, the drops and every other number that
+    differs between seeds replaced by its mean, plus ``_std``/``_seeds``/``_within_std`` keys, ``seeds`` and
+    ``versions``.
     """
     def with_drops(seed: int) -> dict[str, Any]:
         row = run(seed)
@@ -106,4 +107,17 @@ def seeded_result(args: argparse.Namespace, run: Callable[[int], dict[str, Any]]
         return row
 
     rows, summary = over_seeds(n_seeds(args), with_drops, keys, effects=list(drops), first=args.first_seed)
-    return {**rows[0], **summary}
+    return {**rows[0], **summarize(rows, varying_numbers(rows, exclude=summary)), **summary}
+
+
+def varying_numbers(rows: list[dict[str, Any]], exclude: Iterable[str] = ()) -> list[str]:
+    """Top-level numeric figures that differ between seeds, besides ``exclude``: averaged too, so that no record
+    shows seed 0's value of a figure that varies (e.g. a baseline row the headline keys do not name)."""
+    exclude = set(exclude)
+    out = []
+    for key in rows[0]:
+        values = [row.get(key) for row in rows]
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if key not in exclude and numeric and len(set(values)) > 1:
+            out.append(key)
+    return out

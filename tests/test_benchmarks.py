@@ -9,6 +9,7 @@ two at a time (each benchmark uses one intra-op thread): about a minute in all o
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -177,6 +178,23 @@ def test_seeds_summary_means_stds_and_noise_flag(monkeypatch):
     _, summary = seeds.over_seeds(2, lambda s: {"acc": 0.5 + s / 10}, ["acc"])
     assert summary["seeds"] == 2 and summary["acc"] == pytest.approx(0.55)
     assert set(summary["versions"]) == {"torch", "onnxruntime", "numpy"}
+
+
+def test_seeded_record_averages_every_figure_that_varies(monkeypatch):
+    """No record shows seed 0's value of a figure that differs between seeds under the other figures' means."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    seeds = importlib.import_module("_seeds")
+    args = argparse.Namespace(seeds=3, first_seed=0, quick=False, smoke=False)
+    runs = {0: 0.70, 1: 0.60, 2: 0.80}
+    record = seeds.seeded_result(
+        args, lambda s: {"acc_dense": 0.9, "acc_pruned": 0.85 - s / 100, "acc_baseline": runs[s], "width": 0.5,
+                         "quick": False, "layers": [1, 2]},
+        ["acc_dense", "acc_pruned"], {"acc_drop_points": ("acc_dense", "acc_pruned")})
+    assert record["acc_pruned"] == pytest.approx(0.84) and record["acc_drop_points"] == pytest.approx(6.0)
+    assert record["acc_baseline"] == pytest.approx(0.70) and record["acc_baseline_std"] == pytest.approx(0.1)
+    assert record["acc_baseline_seeds"] == [0.7, 0.6, 0.8]
+    assert record["width"] == 0.5 and "width_std" not in record  # equal on every seed: kept as it is
+    assert record["quick"] is False and record["layers"] == [1, 2]
 
 
 @pytest.mark.slow
