@@ -109,32 +109,36 @@ def test_dcgan_d_spectral_norm_bounds_every_weight_layer():
         for layer in (d.features[0], d.features[2], d.linear, d.embed):
             weight = layer.weight.flatten(1)  # the normalized weight
             assert float(torch.linalg.matrix_norm(weight, ord=2)) == pytest.approx(1.0, rel=0.05)
-            expected = 1.0 if layer is d.embed else 0.02  # DCGAN init reached the parameter behind the weight
+            # the DCGAN init, and embed_std's default 0.02 for the class embedding, reached the parameter behind
+            expected = 0.02
             assert float(layer.parametrizations.weight.original.std()) == pytest.approx(expected, rel=0.2)
     assert d(x, y).shape == (8,)
     with pytest.raises(slimkit.ConfigError, match="spectral_norm"):
         slimkit.create_model("dcgan_d", spectral_norm="yes")
 
 
-def test_dcgan_d_embed_std_scales_the_projection_logit_and_keeps_the_default_draw():
+def test_dcgan_d_embed_std_scales_the_projection_logit_and_1_keeps_the_old_draw():
     x, y = torch.rand(64, 1, 28, 28) * 2 - 1, torch.arange(64) % 10
     torch.manual_seed(0)
     default = slimkit.create_model("dcgan_d", width=0.5).eval()
     torch.manual_seed(0)
-    same = slimkit.create_model("dcgan_d", width=0.5, embed_std=1.0).eval()
-    torch.manual_seed(0)
     small = slimkit.create_model("dcgan_d", width=0.5, embed_std=0.02).eval()
-    assert torch.equal(default.embed.weight, same.embed.weight)  # the default draw is unchanged
-    assert float(small.embed.weight.detach().std()) == pytest.approx(0.02, rel=0.1)
+    torch.manual_seed(0)
+    old = slimkit.create_model("dcgan_d", width=0.5, embed_std=1.0).eval()
+    assert torch.equal(default.embed.weight, small.embed.weight)  # the default is 0.02 (since 2026-12-05)
+    assert float(default.embed.weight.detach().std()) == pytest.approx(0.02, rel=0.1)
+    assert float(old.embed.weight.detach().std()) == pytest.approx(1.0, rel=0.1)  # nn.Embedding's N(0, 1)
+    rest = [k for k in old.state_dict() if not k.startswith("embed.")]
+    assert all(torch.equal(old.state_dict()[k], small.state_dict()[k]) for k in rest)  # only the embedding redrawn
     with torch.no_grad():
         def projection(d):
             h = d.pool(d.features(x)).flatten(1)  # (B, D1 * 49)
             return (d.embed(y) * h).sum(dim=1)  # (B,)
 
-        ratio = float(projection(default).std() / projection(small).std())
+        ratio = float(projection(old).std() / projection(default).std())
     assert ratio == pytest.approx(50.0, rel=0.2)  # the logit scales with the embedding's std
-    sn = slimkit.create_model("dcgan_d", width=0.25, spectral_norm=True, embed_std=0.02)
-    assert float(sn.embed.parametrizations.weight.original.detach().std()) == pytest.approx(0.02, rel=0.2)
+    sn = slimkit.create_model("dcgan_d", width=0.25, spectral_norm=True, embed_std=1.0)  # the old draw with SN too
+    assert float(sn.embed.parametrizations.weight.original.detach().std()) == pytest.approx(1.0, rel=0.2)
     for bad in (0, -1.0, True, "small"):
         with pytest.raises(slimkit.ConfigError, match="embed_std"):
             slimkit.create_model("dcgan_d", embed_std=bad)

@@ -216,7 +216,7 @@ def dcgan_g(*, noise_dim: int = 64, num_classes: int = 10, image_channels: int =
 
 @register_model("dcgan_d", task=TASK)
 def dcgan_d(*, num_classes: int = 10, image_channels: int = 1, width: float = 1.0,
-            pool: int = 7, spectral_norm: bool = False, embed_std: float = 1.0) -> DCGANDiscriminator:
+            pool: int = 7, spectral_norm: bool = False, embed_std: float = 0.02) -> DCGANDiscriminator:
     """Conditional DCGAN discriminator (channels 64, 128 at width 1), ``(images, labels) -> logits (B,)``.
 
     Args:
@@ -226,9 +226,10 @@ def dcgan_d(*, num_classes: int = 10, image_channels: int = 1, width: float = 1.
             recognizable samples far less often (docs/gan_slimming.md: class accuracy 0.57 vs 0.80-0.82).
         spectral_norm: spectral normalization of every weight layer (and no BatchNorm), as SNGAN's projection
             discriminator (Miyato & Koyama 2018): bounded logits, steadier adversarial training.
-        embed_std: init std of the class embedding of the projection term ``<embed(y), h>``. At 1.0 (the default,
-            as before) that term's logit has a std of about 36 at ``pool=7`` (``h`` has 49 x 128 x width
-            dimensions), where the linear head's, at the DCGAN init N(0, 0.02), is below 1; 0.02 matches the two.
+        embed_std: init std of the class embedding of the projection term ``<embed(y), h>``. 0.02 (the default)
+            puts that term's logit on the linear head's scale (DCGAN init N(0, 0.02)); at 1.0 (the default until
+            2026-12-05, the same draw as then) its logit std is about 36 at ``pool=7`` (``h`` has 49 x 128 x width
+            dimensions) and the benchmark's teachers came out worse on both seeds (docs/gan_slimming.md Results).
     """
     width = check_width(width)
     if isinstance(pool, bool) or not isinstance(pool, int) or pool < 1:
@@ -239,7 +240,7 @@ def dcgan_d(*, num_classes: int = 10, image_channels: int = 1, width: float = 1.
         raise ConfigError(f"embed_std: must be a number > 0, got {embed_std!r}")
     model = _init(DCGANDiscriminator(image_channels, num_classes, (scale_channels(64, width),
                                                                    scale_channels(128, width)), pool, spectral_norm))
-    if embed_std != 1.0:  # the default draw stays as it was (same weights for the same seed)
+    if embed_std != 1.0:  # 1.0 keeps nn.Embedding's N(0, 1) draw: the old default's weights for the same seed
         embed = model.embed
         nn.init.normal_(embed.parametrizations.weight.original if spectral_norm else embed.weight, 0.0, embed_std)
     return model
