@@ -90,13 +90,19 @@ def encode(model, tok, texts, batch=64):
     return encode_batches(model, batches(tok, texts, batch))
 
 
-def sentences(smoke: bool) -> dict[str, list[str]]:
-    """train / val / held-out sentences (:func:`slimkit.data.text_corpus.corpus_splits`; stdlib only in smoke)."""
-    return corpus_splits(packages=not smoke)
+def sentences(smoke: bool, corpus: str = "base") -> dict[str, list[str]]:
+    """train / val / held-out sentences (:func:`slimkit.data.text_corpus.corpus_splits`; stdlib only in smoke).
+    val is the base corpus's val split for every corpus (the wide one's holds it), so val figures compare."""
+    if smoke:
+        return corpus_splits(corpus="stdlib")
+    splits = corpus_splits(corpus=corpus)
+    if corpus != "base":
+        splits["val"] = corpus_splits(corpus="base")["val"]
+    return splits
 
 
 def distill(student, teacher, tok, train, val, steps, batch, lr, hidden_weight, eval_every, seed=0,
-            relation_weight=0.0):
+            relation_weight=0.0, dropout=True):
     """:func:`slimkit.hf.recover.distill` on random batches of ``train`` sentences, validated on ``val``."""
     rng = random.Random(seed)
 
@@ -105,7 +111,7 @@ def distill(student, teacher, tok, train, val, steps, batch, lr, hidden_weight, 
         return t["input_ids"], t["attention_mask"]
     recover.distill(student, teacher, sample, list(batches(tok, val)), steps=steps, lr=lr,
                     hidden_weight=hidden_weight, eval_every=eval_every, log=lambda m: print(m, flush=True),
-                    relation_weight=relation_weight)
+                    relation_weight=relation_weight, dropout=dropout)
 
 
 # --- ONNX Runtime ---------------------------------------------------------------------------------------------------
@@ -143,12 +149,17 @@ def main() -> None:
                    "ranking of the OBS steps of a first uniform pass (relative loss rise per MAC)")
     p.add_argument("--refit-sentences", type=int, default=None, help="train sentences for the least-squares refit "
                    "(0: no refit)")
+    p.add_argument("--corpus", choices=("base", "wide"), default="base",
+                   help="training text: base = stdlib + numpy/scipy/torch docstrings; wide = + the Python "
+                   "reference topics and sympy/networkx/mpmath/matplotlib/transformers/more torch (about 2x)")
     p.add_argument("--steps", type=int, default=None, help="distillation steps")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--hidden-weight", type=float, default=1.0, help="weight of the token-level hidden-state loss")
     p.add_argument("--relation-weight", type=float, default=0.0,
                    help="weight of MiniLMv2's Q/K/V self-attention relation loss (12 relation heads)")
+    p.add_argument("--no-dropout", action="store_true",
+                   help="distil with the student in eval mode (no dropout noise on its regression targets)")
     p.add_argument("--eval-every", type=int, default=100, help="distillation steps between val figures")
     p.add_argument("--val-only", action="store_true",
                    help="stop after distillation (val figures only: for choosing settings, never on held-out)")
@@ -164,7 +175,7 @@ def main() -> None:
     rounds = (1, 1) if args.smoke else (20, 3) if args.quick else (50, 10)
 
     teacher, tok, real = load(args.smoke)
-    corpus = sentences(args.smoke)
+    corpus = sentences(args.smoke, args.corpus)
     train, val = corpus["train"], corpus["val"][: 32 if args.smoke else None]
     held = corpus["heldout"][: 64 if args.smoke else None]
     heads, ffn = (args.heads, args.ffn) if real else (2, 64)
@@ -219,10 +230,12 @@ def main() -> None:
     print(f"MACs reduction {macs:.3f}x", flush=True)
 
     distill(student, teacher, tok, train, val, steps, batch, args.lr, args.hidden_weight,
-            eval_every=1 if args.smoke else args.eval_every, relation_weight=args.relation_weight)
+            eval_every=1 if args.smoke else args.eval_every, relation_weight=args.relation_weight,
+            dropout=not args.no_dropout)
     if args.val_only:
         print(json.dumps({f"val_{k}": round(v, 4) for k, v in agreement(teacher_val, encode(student, tok, val)).items()}
-                         | {"steps": steps, "relation_weight": args.relation_weight, "val_only": True,
+                         | {"steps": steps, "relation_weight": args.relation_weight, "dropout": not args.no_dropout,
+                            "corpus": args.corpus, "val_only": True,
                             "selection": args.selection, "heads": heads, "ffn": ffn, "refit_sentences": n_refit,
                             "macs_reduction": round(macs, 3)}))
         return
@@ -268,8 +281,9 @@ def main() -> None:
         for k in ("pruned", "int8", "pruned_int8"):
             result[f"cpu_speedup_{k}_bs{bs}"] = round(ms["dense"] / ms["dense_int8" if k == "int8" else k], 3)
     result.update(smoke=args.smoke, quick=args.quick, real_weights=real, selection=args.selection, heads=heads,
-                  ffn=ffn, refit_sentences=n_refit, steps=steps,
-                  threads=args.threads, train_sentences=len(train), val_sentences=len(val),
+                  ffn=ffn, refit_sentences=n_refit, steps=steps, dropout=not args.no_dropout, lr=args.lr,
+                  threads=args.threads, corpus="stdlib" if args.smoke else args.corpus, train_sentences=len(train),
+                  val_sentences=len(val),
                   heldout_sentences=len(held))
     print(json.dumps(result))
 

@@ -4,7 +4,10 @@
 public classes and functions, splits the text into sentences, keeps those of 5 to 40 words made mostly of letters,
 drops duplicates (case-folded) and sorts them. :func:`package_sentences` does the same for the scientific packages
 slimkit depends on (numpy, scipy, torch: :data:`PACKAGE_MODULES`), whose public objects are mostly defined in
-private submodules and often builtins. :func:`split_sentences` then puts each sentence in ``train`` or ``heldout``
+private submodules and often builtins. :func:`wide_sentences` adds more text for distillation (``corpus="wide"``):
+the Python language reference shipped with the interpreter (``pydoc_data.topics``) and the docstrings of the packages
+torch and the ``minilm`` extra bring along (:data:`WIDE_MODULES`: sympy, networkx, mpmath, matplotlib, transformers,
+more of torch). :func:`split_sentences` then puts each sentence in ``train`` or ``heldout``
 by a hash of its text (blake2b), so the split is deterministic, disjoint, and does not move when the module list
 grows. The text depends on the Python and package versions (docstrings change between releases).
 """
@@ -15,6 +18,7 @@ import hashlib
 import importlib
 import inspect
 import re
+import warnings
 
 STDLIB_MODULES = (
     "abc", "argparse", "array", "ast", "asyncio", "base64", "bisect", "calendar", "cmd", "codecs", "collections",
@@ -34,6 +38,16 @@ PACKAGE_MODULES = (
     "scipy.optimize", "scipy.signal", "scipy.sparse", "scipy.stats", "torch", "torch.autograd", "torch.distributions",
     "torch.fx", "torch.nn", "torch.nn.functional", "torch.optim", "torch.utils.data",
 )
+
+WIDE_MODULES = (
+    "sympy", "sympy.core", "sympy.matrices", "sympy.polys", "sympy.sets", "sympy.stats", "networkx",
+    "networkx.algorithms", "mpmath", "matplotlib", "matplotlib.pyplot", "matplotlib.axes", "matplotlib.figure",
+    "transformers.modeling_utils", "transformers.trainer", "transformers.training_args",
+    "transformers.tokenization_utils_base", "transformers.configuration_utils", "transformers.generation.utils",
+    "torch.nn.modules", "torch.linalg", "torch.sparse", "torch.special", "torch.onnx", "torch.export",
+    "torch.distributed", "torch.ao.quantization", "torch.nn.utils", "torch.amp", "torch.func", "torch.profiler",
+)
+CORPORA = ("stdlib", "base", "wide")
 
 _SPLIT = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
@@ -86,10 +100,12 @@ def _docs(module_name: str, *, package: bool = False) -> list[str]:
 
 def _sentences(modules: tuple[str, ...], package: bool, filters: dict[str, int]) -> list[str]:
     seen: dict[str, str] = {}
-    for name in modules:
-        for doc in _docs(name, package=package):
-            for sentence in sentences_of(doc, **filters):
-                seen.setdefault(sentence.casefold(), sentence)
+    with warnings.catch_warnings():  # reading deprecated attributes (torch, matplotlib) warns; the text is wanted
+        warnings.simplefilter("ignore")
+        for name in modules:
+            for doc in _docs(name, package=package):
+                for sentence in sentences_of(doc, **filters):
+                    seen.setdefault(sentence.casefold(), sentence)
     return sorted(seen.values())
 
 
@@ -104,6 +120,25 @@ def package_sentences(modules: tuple[str, ...] = PACKAGE_MODULES, **filters: int
     return _sentences(modules, True, filters)
 
 
+def reference_sentences() -> list[str]:
+    """Deduplicated, sorted sentences of the Python language and library reference topics that ``pydoc`` ships
+    (``pydoc_data.topics``: the text of ``help("FORMATTING")``, ``help("if")``...)."""
+    try:
+        from pydoc_data.topics import topics
+    except ImportError:  # some distributions strip pydoc_data
+        return []
+    seen: dict[str, str] = {}
+    for name in sorted(topics):
+        for sentence in sentences_of(topics[name]):
+            seen.setdefault(sentence.casefold(), sentence)
+    return sorted(seen.values())
+
+
+def wide_sentences(modules: tuple[str, ...] = WIDE_MODULES) -> list[str]:
+    """The reference topics plus the docstrings of ``modules`` (those not installed are skipped)."""
+    return sorted(set(reference_sentences()) | set(package_sentences(modules)))
+
+
 def split_sentences(sentences: list[str], heldout: float = 0.2, salt: str = "slimkit") -> dict[str, list[str]]:
     """``{"train": [...], "heldout": [...]}``: a sentence goes to held-out when its salted blake2b hash falls in
     the first ``heldout`` fraction; order within each split is that of ``sentences``."""
@@ -116,13 +151,24 @@ def split_sentences(sentences: list[str], heldout: float = 0.2, salt: str = "sli
     return out
 
 
-def corpus_splits(packages: bool = True, val: float = 0.1) -> dict[str, list[str]]:
+def corpus_splits(packages: bool = True, val: float = 0.1, corpus: str | None = None) -> dict[str, list[str]]:
     """train / val / held-out sentences, disjoint and deterministic: held-out is the held-out split of the stdlib
-    sentences; train is the rest of the stdlib sentences plus (``packages``) the package sentences that do not
-    hash into held-out (those are used nowhere), less a ``val`` fraction split off by another salted hash."""
+    sentences (the same for every ``corpus``); train is the rest of the stdlib sentences plus the train split of
+    the extra text, less a ``val`` fraction split off by another salted hash. ``corpus``: ``"stdlib"`` (no extra
+    text), ``"base"`` (+ numpy/scipy/torch docstrings, :data:`PACKAGE_MODULES`) or ``"wide"`` (+ the reference
+    topics and :data:`WIDE_MODULES`, about twice the text of base); None means ``"base"`` if ``packages`` else
+    ``"stdlib"``. Extra sentences that hash into held-out, or equal a held-out sentence up to case, are used nowhere."""
+    corpus = corpus or ("base" if packages else "stdlib")
+    if corpus not in CORPORA:
+        raise ValueError(f"corpus must be one of {CORPORA}, got {corpus!r}")
     stdlib = split_sentences(stdlib_sentences())
     held = stdlib["heldout"]
-    extra = split_sentences(package_sentences())["train"] if packages else []
-    pool = sorted(set(stdlib["train"]) | (set(extra) - set(held)))
+    extra: list[str] = []
+    if corpus in ("base", "wide"):
+        extra += split_sentences(package_sentences())["train"]
+    if corpus == "wide":
+        extra += split_sentences(wide_sentences())["train"]
+    held_keys = {s.casefold() for s in held}
+    pool = sorted(set(stdlib["train"]) | {s for s in extra if s.casefold() not in held_keys})
     split = split_sentences(pool, heldout=val, salt="val")
     return {"train": split["train"], "val": split["heldout"], "heldout": held}

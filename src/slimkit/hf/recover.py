@@ -251,24 +251,26 @@ def relation_loss(student_qkv: list[torch.Tensor], teacher_qkv: list[torch.Tenso
 
 def distill(student: nn.Module, teacher: nn.Module, sample: Callable[[], Batch], val: list[Batch], *, steps: int,
             lr: float, hidden_weight: float, eval_every: int, log: Callable[[str], None] = print,
-            relation_weight: float = 0.0, relation_heads: int = 12) -> dict[str, float]:
+            relation_weight: float = 0.0, relation_heads: int = 12, dropout: bool = True) -> dict[str, float]:
     """AdamW with linear decay on batches from ``sample()``. Loss: ``1 - cos + H * MSE`` of the sentence embeddings
     plus ``hidden_weight`` times the mean over layers of each layer's output MSE on non-padding tokens, relative to
     the dense layer's mean square (needs equal layer counts and hidden width), plus ``relation_weight`` times
-    :func:`relation_loss` with ``relation_heads`` (which must divide the pruned and dense Q/K/V widths). Returns
-    the last validation :func:`agreement` (``{}`` when ``val`` is empty)."""
+    :func:`relation_loss` with ``relation_heads`` (which must divide the pruned and dense Q/K/V widths).
+    ``dropout=False`` trains the student in eval mode: it then regresses the teacher's deterministic outputs
+    without dropout noise (for LayerNorm transformers eval mode changes nothing else). Returns the last validation
+    :func:`agreement` (``{}`` when ``val`` is empty)."""
     if relation_weight:
         qkv_s, qkv_t = _QKV(student), _QKV(teacher)
     try:
         return _distill(student, teacher, sample, val, steps, lr, hidden_weight, eval_every, log,
-                        (qkv_s, qkv_t, relation_weight, relation_heads) if relation_weight else None)
+                        (qkv_s, qkv_t, relation_weight, relation_heads) if relation_weight else None, dropout)
     finally:
         if relation_weight:
             qkv_s.remove()
             qkv_t.remove()
 
 
-def _distill(student, teacher, sample, val, steps, lr, hidden_weight, eval_every, log, relation):
+def _distill(student, teacher, sample, val, steps, lr, hidden_weight, eval_every, log, relation, dropout):
     opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / max(steps, 1))
     if relation:
@@ -279,7 +281,7 @@ def _distill(student, teacher, sample, val, steps, lr, hidden_weight, eval_every
     t0 = time.perf_counter()
     last: dict[str, float] = {}
     for step in range(steps):
-        student.train()
+        student.train(dropout)
         ids, mask = sample()
         keep = mask.bool()
         with torch.no_grad():
